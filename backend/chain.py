@@ -1,0 +1,284 @@
+"""The chain adapter: one class over web3 for both the in-process EVM and a JSON-RPC node.
+
+Transactions are always signed locally with the sender's key (the same path works against
+eth-tester and a real node). A revert — raised in-process by eth-tester, or as a
+ContractLogicError / failed receipt over RPC — always surfaces as one ContractRevert naming
+the Solidity custom error and its arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_signature_to_4byte_selector
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+
+from backend.compile import load_artifact
+from backend.errors import ChainUnavailable, ConfigError, ContractRevert
+
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")
+_HEX_RE = re.compile(r"0x[0-9a-fA-F]{8,}")
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """What a mined transaction cost and emitted."""
+
+    tx_hash: str
+    gas_used: int
+    block_number: int
+    receipt: Any
+
+
+class ErrorDecoder:
+    """Maps 4-byte custom-error selectors from contract ABIs to names and argument names."""
+
+    def __init__(self, abis: Iterable[list[dict[str, Any]]] = ()) -> None:
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for abi in abis:
+            self.add(abi)
+
+    def add(self, abi: list[dict[str, Any]]) -> None:
+        for item in abi:
+            if item.get("type") != "error":
+                continue
+            types = [_abi_type(i) for i in item.get("inputs", [])]
+            names = [i.get("name") or f"arg{n}" for n, i in enumerate(item.get("inputs", []))]
+            sig = f"{item['name']}({','.join(types)})"
+            self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types, names)
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        selector, body = data[:4], data[4:]
+        if selector == _ERROR_SELECTOR:
+            (msg,) = abi_decode(["string"], body)
+            return "Error", {"message": msg}
+        if selector == _PANIC_SELECTOR:
+            (code,) = abi_decode(["uint256"], body)
+            return "Panic", {"code": hex(code)}
+        if selector in self._errors:
+            name, types, names = self._errors[selector]
+            try:
+                values = abi_decode(types, body)
+            except Exception:
+                return name, {}
+            return name, dict(zip(names, values, strict=True))
+        if not data:
+            return "Revert", {}
+        return "UnknownError", {"data": "0x" + data.hex()}
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    t = item["type"]
+    if t.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """Dig the raw revert data out of whatever exception web3 / eth-tester raised."""
+    candidates: list[Any] = [getattr(exc, "data", None), *getattr(exc, "args", ())]
+    for cand in candidates:
+        if isinstance(cand, bytes | bytearray):
+            return bytes(cand)
+        if isinstance(cand, str):
+            m = _HEX_RE.search(cand)
+            if m:
+                return bytes.fromhex(m.group(0)[2:])
+        if isinstance(cand, dict) and "data" in cand:
+            inner = cand["data"]
+            if isinstance(inner, str) and inner.startswith("0x"):
+                return bytes.fromhex(inner[2:])
+    if isinstance(exc, ContractLogicError | ContractCustomError):
+        return b""
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        return revert_data(cause)
+    return None
+
+
+class Chain:
+    """web3 plus local signing, dev-chain helpers and error mapping."""
+
+    def __init__(self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None,
+                 tx_timeout_s: float = 120.0) -> None:
+        self.w3 = w3
+        self.kind = kind
+        self.dev_keys = list(dev_keys or [])
+        self.tx_timeout_s = tx_timeout_s
+        self.errors = ErrorDecoder()
+        self._chain_id: int | None = None
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def embedded(cls) -> Chain:
+        """A fresh in-process EVM (eth-tester + py-evm): no servers, gone with the process."""
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3 import EthereumTesterProvider
+
+        backend = PyEVMBackend()
+        tester = EthereumTester(backend)
+        w3 = Web3(EthereumTesterProvider(tester))
+        keys = [k.to_hex() for k in backend.account_keys]
+        return cls(w3, kind="embedded", dev_keys=keys)
+
+    @classmethod
+    def rpc(cls, url: str, *, tx_timeout_s: float = 120.0, dev_accounts: bool = False) -> Chain:
+        """A JSON-RPC node over HTTP. `dev_accounts` exposes anvil's well-known keys."""
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        try:
+            w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
+        except Exception as exc:
+            raise ChainUnavailable(f"no JSON-RPC node answers at {url} ({exc})") from None
+        keys: list[str] = []
+        if dev_accounts:
+            Account.enable_unaudited_hdwallet_features()
+            keys = [Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.to_hex()
+                    for i in range(10)]
+        return cls(w3, kind="rpc", dev_keys=keys, tx_timeout_s=tx_timeout_s)
+
+    # -- accounts -------------------------------------------------------------------------
+    def dev_account(self, index: int = 0) -> LocalAccount:
+        if not self.dev_keys:
+            raise ConfigError("this chain exposes no dev accounts; use a keystore account "
+                              "(`fedmarket account new`) or pass --dev-accounts on a dev chain")
+        return Account.from_key(self.dev_keys[index])
+
+    def new_funded_account(self, wei: int) -> LocalAccount:
+        """A fresh key funded from dev account 0 (dev chains only)."""
+        acct = Account.create()
+        self.send_value(self.dev_account(0), acct.address, wei)
+        return acct
+
+    def send_value(self, sender: LocalAccount, to: str, wei: int) -> TxResult:
+        tx = {"from": sender.address, "to": to, "value": wei, "gas": 21_000}
+        return self._sign_and_send(tx, sender, "transfer")
+
+    def balance(self, address: str) -> int:
+        return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    # -- time -----------------------------------------------------------------------------
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> int:
+        """Move the chain's clock forward and mine a block (dev chains only)."""
+        if self.kind == "embedded":
+            tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+            tester.time_travel(self.now() + int(seconds))
+        else:
+            self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        return self.now()
+
+    # -- contracts ------------------------------------------------------------------------
+    def contract(self, name: str, address: str) -> Contract:
+        artifact = load_artifact(name)
+        self.errors.add(artifact["abi"])
+        address = Web3.to_checksum_address(address)
+        if not self.w3.eth.get_code(address):
+            raise ConfigError(f"no contract code at {address} on this chain; deploy first "
+                              "(`fedmarket deploy`) or fix FEDMARKET_MARKET_ADDRESS")
+        return self.w3.eth.contract(address=address, abi=artifact["abi"])
+
+    def deploy(self, name: str, sender: LocalAccount, *args: Any) -> tuple[Contract, TxResult]:
+        artifact = load_artifact(name)
+        self.errors.add(artifact["abi"])
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        tx = factory.constructor(*args).build_transaction(
+            {"from": sender.address, "nonce": self._nonce(sender.address)})
+        result = self._sign_and_send(tx, sender, f"deploy {name}")
+        address = result.receipt["contractAddress"]
+        return self.w3.eth.contract(address=address, abi=artifact["abi"]), result
+
+    def call(self, fn: ContractFunction) -> Any:
+        try:
+            return fn.call()
+        except (ContractLogicError, ContractCustomError) as exc:
+            raise self._revert(fn.fn_name, exc) from None
+
+    def transact(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> TxResult:
+        """Estimate, sign, send and wait; any revert becomes ContractRevert."""
+        params = {"from": sender.address, "value": int(value)}
+        try:
+            gas = int(fn.estimate_gas(params))
+            tx = fn.build_transaction({**params, "gas": gas + gas // 5 + 10_000,
+                                       "nonce": self._nonce(sender.address)})
+        except Exception as exc:
+            if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
+                raise self._revert(fn.fn_name, exc) from None
+            raise
+        return self._sign_and_send(tx, sender, fn.fn_name)
+
+    # -- internals ------------------------------------------------------------------------
+    def _nonce(self, address: str) -> int:
+        return int(self.w3.eth.get_transaction_count(address, "pending"))
+
+    def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
+        tx = dict(tx)
+        tx.setdefault("nonce", self._nonce(sender.address))
+        tx.setdefault("chainId", self.chain_id)
+        if "maxFeePerGas" not in tx and "gasPrice" not in tx:
+            base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+            tip = 10**9 if self.kind == "rpc" else 0
+            tx["maxPriorityFeePerGas"] = tip
+            tx["maxFeePerGas"] = 2 * base + tip + 1
+        signed = sender.sign_transaction(tx)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
+                raise self._revert(what, exc) from None
+            raise
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.tx_timeout_s)
+        if receipt["status"] != 1:
+            # Replay the call at the failing block to learn why (a node does not say in receipts).
+            call = {k: tx[k] for k in ("from", "to", "value", "data") if k in tx}
+            try:
+                self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+            except Exception as exc:
+                raise self._revert(what, exc) from None
+            raise ContractRevert(what, "Revert", {"tx": tx_hash.hex()})
+        return TxResult(tx_hash.hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
+
+    def _revert(self, what: str, exc: BaseException) -> ContractRevert:
+        data = revert_data(exc)
+        if data is None:
+            return ContractRevert(what, "Error", {"message": str(exc)})
+        name, args = self.errors.decode(data)
+        if name == "Revert" and str(exc):
+            args = {"message": str(exc)}
+        return ContractRevert(what, name, args)
+
+
+def _is_tester_failure(exc: BaseException) -> bool:
+    try:
+        from eth_tester.exceptions import TransactionFailed
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, TransactionFailed)
+
+
+def open_chain(rpc_url: str | None, *, dev_accounts: bool = False,
+               tx_timeout_s: float = 120.0) -> Chain:
+    """The chain the settings describe: a node when a URL is set, else a fresh in-process EVM."""
+    if rpc_url:
+        return Chain.rpc(rpc_url, tx_timeout_s=tx_timeout_s, dev_accounts=dev_accounts)
+    return Chain.embedded()

@@ -1,0 +1,72 @@
+"""A job's spec: everything every party must agree on, stored as JSON on the content store.
+
+Its sha256 is recorded on chain at job creation, so trainers, the aggregator and auditors all
+read the same model, training hints and aggregation rules.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from backend.models import ModelSpec
+
+
+class TrainingSpec(BaseModel):
+    """Hints for trainers' local training (a trainer may train differently; it is scored anyway)."""
+
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class RuleSpec(BaseModel):
+    """The robust rule that flags outliers (see aggregator.robust.OutlierRule)."""
+
+    name: Literal["multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm"] = (
+        "cosine_norm"
+    )
+    num_malicious: int = Field(1, ge=0)
+    to_keep: int = Field(0, ge=0)
+    beta: float = Field(0.1, ge=0, lt=0.5)
+    max_norm_ratio: float = Field(3.0, gt=1)
+    min_cosine: float = Field(0.1, ge=-1, le=1)
+    median_dist_ratio: float = Field(3.0, gt=1)
+
+
+class AggregationSpec(BaseModel):
+    rule: RuleSpec = Field(default_factory=RuleSpec)
+    outer: Literal["sgd", "nesterov"] = "sgd"
+    server_lr: float = Field(1.0, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scoring: Literal["loss_gain", "loo", "shapley"] = "loss_gain"
+    shapley_permutations: int = Field(32, ge=1)
+    seed: int = 0
+    copy_rel_tol: float = Field(1e-3, ge=0)
+    copy_scale_cos: float = Field(0.9999, gt=0, le=1)
+    zero_ratio: float = Field(1e-3, ge=0)
+    max_update_bytes: int = Field(64 * 1024 * 1024, gt=0)
+
+
+class JobSpec(BaseModel):
+    version: Literal[1] = 1
+    name: str = "fedmarket job"
+    dataset: str = Field("digits", description="what data the job is about (a hint for trainers)")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    aggregation: AggregationSpec = Field(default_factory=AggregationSpec)
+    codec: Literal["fp32", "int8", "topk"] = "fp32"
+    min_rows: int = Field(10, ge=1)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces): the bytes whose sha256 goes on chain."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> JobSpec:
+        data: dict[str, Any] = json.loads(blob)
+        return cls.model_validate(data)

@@ -1,0 +1,337 @@
+"""Tests for aggregator.robust."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.robust import (
+    OutlierRule,
+    coordinate_median,
+    cosine_to_centre_flags,
+    detect_outliers,
+    gram64,
+    krum_scores,
+    loo_median_cosines,
+    multi_krum_aggregate,
+    multi_krum_select,
+    norm_bound_flags,
+    pairwise_sq_distances,
+    rule_from_dict,
+    trimmed_mean,
+)
+
+
+def brute_sq_dists(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = float(np.sum((x[i] - x[j]) ** 2))
+    return out
+
+
+def flower_reference_select(x: np.ndarray, num_malicious: int, to_keep: int) -> np.ndarray:
+    """Flower's aggregate_krum selection (flwr 1.x), re-implemented line by line.
+
+    Flower uses the default (unstable) argsort; stable sorts here pin the tie-break to the
+    index, which is our documented contract.
+    """
+    dist = brute_sq_dists(x)
+    n = len(dist)
+    num_closest = max(1, n - num_malicious - 2)
+    scores = []
+    for i in range(n):
+        closest = np.argsort(dist[i], kind="stable")[1 : num_closest + 1]
+        scores.append(np.sum(dist[i, closest]))
+    scores_arr = np.array(scores)
+    if to_keep > 0:
+        # Flower: np.argsort(scores)[::-1][len(scores) - to_keep :] -- the same set as the
+        # first to_keep entries of the ascending argsort
+        best = np.argsort(scores_arr, kind="stable")[::-1][len(scores) - to_keep :]
+        return np.sort(best)
+    return np.array([int(np.argmin(scores_arr))])
+
+
+def honest_round(
+    rng: np.random.Generator, n: int, d: int, noise: float = 0.7
+) -> tuple[np.ndarray, np.ndarray]:
+    g = rng.standard_normal(d)
+    x = g[None, :] + noise * rng.standard_normal((n, d))
+    return x, g
+
+
+# ----------------------------------------------------------------- distances
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pairwise_sq_distances_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((7, 50)) * rng.uniform(0.1, 10, size=(7, 1))
+    d2 = pairwise_sq_distances(x)
+    assert d2.dtype == np.float64
+    np.testing.assert_allclose(d2, brute_sq_dists(x), rtol=1e-10, atol=1e-9)
+    assert np.all(np.diag(d2) == 0.0)
+    assert np.array_equal(d2, d2.T)
+    assert np.all(d2 >= 0)
+
+
+def test_pairwise_sq_distances_float32_path() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 4000)).astype(np.float32)
+    d2 = pairwise_sq_distances(x)
+    assert d2.dtype == np.float64
+    np.testing.assert_allclose(d2, brute_sq_dists(x), rtol=1e-4)
+    assert np.all(np.diag(d2) == 0.0)
+
+
+def test_pairwise_sq_distances_identical_rows_clip_to_zero() -> None:
+    rng = np.random.default_rng(2)
+    r = rng.standard_normal(300)
+    x = np.stack([r, r, r * 1.0000001, -r])
+    d2 = pairwise_sq_distances(x)
+    assert np.all(d2 >= 0)
+    assert d2[0, 1] <= 1e-9 * float(r @ r)
+
+
+def test_gram64_matches_float64_product() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 3000)).astype(np.float32)
+    y = rng.standard_normal((3, 3000)).astype(np.float32)
+    np.testing.assert_allclose(
+        gram64(x, y), x.astype(np.float64) @ y.astype(np.float64).T, rtol=1e-12, atol=1e-9
+    )
+
+
+# ----------------------------------------------------------------- krum
+
+
+def test_krum_scores_by_hand() -> None:
+    x = np.array([[0.0], [1.0], [3.0], [10.0]])
+    d2 = pairwise_sq_distances(x)
+    # n=4, f=0 -> 2 nearest neighbours
+    np.testing.assert_array_equal(krum_scores(d2, 0), [1 + 9, 1 + 4, 4 + 9, 49 + 81])
+    # n=4, f=1 -> max(1, 1) = 1 nearest neighbour
+    np.testing.assert_array_equal(krum_scores(d2, 1), [1, 1, 4, 49])
+    # tiny n: n=1 -> score 0
+    assert krum_scores(np.zeros((1, 1)), 1).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_multi_krum_select_equals_flower_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 14))
+    d = int(rng.integers(1, 20))
+    x = rng.standard_normal((n, d))
+    if seed % 3 == 0:  # quantised values -> many tied distances and scores
+        x = np.round(x)
+    if seed % 4 == 1:  # duplicated rows -> zero distances off the diagonal
+        x[1] = x[0]
+    f = int(rng.integers(0, n))
+    for to_keep in (0, 1, max(1, n - f), n):
+        ours = multi_krum_select(x, f, to_keep)
+        ref = flower_reference_select(x, f, to_keep)
+        assert np.array_equal(ours, ref), (n, d, f, to_keep)
+
+
+def test_multi_krum_ties_broken_by_index() -> None:
+    # four points on the corners of a square: all krum scores equal
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert multi_krum_select(x, 0, 2).tolist() == [0, 1]
+    assert multi_krum_select(x, 0, 0).tolist() == [0]
+
+
+def test_multi_krum_against_flower_if_installed() -> None:
+    agg = pytest.importorskip("flwr.server.strategy.aggregate")
+    rng = np.random.default_rng(7)
+    x, _ = honest_round(rng, 12, 200)
+    x[3] *= -8.0
+    x[9] = 5.0 * rng.standard_normal(200)
+    x = x.astype(np.float32)
+    results = [([x[i]], 1) for i in range(len(x))]
+    for to_keep in (0, 5, 10):
+        flower = agg.aggregate_krum(results, 2, to_keep)[0]
+        idx, mean = multi_krum_aggregate(x, 2, to_keep)
+        np.testing.assert_allclose(mean, flower, rtol=1e-5, atol=1e-6)
+        if to_keep:
+            assert 3 not in idx and 9 not in idx
+
+
+def test_multi_krum_aggregate_is_mean_of_selected() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((9, 100)).astype(np.float32)
+    idx, mean = multi_krum_aggregate(x, 2, 6)
+    assert mean.dtype == np.float64
+    assert len(idx) == 6
+    np.testing.assert_allclose(mean, x[idx].astype(np.float64).mean(axis=0), rtol=1e-12)
+
+
+# ----------------------------------------------------------------- centres
+
+
+def test_coordinate_median_and_trimmed_mean() -> None:
+    x = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [100.0, -1000.0], [4.0, 40.0]])
+    np.testing.assert_array_equal(coordinate_median(x), [3.0, 20.0])
+    # beta=0.2, n=5 -> trim one each end
+    np.testing.assert_allclose(trimmed_mean(x, 0.2), [3.0, 20.0])
+    np.testing.assert_allclose(trimmed_mean(x, 0.0), x.mean(axis=0))
+    # 0.29 * 100 must trim 29, not 28
+    y = np.arange(100, dtype=np.float64)[:, None]
+    assert trimmed_mean(y, 0.29)[0] == pytest.approx(np.arange(29, 71).mean())
+
+
+def test_coordinate_median_float32_even_n_is_exact_float64() -> None:
+    x = np.array([[1.0], [np.float32(1.0) + np.float32(2.0**-23)]], dtype=np.float32)
+    med = coordinate_median(x)
+    assert med.dtype == np.float64
+    assert med[0] == (1.0 + (1.0 + 2.0**-23)) / 2.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 9),
+    st.integers(1, 6),
+    st.floats(0.0, 0.49),
+    st.integers(0, 2**31 - 1),
+)
+def test_trimmed_mean_within_coordinate_range(n: int, d: int, beta: float, seed: int) -> None:
+    x = np.random.default_rng(seed).standard_normal((n, d))
+    tm = trimmed_mean(x, beta)
+    assert np.all(tm >= x.min(axis=0) - 1e-12)
+    assert np.all(tm <= x.max(axis=0) + 1e-12)
+
+
+# ----------------------------------------------------------------- flags and rules
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 11])
+def test_loo_median_cosines_match_brute_force(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = np.round(rng.standard_normal((n, 41)), 1)  # rounding -> tied column values
+    x[0, :5] = x[1, :5]
+    got = loo_median_cosines(x.astype(np.float32))
+    ref = []
+    for i in range(n):
+        c = np.median(np.delete(x, i, axis=0), axis=0)
+        ref.append(x[i] @ c / (np.linalg.norm(x[i]) * np.linalg.norm(c)))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_loo_cosine_removes_self_influence() -> None:
+    # a random vector of honest norm is visibly correlated with a median that includes it
+    # (n=11), but not with the median of the others
+    rng = np.random.default_rng(5)
+    d = 20000
+    x = rng.standard_normal(d) + rng.standard_normal((11, d))
+    z = rng.standard_normal(d)
+    x[8] = z * np.linalg.norm(x[0]) / np.linalg.norm(z)
+    med = coordinate_median(x)
+    with_self = x[8] @ med / (np.linalg.norm(x[8]) * np.linalg.norm(med))
+    assert with_self > 0.05
+    assert abs(loo_median_cosines(x)[8]) < 0.02
+
+
+def test_norm_and_cosine_flags() -> None:
+    rng = np.random.default_rng(4)
+    x, _ = honest_round(rng, 8, 500)
+    x[2] *= 10.0
+    x[5] = -x[5]
+    assert np.flatnonzero(norm_bound_flags(x, 3.0)).tolist() == [2]
+    assert np.flatnonzero(cosine_to_centre_flags(x, 0.1)).tolist() == [5]
+    # explicit centre pointing the other way flags the honest ones instead
+    centre = -coordinate_median(x)
+    assert cosine_to_centre_flags(x, 0.1, centre).sum() == 7
+    # zero centre -> no direction -> nothing flagged
+    assert not cosine_to_centre_flags(x, 0.1, np.zeros(500)).any()
+
+
+def test_cosine_norm_catches_flip_and_noise_but_no_honest() -> None:
+    rng = np.random.default_rng(5)
+    d = 2000
+    honest, _ = honest_round(rng, 9, d, noise=1.0)
+    flipped = -4.0 * honest[0]
+    noise = rng.standard_normal(d)
+    noise *= np.linalg.norm(honest[1]) / np.linalg.norm(noise)
+    x = np.vstack([honest[:4], flipped, honest[4:7], noise, honest[7:]]).astype(np.float32)
+    mask = detect_outliers(x, OutlierRule("cosine_norm"))
+    assert np.flatnonzero(mask).tolist() == [4, 8]
+    # norm_bound alone misses the same-norm noise; cosine alone catches both
+    assert not detect_outliers(x, OutlierRule("norm_bound"))[8]
+    assert np.flatnonzero(detect_outliers(x, OutlierRule("cosine"))).tolist() == [4, 8]
+
+
+@pytest.mark.parametrize("name", ["median", "trimmed_mean", "multi_krum"])
+def test_distance_rules_flag_far_update(name: str) -> None:
+    rng = np.random.default_rng(6)
+    x, _ = honest_round(rng, 10, 300, noise=0.5)
+    x[6] = x[6] + 50.0
+    mask = detect_outliers(x, OutlierRule(name, num_malicious=1))
+    assert np.flatnonzero(mask).tolist() == [6]
+
+
+def test_small_rounds_never_flag_everyone() -> None:
+    rng = np.random.default_rng(9)
+    one = rng.standard_normal((1, 10))
+    two = np.vstack([one[0], -one[0]])
+    for name in ("multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm"):
+        rule = OutlierRule(name)  # type: ignore[arg-type]
+        assert detect_outliers(one, rule).tolist() == [False]
+        assert detect_outliers(two, rule).tolist() == [False, False]
+        assert detect_outliers(np.zeros((0, 10)), rule).shape == (0,)
+    # with an explicit centre the cosine rule works for n=2
+    mask = detect_outliers(two, OutlierRule("cosine"), centre=one[0])
+    assert mask.tolist() == [False, True]
+
+
+def test_all_flagged_guard() -> None:
+    # orthogonal updates: cosine to the (zero-ish) median is low for everybody
+    x = np.eye(5) * np.arange(1, 6)[:, None]
+    assert not detect_outliers(x, OutlierRule("cosine", min_cosine=0.99)).any()
+
+
+def test_rule_dict_roundtrip_and_validation() -> None:
+    rule = OutlierRule("multi_krum", num_malicious=2, to_keep=5, beta=0.2)
+    d = rule.to_dict()
+    assert d["name"] == "multi_krum" and d["to_keep"] == 5
+    assert rule_from_dict(d) == rule
+    assert rule_from_dict({"name": "median", "median_dist_ratio": 4}) == OutlierRule(
+        "median", median_dist_ratio=4.0
+    )
+    assert rule_from_dict({"name": "median", "num_malicious": 2.0}).num_malicious == 2
+    with pytest.raises(ValueError):
+        rule_from_dict({"name": "bogus"})
+    with pytest.raises(ValueError):
+        rule_from_dict({"name": "median", "extra": 1})
+    with pytest.raises(ValueError):
+        rule_from_dict({"name": "median", "num_malicious": 1.5})
+    with pytest.raises(ValueError):
+        OutlierRule("trimmed_mean", beta=0.5)
+
+
+def test_detection_is_deterministic() -> None:
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((20, 1000)).astype(np.float32)
+    for name in ("multi_krum", "median", "trimmed_mean", "cosine_norm"):
+        rule = OutlierRule(name)  # type: ignore[arg-type]
+        assert np.array_equal(detect_outliers(x, rule), detect_outliers(x.copy(), rule))
+    assert np.array_equal(pairwise_sq_distances(x), pairwise_sq_distances(x.copy()))
+
+
+def test_float32_paths_make_no_full_size_copies() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((20, 200_000), dtype=np.float32)  # 16 MB
+    for fn in (
+        lambda: pairwise_sq_distances(x),
+        lambda: multi_krum_aggregate(x, 2, 15),
+    ):
+        tracemalloc.start()
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        # float64 result vector (1.6 MB) + mean accumulator, never an n x d copy
+        assert peak < 0.25 * x.nbytes, peak
