@@ -111,8 +111,9 @@ def revert_data(exc: BaseException) -> bytes | None:
 class Chain:
     """web3 plus local signing, dev-chain helpers and error mapping."""
 
-    def __init__(self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None,
-                 tx_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None, tx_timeout_s: float = 120.0
+    ) -> None:
         self.w3 = w3
         self.kind = kind
         self.dev_keys = list(dev_keys or [])
@@ -144,15 +145,21 @@ class Chain:
         keys: list[str] = []
         if dev_accounts:
             Account.enable_unaudited_hdwallet_features()
-            keys = [Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.to_hex()
-                    for i in range(10)]
+            keys = [
+                Account.from_mnemonic(
+                    ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}"
+                ).key.to_hex()
+                for i in range(10)
+            ]
         return cls(w3, kind="rpc", dev_keys=keys, tx_timeout_s=tx_timeout_s)
 
     # -- accounts -------------------------------------------------------------------------
     def dev_account(self, index: int = 0) -> LocalAccount:
         if not self.dev_keys:
-            raise ConfigError("this chain exposes no dev accounts; use a keystore account "
-                              "(`fedmarket account new`) or pass --dev-accounts on a dev chain")
+            raise ConfigError(
+                "this chain exposes no dev accounts; use a keystore account "
+                "(`fedmarket account new`) or pass --dev-accounts on a dev chain"
+            )
         return Account.from_key(self.dev_keys[index])
 
     def new_funded_account(self, wei: int) -> LocalAccount:
@@ -183,6 +190,7 @@ class Chain:
         if self.kind == "embedded":
             tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
             tester.time_travel(self.now() + int(seconds))
+            tester.mine_blocks(1)  # time_travel leaves `latest` one second short of the target
         else:
             self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
@@ -194,8 +202,10 @@ class Chain:
         self.errors.add(artifact["abi"])
         address = Web3.to_checksum_address(address)
         if not self.w3.eth.get_code(address):
-            raise ConfigError(f"no contract code at {address} on this chain; deploy first "
-                              "(`fedmarket deploy`) or fix FEDMARKET_MARKET_ADDRESS")
+            raise ConfigError(
+                f"no contract code at {address} on this chain; deploy first "
+                "(`fedmarket deploy`) or fix FEDMARKET_MARKET_ADDRESS"
+            )
         return self.w3.eth.contract(address=address, abi=artifact["abi"])
 
     def deploy(self, name: str, sender: LocalAccount, *args: Any) -> tuple[Contract, TxResult]:
@@ -203,7 +213,8 @@ class Chain:
         self.errors.add(artifact["abi"])
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         tx = factory.constructor(*args).build_transaction(
-            {"from": sender.address, "nonce": self._nonce(sender.address)})
+            {"from": sender.address, "nonce": self._nonce(sender.address)}
+        )
         result = self._sign_and_send(tx, sender, f"deploy {name}")
         address = result.receipt["contractAddress"]
         return self.w3.eth.contract(address=address, abi=artifact["abi"]), result
@@ -219,8 +230,9 @@ class Chain:
         params = {"from": sender.address, "value": int(value)}
         try:
             gas = int(fn.estimate_gas(params))
-            tx = fn.build_transaction({**params, "gas": gas + gas // 5 + 10_000,
-                                       "nonce": self._nonce(sender.address)})
+            tx = fn.build_transaction(
+                {**params, "gas": gas + gas // 5 + 10_000, "nonce": self._nonce(sender.address)}
+            )
         except Exception as exc:
             if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
                 raise self._revert(fn.fn_name, exc) from None
@@ -256,7 +268,9 @@ class Chain:
             except Exception as exc:
                 raise self._revert(what, exc) from None
             raise ContractRevert(what, "Revert", {"tx": tx_hash.hex()})
-        return TxResult(tx_hash.hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt)
+        return TxResult(
+            tx_hash.hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt
+        )
 
     def _revert(self, what: str, exc: BaseException) -> ContractRevert:
         data = revert_data(exc)
@@ -276,8 +290,9 @@ def _is_tester_failure(exc: BaseException) -> bool:
     return isinstance(exc, TransactionFailed)
 
 
-def open_chain(rpc_url: str | None, *, dev_accounts: bool = False,
-               tx_timeout_s: float = 120.0) -> Chain:
+def open_chain(
+    rpc_url: str | None, *, dev_accounts: bool = False, tx_timeout_s: float = 120.0
+) -> Chain:
     """The chain the settings describe: a node when a URL is set, else a fresh in-process EVM."""
     if rpc_url:
         return Chain.rpc(rpc_url, tx_timeout_s=tx_timeout_s, dev_accounts=dev_accounts)

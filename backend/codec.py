@@ -41,7 +41,7 @@ class Template:
         offset = 0
         for name, shape in zip(self.names, self.shapes, strict=True):
             n = int(np.prod(shape))
-            out[offset:offset + n] = np.asarray(tensors[name]).reshape(-1)
+            out[offset : offset + n] = np.asarray(tensors[name]).reshape(-1)
             offset += n
         return out
 
@@ -53,7 +53,9 @@ class Template:
         offset = 0
         for name, shape in zip(self.names, self.shapes, strict=True):
             n = int(np.prod(shape))
-            out[name] = np.ascontiguousarray(vector[offset:offset + n].reshape(shape), dtype=dtype)
+            out[name] = np.ascontiguousarray(
+                vector[offset : offset + n].reshape(shape), dtype=dtype
+            )
             offset += n
         return out
 
@@ -65,7 +67,9 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None
     return st_save(arrays, metadata=meta)
 
 
-def decode(blob: bytes, template: Template | None = None, *, max_bytes: int | None = None) -> Tensors:
+def decode(
+    blob: bytes, template: Template | None = None, *, max_bytes: int | None = None
+) -> Tensors:
     """Decode an untrusted safetensors blob and check it against `template`.
 
     Raises UpdateRejected with TOO_LARGE, UNDECODABLE, WRONG_SHAPE or NON_FINITE.
@@ -105,7 +109,9 @@ def check_against(tensors: Mapping[str, np.ndarray], template: Template) -> None
                 Reason.WRONG_SHAPE, f"tensor {name!r} has shape {tuple(t.shape)}, expected {shape}"
             )
         if t.dtype != np.float32:
-            raise UpdateRejected(Reason.WRONG_SHAPE, f"tensor {name!r} is {t.dtype}, expected float32")
+            raise UpdateRejected(
+                Reason.WRONG_SHAPE, f"tensor {name!r} is {t.dtype}, expected float32"
+            )
     for name in template.names:
         if not np.isfinite(tensors[name]).all():
             bad = int((~np.isfinite(tensors[name])).sum())

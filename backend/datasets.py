@@ -42,18 +42,24 @@ def load_dataset(name: str) -> Dataset:
     raise DataError(f"unknown dataset {name!r}; known: digits, mnist")
 
 
-def split_train_validation_test(data: Dataset, seed: int = 0, validation: float = 0.15,
-                                test: float = 0.15) -> tuple[Dataset, Dataset, Dataset]:
+def split_train_validation_test(
+    data: Dataset, seed: int = 0, validation: float = 0.15, test: float = 0.15
+) -> tuple[Dataset, Dataset, Dataset]:
     """A seeded stratification-free shuffle split: (train, validation, test)."""
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(data))
-    n_val = int(round(validation * len(data)))
-    n_test = int(round(test * len(data)))
-    return (data.subset(idx[n_val + n_test:]), data.subset(idx[:n_val]),
-            data.subset(idx[n_val:n_val + n_test]))
+    n_val = round(validation * len(data))
+    n_test = round(test * len(data))
+    return (
+        data.subset(idx[n_val + n_test :]),
+        data.subset(idx[:n_val]),
+        data.subset(idx[n_val : n_val + n_test]),
+    )
 
 
-def shard(data: Dataset, n: int, seed: int = 0, non_iid_alpha: float | None = None) -> list[Dataset]:
+def shard(
+    data: Dataset, n: int, seed: int = 0, non_iid_alpha: float | None = None
+) -> list[Dataset]:
     """Split into n shards: IID (shuffle) or non-IID by a Dirichlet(alpha) over classes."""
     rng = np.random.default_rng(seed)
     if non_iid_alpha is None:
@@ -80,8 +86,12 @@ def from_npz_bytes(blob: bytes) -> Dataset:
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             if "x" not in z or "y" not in z:
-                raise DataError(f"an .npz data file needs arrays 'x' and 'y'; found {sorted(z.files)}")
-            return Dataset(np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"]).astype(np.int64))
+                raise DataError(
+                    f"an .npz data file needs arrays 'x' and 'y'; found {sorted(z.files)}"
+                )
+            return Dataset(
+                np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"]).astype(np.int64)
+            )
     except DataError:
         raise
     except Exception as exc:
@@ -111,16 +121,21 @@ def load_data_file(path: Path) -> Dataset:
 def check_fits(data: Dataset, input_dim: int, num_classes: int, min_rows: int = 10) -> None:
     """Say exactly what is wrong when a data file does not fit a job's model."""
     if data.x.ndim != 2:
-        raise DataError(f"features must be a 2-D array (rows, {input_dim}); got shape {data.x.shape}")
+        raise DataError(
+            f"features must be a 2-D array (rows, {input_dim}); got shape {data.x.shape}"
+        )
     if data.x.shape[1] != input_dim:
-        raise DataError(f"the job's model takes {input_dim} features per row; the data has "
-                        f"{data.x.shape[1]}")
+        raise DataError(
+            f"the job's model takes {input_dim} features per row; the data has {data.x.shape[1]}"
+        )
     if data.y.shape != (data.x.shape[0],):
         raise DataError(f"{data.x.shape[0]} rows of features but labels of shape {data.y.shape}")
     if len(data) < min_rows:
         raise DataError(f"only {len(data)} rows; the job needs at least {min_rows}")
     if data.y.min() < 0 or data.y.max() >= num_classes:
-        raise DataError(f"labels must be in 0..{num_classes - 1}; found {int(data.y.min())}.."
-                        f"{int(data.y.max())}")
+        raise DataError(
+            f"labels must be in 0..{num_classes - 1}; found {int(data.y.min())}.."
+            f"{int(data.y.max())}"
+        )
     if not np.isfinite(data.x).all():
         raise DataError("features contain NaN or Inf values")

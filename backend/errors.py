@@ -6,7 +6,7 @@ from enum import IntEnum
 
 
 class Reason(IntEnum):
-    """Why an update was not accepted. Stable codes: they are posted on chain and read by auditors."""
+    """Why an update was not accepted. Stable codes: posted on chain, read by auditors."""
 
     ACCEPTED = 0
     MISSING = 1  # no reveal (or a late one) this round

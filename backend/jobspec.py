@@ -63,8 +63,9 @@ class JobSpec(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces): the bytes whose sha256 goes on chain."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
-                          separators=(",", ":")).encode()
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> JobSpec:

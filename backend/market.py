@@ -5,6 +5,7 @@ Every role talks to the chain through this class; nothing else knows the ABI.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -61,11 +62,24 @@ class JobParams:
     slash_bps: int = 5_000
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (Web3.to_checksum_address(self.aggregator), self.stake_required, self.rounds,
-                self.min_trainers, self.max_trainers, self.join_duration, self.commit_duration,
-                self.reveal_duration, self.post_duration, self.min_reliability_ppm,
-                self.slash_bps, self.spec_hash, self.spec_cid, self.initial_model_hash,
-                self.initial_model_cid, self.validation_commitment)
+        return (
+            Web3.to_checksum_address(self.aggregator),
+            self.stake_required,
+            self.rounds,
+            self.min_trainers,
+            self.max_trainers,
+            self.join_duration,
+            self.commit_duration,
+            self.reveal_duration,
+            self.post_duration,
+            self.min_reliability_ppm,
+            self.slash_bps,
+            self.spec_hash,
+            self.spec_cid,
+            self.initial_model_hash,
+            self.initial_model_cid,
+            self.validation_commitment,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,11 +121,14 @@ class JobInfo:
         return JobStatus(int(self.fields["status"]))
 
 
-def commitment_hash(content_hash: bytes, cid: str, salt: bytes, trainer: str, job_id: int,
-                    round_: int) -> bytes:
+def commitment_hash(
+    content_hash: bytes, cid: str, salt: bytes, trainer: str, job_id: int, round_: int
+) -> bytes:
     """keccak256(abi.encode(contentHash, cid, salt, trainer, jobId, round)) — as the contract."""
-    encoded = abi_encode(["bytes32", "string", "bytes32", "address", "uint256", "uint32"],
-                         [content_hash, cid, salt, Web3.to_checksum_address(trainer), job_id, round_])
+    encoded = abi_encode(
+        ["bytes32", "string", "bytes32", "address", "uint256", "uint32"],
+        [content_hash, cid, salt, Web3.to_checksum_address(trainer), job_id, round_],
+    )
     return Web3.keccak(encoded)
 
 
@@ -127,7 +144,7 @@ def _named(outputs: list[dict[str, Any]], value: Any) -> Any:
 
 
 def _struct(components: list[dict[str, Any]], value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return dict(value)
     out: dict[str, Any] = {}
     for comp, v in zip(components, value, strict=True):
@@ -141,16 +158,18 @@ class MarketClient:
     def __init__(self, chain: Chain, contract: Contract) -> None:
         self.chain = chain
         self.contract = contract
-        self._abi_outputs = {i["name"]: i.get("outputs", []) for i in contract.abi
-                             if i.get("type") == "function"}
+        self._abi_outputs = {
+            i["name"]: i.get("outputs", []) for i in contract.abi if i.get("type") == "function"
+        }
 
     @property
     def address(self) -> str:
         return str(self.contract.address)
 
     @classmethod
-    def deploy(cls, chain: Chain, deployer: LocalAccount,
-               alpha_ppm: int = DEFAULT_ALPHA_PPM) -> tuple[MarketClient, TxResult]:
+    def deploy(
+        cls, chain: Chain, deployer: LocalAccount, alpha_ppm: int = DEFAULT_ALPHA_PPM
+    ) -> tuple[MarketClient, TxResult]:
         contract, result = chain.deploy(CONTRACT_NAME, deployer, alpha_ppm)
         return cls(chain, contract), result
 
@@ -184,7 +203,9 @@ class MarketClient:
         return int(ppm), int(jobs)
 
     # -- jobs -----------------------------------------------------------------------------
-    def create_job(self, owner: LocalAccount, params: JobParams, reward: int) -> tuple[int, TxResult]:
+    def create_job(
+        self, owner: LocalAccount, params: JobParams, reward: int
+    ) -> tuple[int, TxResult]:
         result = self._tx(owner, "createJob", params.as_tuple(), value=reward)
         (event,) = self.contract.events.JobCreated().process_receipt(result.receipt)
         return int(event["args"]["jobId"]), result
@@ -201,14 +222,31 @@ class MarketClient:
     def commit(self, trainer: LocalAccount, job_id: int, commitment: bytes) -> TxResult:
         return self._tx(trainer, "commit", job_id, commitment)
 
-    def reveal(self, trainer: LocalAccount, job_id: int, content_hash: bytes, cid: str,
-               salt: bytes) -> TxResult:
+    def reveal(
+        self, trainer: LocalAccount, job_id: int, content_hash: bytes, cid: str, salt: bytes
+    ) -> TxResult:
         return self._tx(trainer, "reveal", job_id, content_hash, cid, salt)
 
-    def post_round(self, aggregator: LocalAccount, job_id: int, round_: int, model_hash: bytes,
-                   model_cid: str, scores: list[int], reasons: list[int]) -> TxResult:
-        return self._tx(aggregator, "postRound", job_id, round_, model_hash, model_cid,
-                        [int(s) for s in scores], [int(r) for r in reasons])
+    def post_round(
+        self,
+        aggregator: LocalAccount,
+        job_id: int,
+        round_: int,
+        model_hash: bytes,
+        model_cid: str,
+        scores: list[int],
+        reasons: list[int],
+    ) -> TxResult:
+        return self._tx(
+            aggregator,
+            "postRound",
+            job_id,
+            round_,
+            model_hash,
+            model_cid,
+            [int(s) for s in scores],
+            [int(r) for r in reasons],
+        )
 
     def abandon(self, sender: LocalAccount, job_id: int) -> TxResult:
         return self._tx(sender, "abandon", job_id)
@@ -222,8 +260,9 @@ class MarketClient:
     def claim_refund(self, owner: LocalAccount, job_id: int) -> TxResult:
         return self._tx(owner, "claimRefund", job_id)
 
-    def reveal_validation(self, owner: LocalAccount, job_id: int, content_hash: bytes,
-                          cid: str) -> TxResult:
+    def reveal_validation(
+        self, owner: LocalAccount, job_id: int, content_hash: bytes, cid: str
+    ) -> TxResult:
         return self._tx(owner, "revealValidation", job_id, content_hash, cid)
 
     # -- views ----------------------------------------------------------------------------
@@ -256,7 +295,7 @@ class MarketClient:
             return {}
         args = dict(logs[0]["args"])
         params = args.get("params")
-        if params is not None and not isinstance(params, dict):
+        if params is not None and not isinstance(params, Mapping):
             comps = next(i for i in self.contract.abi if i.get("name") == "JobCreated")
             pcomp = next(c for c in comps["inputs"] if c["name"] == "params")["components"]
             args["params"] = _struct(pcomp, params)
@@ -267,23 +306,43 @@ class MarketClient:
         out = []
         for log in self._logs("UpdateRevealed", jobId=job_id, round=round_):
             a = log["args"]
-            out.append(Reveal(Web3.to_checksum_address(a["trainer"]), bytes(a["contentHash"]),
-                              str(a["cid"]), int(log["blockNumber"]), int(log["logIndex"])))
+            out.append(
+                Reveal(
+                    Web3.to_checksum_address(a["trainer"]),
+                    bytes(a["contentHash"]),
+                    str(a["cid"]),
+                    int(log["blockNumber"]),
+                    int(log["logIndex"]),
+                )
+            )
         return out
 
     def commits(self, job_id: int, round_: int) -> list[tuple[str, int, int]]:
         """(trainer, block, log index) of each commit this round, in chain order."""
-        return [(Web3.to_checksum_address(log["args"]["trainer"]), int(log["blockNumber"]),
-                 int(log["logIndex"])) for log in self._logs("UpdateCommitted", jobId=job_id,
-                                                             round=round_)]
+        return [
+            (
+                Web3.to_checksum_address(log["args"]["trainer"]),
+                int(log["blockNumber"]),
+                int(log["logIndex"]),
+            )
+            for log in self._logs("UpdateCommitted", jobId=job_id, round=round_)
+        ]
 
     def round_posts(self, job_id: int) -> list[RoundPost]:
         out = []
         for log in self._logs("RoundPosted", jobId=job_id):
             a = log["args"]
-            out.append(RoundPost(int(a["round"]), bytes(a["modelHash"]), str(a["modelCid"]),
-                                 [int(s) for s in a["scores"]], [int(r) for r in a["reasons"]],
-                                 int(log["blockNumber"]), log["transactionHash"].hex()))
+            out.append(
+                RoundPost(
+                    int(a["round"]),
+                    bytes(a["modelHash"]),
+                    str(a["modelCid"]),
+                    [int(s) for s in a["scores"]],
+                    [int(r) for r in a["reasons"]],
+                    int(log["blockNumber"]),
+                    log["transactionHash"].hex(),
+                )
+            )
         return sorted(out, key=lambda p: p.round)
 
     def slashes(self, job_id: int) -> list[dict[str, Any]]:

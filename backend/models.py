@@ -72,8 +72,10 @@ def build_model(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> nn.Modul
 
 
 def get_weights(model: nn.Module) -> Tensors:
-    return {k: v.detach().cpu().numpy().astype(np.float32, copy=True)
-            for k, v in model.state_dict().items()}
+    return {
+        k: v.detach().cpu().numpy().astype(np.float32, copy=True)
+        for k, v in model.state_dict().items()
+    }
 
 
 def set_weights(model: nn.Module, tensors: Mapping[str, np.ndarray]) -> None:
@@ -86,8 +88,9 @@ def template_of(spec: ModelSpec) -> Template:
     return Template.of(get_weights(build_model(spec)))
 
 
-def evaluate(spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray,
-             y: np.ndarray) -> tuple[float, float]:
+def evaluate(
+    spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `weights` on (x, y), in float64 for reproducibility."""
     model = build_model(spec, dtype=torch.float64)
     set_weights(model, weights)

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
 
     rpc_url: str | None = Field(None, description="JSON-RPC URL of a node; unset = in-process EVM")
     ipfs_api: str | None = Field(
-        None, description="Kubo RPC API multiaddr, e.g. /ip4/127.0.0.1/tcp/5001; unset = local store"
+        None,
+        description="Kubo RPC API multiaddr, e.g. /ip4/127.0.0.1/tcp/5001; unset = local store",
     )
     store_dir: Path = Field(DEFAULT_HOME / "store", description="local content-addressed store")
     home: Path = Field(DEFAULT_HOME, description="keystores, state files, indexer database")

@@ -102,15 +102,16 @@ class IpfsStore:
     caller gets StorageUnavailable naming the address.
     """
 
-    def __init__(self, api: str, *, retries: int = 4, backoff_s: float = 0.5,
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, api: str, *, retries: int = 4, backoff_s: float = 0.5, timeout_s: float = 60.0
+    ) -> None:
         self.api = api
         self.retries = retries
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self._client = None
 
-    def _connect(self):  # noqa: ANN202 - ipfshttpclient has no type hints
+    def _connect(self):
         import warnings
 
         import ipfshttpclient
@@ -122,7 +123,7 @@ class IpfsStore:
                 self._client = ipfshttpclient.connect(self.api, timeout=self.timeout_s)
         return self._client
 
-    def _retrying(self, what: str, op):  # noqa: ANN001, ANN202
+    def _retrying(self, what: str, op):
         import ipfshttpclient.exceptions as ipfs_errors
 
         delay = self.backoff_s
@@ -130,8 +131,12 @@ class IpfsStore:
         for attempt in range(self.retries + 1):
             try:
                 return op(self._connect())
-            except (ipfs_errors.ConnectionError, ipfs_errors.TimeoutError,
-                    ConnectionError, OSError) as exc:
+            except (
+                ipfs_errors.ConnectionError,
+                ipfs_errors.TimeoutError,
+                ConnectionError,
+                OSError,
+            ) as exc:
                 last = exc
                 self._client = None
                 if attempt < self.retries:
@@ -143,7 +148,7 @@ class IpfsStore:
         )
 
     def put(self, data: bytes) -> str:
-        def op(client):  # noqa: ANN001, ANN202
+        def op(client):
             cid = client.add_bytes(data, opts={"cid-version": 1, "raw-leaves": True})
             client.pin.add(cid)
             return cid
@@ -153,11 +158,13 @@ class IpfsStore:
     def get(self, cid: str) -> bytes:
         import ipfshttpclient.exceptions as ipfs_errors
 
-        def op(client):  # noqa: ANN001, ANN202
+        def op(client):
             try:
                 return client.cat(cid, timeout=self.timeout_s)
             except ipfs_errors.ErrorResponse as exc:
-                raise ContentNotFound(f"IPFS daemon at {self.api} has no content {cid}: {exc}") from exc
+                raise ContentNotFound(
+                    f"IPFS daemon at {self.api} has no content {cid}: {exc}"
+                ) from exc
 
         return bytes(self._retrying("cat", op))
 

@@ -17,7 +17,9 @@ ATTACKS = ("sign_flip", "noise", "label_flip", "copy", "zero")
 
 def sign_flip(delta: Mapping[str, np.ndarray], scale: float = 4.0) -> Tensors:
     """Send −scale × the honest update: pushes the model uphill."""
-    return {k: (-scale * np.asarray(v, dtype=np.float32)).astype(np.float32) for k, v in delta.items()}
+    return {
+        k: (-scale * np.asarray(v, dtype=np.float32)).astype(np.float32) for k, v in delta.items()
+    }
 
 
 def gaussian_noise(delta: Mapping[str, np.ndarray], rng: np.random.Generator) -> Tensors:
@@ -30,7 +32,9 @@ def gaussian_noise(delta: Mapping[str, np.ndarray], rng: np.random.Generator) ->
 
 def near_zero(delta: Mapping[str, np.ndarray], scale: float = 1e-6) -> Tensors:
     """A free rider: a tiny update that costs nothing to produce."""
-    return {k: (scale * np.asarray(v, dtype=np.float32)).astype(np.float32) for k, v in delta.items()}
+    return {
+        k: (scale * np.asarray(v, dtype=np.float32)).astype(np.float32) for k, v in delta.items()
+    }
 
 
 def flip_labels(y: np.ndarray, num_classes: int) -> np.ndarray:

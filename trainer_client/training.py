@@ -17,8 +17,13 @@ from backend.jobspec import TrainingSpec
 from backend.models import ModelSpec, build_model, get_weights, set_weights
 
 
-def train_local(spec: ModelSpec, global_weights: Mapping[str, np.ndarray], data: Dataset,
-                training: TrainingSpec, seed: int = 0) -> tuple[Tensors, float]:
+def train_local(
+    spec: ModelSpec,
+    global_weights: Mapping[str, np.ndarray],
+    data: Dataset,
+    training: TrainingSpec,
+    seed: int = 0,
+) -> tuple[Tensors, float]:
     """Start from the global weights, run local SGD epochs; return (local weights, last loss)."""
     model = build_model(spec)
     set_weights(model, global_weights)
@@ -31,7 +36,7 @@ def train_local(spec: ModelSpec, global_weights: Mapping[str, np.ndarray], data:
     for _ in range(training.local_epochs):
         order = torch.randperm(len(y), generator=gen)
         for start in range(0, len(y), training.batch_size):
-            idx = order[start:start + training.batch_size]
+            idx = order[start : start + training.batch_size]
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
@@ -40,8 +45,14 @@ def train_local(spec: ModelSpec, global_weights: Mapping[str, np.ndarray], data:
     return get_weights(model), loss_value
 
 
-def pseudo_gradient(global_weights: Mapping[str, np.ndarray],
-                    local_weights: Mapping[str, np.ndarray]) -> Tensors:
+def pseudo_gradient(
+    global_weights: Mapping[str, np.ndarray], local_weights: Mapping[str, np.ndarray]
+) -> Tensors:
     """Δ = w_global − w_local, the update an outer optimizer treats as a gradient."""
-    return {k: (np.asarray(global_weights[k], dtype=np.float32)
-                - np.asarray(local_weights[k], dtype=np.float32)) for k in global_weights}
+    return {
+        k: (
+            np.asarray(global_weights[k], dtype=np.float32)
+            - np.asarray(local_weights[k], dtype=np.float32)
+        )
+        for k in global_weights
+    }

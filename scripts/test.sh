@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: lint, then the whole suite (contracts, math, adapters, CLI, end to end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q "$@"

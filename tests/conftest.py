@@ -1,0 +1,25 @@
+"""Shared fixtures: a fresh in-process chain with a deployed market, and a local store."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.chain import Chain
+from backend.market import MarketClient
+from backend.storage import LocalStore
+
+
+@pytest.fixture
+def chain() -> Chain:
+    return Chain.embedded()
+
+
+@pytest.fixture
+def market(chain: Chain) -> MarketClient:
+    client, _ = MarketClient.deploy(chain, chain.dev_account(0))
+    return client
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")

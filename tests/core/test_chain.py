@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from backend.chain import Chain
+from backend.errors import ChainUnavailable, ContractRevert
+from backend.market import JobParams, MarketClient, commitment_hash
+
+
+def _params(aggregator: str, **kw: object) -> JobParams:
+    base = dict(
+        aggregator=aggregator,
+        stake_required=10**17,
+        rounds=2,
+        min_trainers=1,
+        max_trainers=2,
+        spec_hash=b"\x01" * 32,
+        spec_cid="spec",
+        initial_model_hash=b"\x02" * 32,
+        initial_model_cid="model",
+        validation_commitment=b"\x03" * 32,
+    )
+    base.update(kw)
+    return JobParams(**base)  # type: ignore[arg-type]
+
+
+def test_revert_surfaces_as_project_error_naming_custom_error(
+    chain: Chain, market: MarketClient
+) -> None:
+    trainer = chain.new_funded_account(10**19)
+    market.register(trainer, 10**18)
+    with pytest.raises(ContractRevert) as info:
+        market.register(trainer, 10**18)
+    assert info.value.error == "AlreadyRegistered"
+    assert "register reverted: AlreadyRegistered(" in str(info.value)
+    with pytest.raises(ContractRevert) as info:
+        market.withdraw(trainer, 2 * 10**18)
+    assert info.value.error == "InsufficientFreeStake"
+    assert info.value.args_["requested"] == 2 * 10**18
+
+
+def test_failed_transaction_changes_nothing(chain: Chain, market: MarketClient) -> None:
+    owner = chain.new_funded_account(10**19)
+    before = chain.balance(owner.address)
+    with pytest.raises(ContractRevert, match="InvalidRounds"):
+        market.create_job(owner, _params(owner.address, rounds=0), 10**18)
+    assert market.next_job_id() == 1
+    assert chain.balance(owner.address) == before  # estimate failed: nothing sent, no gas spent
+
+
+def test_only_the_jobs_aggregator_posts(chain: Chain, market: MarketClient) -> None:
+    owner, agg, trainer = (chain.new_funded_account(10**19) for _ in range(3))
+    job_id, _ = market.create_job(owner, _params(agg.address, max_trainers=1), 10**18)
+    market.register(trainer, 10**18)
+    market.join(trainer, job_id)  # max_trainers reached: the job starts
+    salt = b"\x05" * 32
+    market.commit(
+        trainer, job_id, commitment_hash(b"\x09" * 32, "cid", salt, trainer.address, job_id, 1)
+    )
+    market.reveal(trainer, job_id, b"\x09" * 32, "cid", salt)
+    with pytest.raises(ContractRevert) as info:
+        market.post_round(owner, job_id, 1, b"\x07" * 32, "m", [1], [0])
+    assert info.value.error == "NotAggregator"
+    market.post_round(agg, job_id, 1, b"\x07" * 32, "m", [1], [0])
+    assert market.job(job_id).currentRound == 2
+    with pytest.raises(ContractRevert, match="WrongRound"):
+        market.post_round(agg, job_id, 1, b"\x07" * 32, "m", [1], [0])
+
+
+def test_commitment_hash_matches_contract(chain: Chain, market: MarketClient) -> None:
+    owner, agg, trainer = (chain.new_funded_account(10**19) for _ in range(3))
+    job_id, _ = market.create_job(owner, _params(agg.address, max_trainers=1), 10**18)
+    market.register(trainer, 10**18)
+    market.join(trainer, job_id)
+    salt = b"\x06" * 32
+    market.commit(
+        trainer, job_id, commitment_hash(b"\x09" * 32, "cid", salt, trainer.address, job_id, 1)
+    )
+    with pytest.raises(ContractRevert, match="CommitmentMismatch"):
+        market.reveal(trainer, job_id, b"\x09" * 32, "other-cid", salt)
+    market.reveal(trainer, job_id, b"\x09" * 32, "cid", salt)
+    (rev,) = market.reveals(job_id, 1)
+    assert rev.trainer == trainer.address and rev.cid == "cid"
+
+
+def test_time_travel_on_dev_chain(chain: Chain) -> None:
+    t0 = chain.now()
+    assert chain.advance_time(3600) >= t0 + 3600
+
+
+def test_unreachable_node_is_a_clear_error() -> None:
+    with pytest.raises(ChainUnavailable, match="no JSON-RPC node answers"):
+        Chain.rpc("http://127.0.0.1:1")

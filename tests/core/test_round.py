@@ -1,0 +1,119 @@
+"""The round computation: bad updates are rejected with reasons, the round still closes, and
+re-running it from the same inputs gives the same result bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aggregator.round import Submission, compute_round
+from backend import codec
+from backend.datasets import load_digits_dataset, shard, split_train_validation_test
+from backend.errors import Reason
+from backend.jobspec import JobSpec
+from backend.models import ModelSpec, build_model, get_weights
+from trainer_client import attacks
+from trainer_client.training import pseudo_gradient, train_local
+
+
+@pytest.fixture(scope="module")
+def setting():
+    data = load_digits_dataset()
+    train, val, _ = split_train_validation_test(data)
+    spec = JobSpec(model=ModelSpec(hidden=[16]))
+    w0 = get_weights(build_model(spec.model))
+    deltas = []
+    for i, part in enumerate(shard(train, 5)):
+        w_local, _ = train_local(spec.model, w0, part, spec.training, seed=i)
+        deltas.append(pseudo_gradient(w0, w_local))
+    return spec, w0, val, deltas
+
+
+def _subs(deltas, extra=()) -> list[Submission]:
+    subs = [
+        Submission(f"0x{i + 1:040x}", codec.encode(d), commit_order=i) for i, d in enumerate(deltas)
+    ]
+    return subs + list(extra)
+
+
+def test_honest_round_improves_validation_loss_and_scores_positive(setting) -> None:
+    spec, w0, val, deltas = setting
+    out = compute_round(spec, w0, _subs(deltas), val)
+    assert [o.reason for o in out.outcomes] == [Reason.ACCEPTED] * 5
+    assert out.loss_after < out.loss_before
+    assert all(o.score > 0 and o.score_fp > 0 for o in out.outcomes)
+
+
+def test_bad_updates_get_reasons_and_zero_scores_and_round_still_closes(setting) -> None:
+    spec, w0, val, deltas = setting
+    first = next(iter(deltas[0]))
+    nan = {k: (np.full_like(v, np.nan) if k == first else v) for k, v in deltas[0].items()}
+    wrong = {k: v[..., :1] for k, v in deltas[0].items()}
+    bad = [
+        Submission("0x" + "a" * 40, b"garbage", commit_order=10),
+        Submission("0x" + "b" * 40, codec.encode(nan), commit_order=11),
+        Submission("0x" + "c" * 40, codec.encode(wrong), commit_order=12),
+        Submission("0x" + "d" * 40, None, Reason.MISSING, "no reveal", commit_order=13),
+        Submission("0x" + "e" * 40, None, Reason.HASH_MISMATCH, "sha mismatch", commit_order=14),
+        Submission("0x" + "f" * 40, codec.encode(attacks.sign_flip(deltas[1])), commit_order=15),
+        Submission("0x" + "9" * 40, codec.encode(deltas[2]), commit_order=16),  # a copy
+        Submission("0x" + "8" * 40, codec.encode(attacks.near_zero(deltas[3])), commit_order=17),
+    ]
+    out = compute_round(spec, w0, _subs(deltas, bad), val)
+    got = {o.trainer: o.reason for o in out.outcomes[5:]}
+    assert got == {
+        "0x" + "a" * 40: Reason.UNDECODABLE,
+        "0x" + "b" * 40: Reason.NON_FINITE,
+        "0x" + "c" * 40: Reason.WRONG_SHAPE,
+        "0x" + "d" * 40: Reason.MISSING,
+        "0x" + "e" * 40: Reason.HASH_MISMATCH,
+        "0x" + "f" * 40: Reason.OUTLIER,
+        "0x" + "9" * 40: Reason.COPY,
+        "0x" + "8" * 40: Reason.NEAR_ZERO,
+    }
+    assert all(o.score_fp == 0 for o in out.outcomes[5:])
+    assert all(o.reason == Reason.ACCEPTED for o in out.outcomes[:5])
+    assert all(o.detail for o in out.outcomes[5:])
+    assert out.loss_after < out.loss_before
+
+
+def test_replay_of_an_earlier_round_is_flagged(setting) -> None:
+    spec, w0, val, deltas = setting
+    previous = np.stack(
+        [spec_t.flatten(deltas[0], np.float32) for spec_t in [codec.Template.of(deltas[0])]]
+    )
+    out = compute_round(spec, w0, _subs(deltas), val, previous_updates=previous)
+    assert out.outcomes[0].reason == Reason.REPLAY
+    assert [o.reason for o in out.outcomes[1:]] == [Reason.ACCEPTED] * 4
+
+
+def test_deterministic_bit_for_bit(setting) -> None:
+    spec, w0, val, deltas = setting
+    a = compute_round(spec, w0, _subs(deltas), val)
+    b = compute_round(spec, w0, list(reversed(_subs(deltas)))[::-1], val)
+    assert a.next_model_blob == b.next_model_blob
+    assert a.scores_fp == b.scores_fp and a.reasons == b.reasons
+
+
+@pytest.mark.parametrize("scoring", ["loo", "shapley"])
+def test_marginal_scorings_are_non_negative(setting, scoring) -> None:
+    spec, w0, val, deltas = setting
+    spec2 = spec.model_copy(
+        update={
+            "aggregation": spec.aggregation.model_copy(
+                update={"scoring": scoring, "shapley_permutations": 8}
+            )
+        }
+    )
+    flipped = codec.encode(attacks.sign_flip(deltas[0], scale=1.0))
+    subs = [*_subs(deltas), Submission("0x" + "7" * 40, flipped, commit_order=9)]
+    out = compute_round(spec2, w0, subs, val)
+    assert all(o.score >= 0 for o in out.outcomes)
+    assert sum(o.score for o in out.outcomes) > 0
+
+
+def test_no_accepted_updates_keeps_the_model(setting) -> None:
+    spec, w0, val, _ = setting
+    out = compute_round(spec, w0, [Submission("0x" + "1" * 40, None, Reason.MISSING)], val)
+    assert out.next_model_blob == codec.encode(w0)
+    assert out.reasons == [int(Reason.MISSING)]

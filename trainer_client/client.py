@@ -1,0 +1,159 @@
+"""The trainer's side of a round: fetch the global model, train locally, upload Δ, commit, reveal.
+
+Only the pseudo-gradient leaves the machine. The salt of each commitment is kept until the
+reveal (in memory, and in a state file when one is given, so a restart does not lose it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from backend import codec
+from backend.codec import Tensors
+from backend.datasets import Dataset, check_fits
+from backend.jobspec import JobSpec
+from backend.market import MarketClient, commitment_hash
+from backend.models import template_of
+from backend.storage import ContentStore, fetch_verified, sha256_bytes
+from trainer_client import attacks
+from trainer_client.training import pseudo_gradient, train_local
+
+
+@dataclass
+class PendingReveal:
+    job_id: int
+    round: int
+    content_hash: str  # hex
+    cid: str
+    salt: str  # hex
+    revealed: bool = False
+
+
+@dataclass
+class Contribution:
+    """What one round of local work produced (the delta stays available for simulations)."""
+
+    round: int
+    delta: Tensors
+    train_loss: float
+    cid: str
+    content_hash: bytes
+    commit_gas: int
+
+
+class TrainerClient:
+    """One trainer on one market. `attack` simulates a malicious trainer (demo and benchmarks)."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        store: ContentStore,
+        account: LocalAccount,
+        data: Dataset,
+        *,
+        attack: str | None = None,
+        seed: int = 0,
+        state_file: Path | None = None,
+    ) -> None:
+        if attack is not None and attack not in attacks.ATTACKS:
+            raise ValueError(f"unknown attack {attack!r}; known: {', '.join(attacks.ATTACKS)}")
+        self.market = market
+        self.store = store
+        self.account = account
+        self.data = data
+        self.attack = attack
+        self.seed = seed
+        self.state_file = state_file
+        self._specs: dict[int, JobSpec] = {}
+        self.pending: dict[tuple[int, int], PendingReveal] = self._load_state()
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def spec(self, job_id: int) -> JobSpec:
+        if job_id not in self._specs:
+            spec_hash, spec_cid = self.market.spec_pointer(job_id)
+            spec = JobSpec.from_bytes(fetch_verified(self.store, spec_cid, spec_hash))
+            check_fits(self.data, spec.model.input_dim, spec.model.num_classes, spec.min_rows)
+            self._specs[job_id] = spec
+        return self._specs[job_id]
+
+    def global_weights(self, job_id: int) -> Tensors:
+        model_hash, model_cid = self.market.current_model(job_id)
+        blob = fetch_verified(self.store, model_cid, model_hash)
+        return codec.decode(blob, template_of(self.spec(job_id).model))
+
+    def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:
+        """Train on the private shard from the current global model; return (Δ, train loss)."""
+        spec = self.spec(job_id)
+        w_global = self.global_weights(job_id)
+        data = self.data
+        if self.attack == "label_flip":
+            data = Dataset(data.x, attacks.flip_labels(data.y, spec.model.num_classes))
+        seed = self.seed * 1_000_003 + round_
+        w_local, loss = train_local(spec.model, w_global, data, spec.training, seed=seed)
+        delta = pseudo_gradient(w_global, w_local)
+        if self.attack == "sign_flip":
+            delta = attacks.sign_flip(delta)
+        elif self.attack == "noise":
+            delta = attacks.gaussian_noise(delta, np.random.default_rng(seed))
+        elif self.attack == "zero":
+            delta = attacks.near_zero(delta)
+        return delta, loss
+
+    def commit_update(self, job_id: int, round_: int, delta: Tensors) -> tuple[str, bytes, int]:
+        """Upload Δ (safetensors), commit its hash on chain; returns (cid, sha256, gas)."""
+        blob = codec.encode(delta, {"job": str(job_id), "round": str(round_)})
+        cid = self.store.put(blob)
+        content_hash = sha256_bytes(blob)
+        salt = secrets.token_bytes(32)
+        commitment = commitment_hash(content_hash, cid, salt, self.address, job_id, round_)
+        self.pending[(job_id, round_)] = PendingReveal(
+            job_id, round_, content_hash.hex(), cid, salt.hex()
+        )
+        self._save_state()  # before the commit: a crash after it must still be able to reveal
+        result = self.market.commit(self.account, job_id, commitment)
+        return cid, content_hash, result.gas_used
+
+    def participate(self, job_id: int, round_: int, delta: Tensors | None = None) -> Contribution:
+        """Train (unless a Δ is given) and commit for this round."""
+        loss = float("nan")
+        if delta is None:
+            delta, loss = self.local_update(job_id, round_)
+        cid, content_hash, gas = self.commit_update(job_id, round_, delta)
+        return Contribution(round_, delta, loss, cid, content_hash, gas)
+
+    def reveal(self, job_id: int, round_: int) -> int:
+        """Reveal this round's commitment; returns the gas used."""
+        p = self.pending[(job_id, round_)]
+        result = self.market.reveal(
+            self.account, job_id, bytes.fromhex(p.content_hash), p.cid, bytes.fromhex(p.salt)
+        )
+        p.revealed = True
+        self._save_state()
+        return result.gas_used
+
+    # -- state ----------------------------------------------------------------------------
+    def _load_state(self) -> dict[tuple[int, int], PendingReveal]:
+        if self.state_file is None or not self.state_file.exists():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {(p["job_id"], p["round"]): PendingReveal(**p) for p in raw.get("pending", [])}
+
+    def _save_state(self) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"pending": [asdict(p) for p in self.pending.values()]}, indent=1)
+        )
+        os.replace(tmp, self.state_file)
