@@ -171,6 +171,10 @@ def _payout_table(summary: dict) -> Table:
     return table
 
 
+# -- role subcommands: each group lives in its own module ---------------------------------
+# (one `app.add_typer(...)` line per module, added here)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
