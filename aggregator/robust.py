@@ -412,13 +412,21 @@ def detect_outliers(
         mask = _far_from(a, trimmed_mean(a, rule.beta), rule.median_dist_ratio)
     elif name == "norm_bound":
         mask = norm_bound_flags(a, rule.max_norm_ratio)
-    elif name in ("cosine", "cosine_norm"):
+    elif name == "cosine":
         if small and centre is None:
             mask = none.copy()
         else:
             mask = cosine_to_centre_flags(a, rule.min_cosine, centre)
-        if name == "cosine_norm":
-            mask = mask | norm_bound_flags(a, rule.max_norm_ratio)
+    elif name == "cosine_norm":
+        # Norm bound first, then the cosine rule among the survivors only: a scaled attacker
+        # must not drag the centre the others are compared with (with n = 3, the median of
+        # the two others would be half the attacker's update).
+        mask = norm_bound_flags(a, rule.max_norm_ratio)
+        rest = np.flatnonzero(~mask)
+        if rest.size >= 3 or (centre is not None and rest.size > 0):
+            cos_mask = cosine_to_centre_flags(a[rest], rule.min_cosine, centre)
+            if not cos_mask.all():
+                mask[rest[cos_mask]] = True
     else:  # pragma: no cover - guarded by OutlierRule.__post_init__
         raise ValueError(f"unknown outlier rule {name!r}")
     if mask.all():

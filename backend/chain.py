@@ -148,7 +148,7 @@ class Chain:
             keys = [
                 Account.from_mnemonic(
                     ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}"
-                ).key.to_hex()
+                ).key.hex()
                 for i in range(10)
             ]
         return cls(w3, kind="rpc", dev_keys=keys, tx_timeout_s=tx_timeout_s)
@@ -240,6 +240,9 @@ class Chain:
         return self._sign_and_send(tx, sender, fn.fn_name)
 
     # -- internals ------------------------------------------------------------------------
+    def _on_mined(self, raw_tx: bytes, receipt: Any) -> None:
+        """Hook: a signed transaction was mined (backend.devchain journals it)."""
+
     def _nonce(self, address: str) -> int:
         return int(self.w3.eth.get_transaction_count(address, "pending"))
 
@@ -259,7 +262,11 @@ class Chain:
             if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
                 raise self._revert(what, exc) from None
             raise
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.tx_timeout_s)
+        # A dev node mines at once: poll fast rather than web3's default 0.1 s.
+        receipt = self.w3.eth.wait_for_transaction_receipt(
+            tx_hash, timeout=self.tx_timeout_s, poll_latency=0.01
+        )
+        self._on_mined(bytes(signed.raw_transaction), receipt)
         if receipt["status"] != 1:
             # Replay the call at the failing block to learn why (a node does not say in receipts).
             call = {k: tx[k] for k in ("from", "to", "value", "data") if k in tx}

@@ -62,6 +62,9 @@ def demo(
         Path | None, typer.Option(help="directory of the local content store (default: a temp dir)")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed for data split, shards and models")] = 0,
+    rpc_url: Annotated[str | None, typer.Option(
+        help="run on this JSON-RPC dev node (e.g. anvil) with its dev accounts, not in-process"
+    )] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print a JSON summary as the last line")
     ] = False,
@@ -99,7 +102,10 @@ def demo(
             def tick(stage: str, done: int, total: int) -> None:
                 progress.update(task, description=stage, completed=done, total=max(total, 1))
 
-            result = run_demo(cfg, tick)
+            from backend.chain import Chain
+
+            chain = Chain.rpc(rpc_url, dev_accounts=True) if rpc_url else None
+            result = run_demo(cfg, tick, chain=chain)
     except (FedMarketError, ValueError) as exc:
         fail(exc)
         return

@@ -56,7 +56,10 @@ class DemoResult:
     store: ContentStore
 
 
-def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoResult:
+def run_demo(
+    cfg: DemoConfig, progress: Progress | None = None, chain: Chain | None = None
+) -> DemoResult:
+    """Run the whole market; on `chain` if given (e.g. a JSON-RPC dev node), else in-process."""
     if not 0 <= cfg.attackers <= cfg.trainers:
         raise ValueError("--attackers must be between 0 and --trainers")
     if cfg.trainers < 1 or cfg.rounds < 1:
@@ -64,7 +67,7 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoResult:
     tick = progress or (lambda stage, done, total: None)
     store_dir = cfg.store_dir or Path(tempfile.mkdtemp(prefix="fedmarket-demo-"))
     store = LocalStore(store_dir)
-    chain = Chain.embedded()
+    chain = chain or Chain.embedded()
     gas: dict[str, int] = {}
 
     tick("deploying contracts", 0, 1)

@@ -335,3 +335,18 @@ def test_float32_paths_make_no_full_size_copies() -> None:
         tracemalloc.stop()
         # float64 result vector (1.6 MB) + mean accumulator, never an n x d copy
         assert peak < 0.25 * x.nbytes, peak
+
+
+def test_cosine_norm_with_three_updates_flags_only_the_scaled_sign_flip() -> None:
+    # Regression: with n = 3 the leave-one-out median of the two others is half the attacker,
+    # which used to flag everyone (and the guard then flagged no one).
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal(500)
+    honest = [base + 0.5 * rng.standard_normal(500) for _ in range(2)]
+    x = np.stack([*honest, -4.0 * honest[0]])
+    mask = detect_outliers(x, OutlierRule(name="cosine_norm"))
+    assert mask.tolist() == [False, False, True]
+    noise = rng.standard_normal(500)
+    noise *= np.linalg.norm(honest[0]) / np.linalg.norm(noise)
+    mask = detect_outliers(np.stack([*honest, noise]), OutlierRule(name="cosine_norm"))
+    assert mask.tolist() == [False, False, True]
