@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 OutlierRuleName = Literal[
-    "multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm"
+    "multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus"
 ]
 
 #: Target size (bytes) of a float64 column block used by the chunked helpers.
@@ -236,6 +236,24 @@ def norm_bound_flags(x: np.ndarray, max_ratio: float) -> np.ndarray:
     return norms > max_ratio * med
 
 
+def max_pair_cosines(x: np.ndarray) -> np.ndarray:
+    """Each row's largest cosine to any OTHER row (one Gram matrix), float64.
+
+    Honest updates always have some peer pointing their way, even on non-IID shards; random
+    noise of any norm has cosine ~1/sqrt(d) to everything. A zero row gets -inf... never: 0.
+    """
+    a = _as_matrix(x)
+    n = a.shape[0]
+    if n < 2:
+        return np.ones(n, dtype=np.float64)
+    g = gram64(a)
+    norms = np.sqrt(np.clip(np.diag(g), 0.0, None))
+    denom = np.outer(norms, norms)
+    cos = np.divide(g, denom, out=np.zeros_like(g), where=denom > 0)
+    np.fill_diagonal(cos, -np.inf)
+    return cos.max(axis=1)
+
+
 def loo_median_cosines(x: np.ndarray) -> np.ndarray:
     """Cosine of each row to the coordinate median of the *other* rows (n >= 2), float64.
 
@@ -326,6 +344,7 @@ class OutlierRule:
     max_norm_ratio: float = 3.0
     min_cosine: float = 0.1
     median_dist_ratio: float = 3.0
+    min_pair_cosine: float = 0.15
 
     def __post_init__(self) -> None:
         if self.name not in get_args(OutlierRuleName):
@@ -345,7 +364,7 @@ class OutlierRule:
 
 
 _INT_FIELDS = ("num_malicious", "to_keep")
-_FLOAT_FIELDS = ("beta", "max_norm_ratio", "min_cosine", "median_dist_ratio")
+_FLOAT_FIELDS = ("beta", "max_norm_ratio", "min_cosine", "median_dist_ratio", "min_pair_cosine")
 
 
 def rule_from_dict(d: Mapping[str, Any]) -> OutlierRule:
@@ -427,6 +446,12 @@ def detect_outliers(
             cos_mask = cosine_to_centre_flags(a[rest], rule.min_cosine, centre)
             if not cos_mask.all():
                 mask[rest[cos_mask]] = True
+    elif name == "consensus":
+        # Scaled updates by norm; noise-like updates because no peer points their way.
+        # (compute_round adds the third test, harm to the validation loss, which needs a model.)
+        mask = norm_bound_flags(a, rule.max_norm_ratio)
+        if not small:
+            mask = mask | (max_pair_cosines(a) < rule.min_pair_cosine)
     else:  # pragma: no cover - guarded by OutlierRule.__post_init__
         raise ValueError(f"unknown outlier rule {name!r}")
     if mask.all():

@@ -8,7 +8,9 @@ reads the chain, fetches and verifies blobs, stores the next model and posts one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,12 +23,23 @@ from aggregator.robust import OutlierRule, detect_outliers
 from aggregator.scoring import leave_one_out, loss_gain_alone, shapley_monte_carlo
 from backend import codec
 from backend.codec import Template, Tensors
+from backend.compression import decode_update
 from backend.datasets import Dataset
-from backend.errors import ContentMismatch, ContentNotFound, Reason, UpdateRejected
+from backend.errors import (
+    ContentMismatch,
+    ContentNotFound,
+    FedMarketError,
+    Reason,
+    StorageUnavailable,
+    UpdateRejected,
+)
 from backend.jobspec import JobSpec
-from backend.market import MarketClient, Phase
+from backend.market import MarketClient, Phase, Reveal, RoundPost
 from backend.models import evaluate, template_of
 from backend.storage import ContentStore, fetch_verified, sha256_bytes
+from backend.training import pseudo_gradient, train_local
+
+log = logging.getLogger("fedmarket.aggregator")
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class RoundOutcome:
 
 
 def rule_of(spec: JobSpec) -> OutlierRule:
-    return OutlierRule(**spec.aggregation.rule.model_dump())
+    return OutlierRule(**spec.aggregation.rule.model_dump(exclude={"harm_ratio", "ref_cos_ratio"}))
 
 
 def compute_round(
@@ -100,7 +113,7 @@ def compute_round(
             reasons[i], details[i] = Reason.MISSING, "no update revealed this round"
             continue
         try:
-            tensors = codec.decode(sub.blob, template, max_bytes=agg.max_update_bytes)
+            tensors = decode_update(sub.blob, template, spec.codec, agg.max_update_bytes)
         except UpdateRejected as rej:
             reasons[i], details[i] = rej.reason, rej.detail
             continue
@@ -142,6 +155,34 @@ def compute_round(
                 details[i] = f"flagged by the {agg.rule.name} rule (norm {norms[i]:.4g})"
     accepted = [i for i in candidates if reasons[i] == Reason.ACCEPTED]
 
+    # Reference direction (as in FLTrust): one pass of the job's own local training on the
+    # validation split. Honest updates, even from skewed shards, keep a clearly positive cosine
+    # to it; label-flipped, sign-flipped and noise updates do not. Relative to the median
+    # update's cosine, so no absolute threshold has to fit every model and dataset.
+    ref_ratio = agg.rule.ref_cos_ratio
+    if agg.rule.name == "consensus" and ref_ratio > 0 and len(accepted) >= 3:
+        w_ref, _ = train_local(spec.model, global_weights, validation, spec.training, seed=agg.seed)
+        ref = template.flatten(pseudo_gradient(global_weights, w_ref), np.float64)
+        ref_norm = float(np.linalg.norm(ref))
+        rows_acc = x[[row_of[i] for i in accepted]].astype(np.float64)
+        row_n = np.linalg.norm(rows_acc, axis=1)
+        cos_ref = np.divide(
+            rows_acc @ ref,
+            row_n * ref_norm,
+            out=np.zeros(len(accepted)),
+            where=row_n * ref_norm > 0,
+        )
+        median_cos = float(np.median(cos_ref))
+        if median_cos > 0:
+            for i, c in zip(accepted, cos_ref, strict=True):
+                if c < ref_ratio * median_cos:
+                    reasons[i] = Reason.OUTLIER
+                    details[i] = (
+                        f"off the reference direction: cosine {c:.3f} < {ref_ratio:g} x "
+                        f"the median {median_cos:.3f}"
+                    )
+            accepted = [i for i in accepted if reasons[i] == Reason.ACCEPTED]
+
     base_loss, _ = evaluate(spec.model, global_weights, validation.x, validation.y)
     opt = OuterOptimizer(kind=agg.outer, lr=agg.server_lr, momentum=agg.momentum)
 
@@ -150,12 +191,36 @@ def compute_round(
         loss, _ = evaluate(spec.model, template.unflatten(w_new), validation.x, validation.y)
         return loss if np.isfinite(loss) else 1e9
 
+    # Validation loss of each surviving update applied alone: the loss-gain score, and the
+    # harm test — an update that hurts the validation loss more than the median accepted update
+    # helps it is poisoning (sign flips of any scale, label flips), not an unlucky shard.
+    # Each update is applied at its share of the aggregate (Δ_i / k), against the step the
+    # outer optimizer takes anyway (momentum only): applied at full weight, one non-IID shard's
+    # update overshoots and looks harmful when it is not.
+    share = 1.0 / max(len(accepted), 1)
+    ref_loss = loss_of(np.zeros(template.size)) if momentum is not None else base_loss
+    loss_alone = {i: loss_of(share * x[row_of[i]].astype(np.float64)) for i in accepted}
+    harm_ratio = agg.rule.harm_ratio
+    if harm_ratio > 0 and len(accepted) >= 3:
+        gains = np.array([ref_loss - loss_alone[i] for i in accepted])
+        helpful = gains[gains > 0]
+        if helpful.size:
+            bar = -harm_ratio * float(np.median(helpful))
+            for i, g in zip(accepted, gains, strict=True):
+                if g < bar:
+                    reasons[i] = Reason.OUTLIER
+                    details[i] = (
+                        f"harmful: alone it raises the validation loss by {-g:.4g}, "
+                        f"more than {harm_ratio:g}x the median gain {-bar / harm_ratio:.4g}"
+                    )
+            accepted = [i for i in accepted if reasons[i] == Reason.ACCEPTED]
+
     scores = np.zeros(n)
     if accepted:
         acc_x = x[[row_of[i] for i in accepted]]
         if agg.scoring == "loss_gain":
-            losses = np.array([loss_of(acc_x[k].astype(np.float64)) for k in range(len(accepted))])
-            s = loss_gain_alone(base_loss, losses)
+            losses = np.array([loss_alone[i] for i in accepted])
+            s = loss_gain_alone(ref_loss, losses)
         else:
 
             def value(mask: np.ndarray) -> float:
@@ -209,14 +274,47 @@ class RoundReport:
 
 
 @dataclass
+class PendingRound:
+    """A computed round not yet posted (deterministic: recomputing gives the same result)."""
+
+    round: int
+    submissions: list[Submission]
+    outcome: RoundOutcome
+
+
+@dataclass
+class ReplayedRound:
+    """An already posted round recomputed from chain + store while rebuilding a driver."""
+
+    post: RoundPost
+    outcome: RoundOutcome
+    matches: bool  # recomputed model hash and reasons equal what was posted
+
+
+class RoundAlreadyPosted(FedMarketError):
+    """The chain moved past the round this driver computed (another incarnation posted it)."""
+
+
+class StoreOutage(StorageUnavailable):
+    """Every revealed blob failed with StorageUnavailable: the aggregator's own store is down."""
+
+
+@dataclass
 class RoundDriver:
-    """Runs one job's rounds for its aggregator: gather → compute_round → store → post."""
+    """Runs one job's rounds for its aggregator: gather → compute_round → store → post.
+
+    `history` (accepted updates of earlier rounds, for replay detection) and `momentum` (the
+    outer optimizer's state) live in memory; `rebuild()` recomputes them from chain + store
+    after a restart, so a resumed aggregator posts exactly what an uninterrupted one would.
+    """
 
     market: MarketClient
     store: ContentStore
     account: LocalAccount
     job_id: int
     validation: Dataset
+    fetch_timeout_s: float = 30.0  # per blob: how long a missing/unreachable blob is retried
+    fetch_retry_s: float = 0.5
     spec: JobSpec = field(init=False)
     history: list[np.ndarray] = field(default_factory=list)
     momentum: np.ndarray | None = None
@@ -225,55 +323,163 @@ class RoundDriver:
         spec_hash, spec_cid = self.market.spec_pointer(self.job_id)
         self.spec = JobSpec.from_bytes(fetch_verified(self.store, spec_cid, spec_hash))
 
+    @property
+    def rounds_done(self) -> int:
+        """How many rounds this driver's in-memory state covers."""
+        return len(self.history)
+
     def ready(self) -> bool:
         """Whether the current round's reveal phase is over and its post is due."""
         return self.market.phase_of(self.job_id) == Phase.AWAITING_POST
 
-    def gather(self, round_: int) -> list[Submission]:
-        """Fetch and verify every revealed update; map each failure to its reason code."""
+    def _fetch(self, rev: Reveal) -> tuple[bytes | None, Reason, str, bool]:
+        """(blob, reason, detail, store_down) for one revealed update, retried up to a timeout.
+
+        A hash mismatch is final at once; missing content and an unreachable store are retried
+        until `fetch_timeout_s`, then the update is marked UNAVAILABLE (not slashable).
+        """
+        deadline = time.monotonic() + self.fetch_timeout_s
+        while True:
+            try:
+                return (
+                    fetch_verified(self.store, rev.cid, rev.content_hash),
+                    Reason.ACCEPTED,
+                    "",
+                    False,
+                )
+            except ContentMismatch as exc:
+                return None, Reason.HASH_MISMATCH, str(exc), False
+            except (ContentNotFound, StorageUnavailable) as exc:
+                down = isinstance(exc, StorageUnavailable)
+                if time.monotonic() >= deadline:
+                    what = "store unreachable" if down else "content not found"
+                    detail = f"{what} after {self.fetch_timeout_s:g}s: {exc}"
+                    return None, Reason.UNAVAILABLE, detail, down
+                time.sleep(min(self.fetch_retry_s, max(0.0, deadline - time.monotonic())))
+
+    def gather(
+        self, round_: int, known_reasons: Mapping[str, int] | None = None
+    ) -> list[Submission]:
+        """Fetch and verify every revealed update; map each failure to its reason code.
+
+        `known_reasons` (trainer → posted reason) is used when replaying a posted round: an
+        update posted as unavailable or mismatching is taken as such, whatever the store says now.
+        Raises StoreOutage when every revealed blob failed because the store is unreachable.
+        """
         participants = self.market.participants(self.job_id)
         reveals = {r.trainer: r for r in self.market.reveals(self.job_id, round_)}
         commit_order = {
             t: k for k, (t, _, _) in enumerate(self.market.commits(self.job_id, round_))
         }
         out: list[Submission] = []
+        fetched = down = 0
         for trainer in participants:
             rev = reveals.get(trainer)
             order = commit_order.get(trainer, len(commit_order))
             if rev is None:
                 out.append(Submission(trainer, None, Reason.MISSING, "no reveal this round", order))
                 continue
-            try:
-                blob = fetch_verified(self.store, rev.cid, rev.content_hash)
-            except ContentNotFound as exc:
-                out.append(Submission(trainer, None, Reason.UNAVAILABLE, str(exc), order))
+            known = (known_reasons or {}).get(trainer)
+            if known in (Reason.UNAVAILABLE, Reason.HASH_MISMATCH):
+                reason = Reason(known)
+                out.append(Submission(trainer, None, reason, "as posted on chain", order))
                 continue
-            except ContentMismatch as exc:
-                out.append(Submission(trainer, None, Reason.HASH_MISMATCH, str(exc), order))
-                continue
-            out.append(Submission(trainer, blob, Reason.ACCEPTED, "", order))
+            blob, reason, detail, store_down = self._fetch(rev)
+            fetched += 1
+            down += int(store_down)
+            out.append(Submission(trainer, blob, reason, detail, order))
+        if fetched and down == fetched:
+            raise StoreOutage(
+                f"job {self.job_id} round {round_}: the store is unreachable for every update"
+            )
         return out
 
-    def global_weights(self) -> Tensors:
-        model_hash, model_cid = self.market.current_model(self.job_id)
+    def _weights_at(self, model_hash: bytes, model_cid: str) -> Tensors:
         blob = fetch_verified(self.store, model_cid, model_hash)
         return codec.decode(blob, template_of(self.spec.model))
 
-    def run_round(self) -> RoundReport:
-        job = self.market.job(self.job_id)
-        round_ = int(job.currentRound)
+    def global_weights(self) -> Tensors:
+        return self._weights_at(*self.market.current_model(self.job_id))
+
+    def _previous(self) -> np.ndarray | None:
+        return np.concatenate(self.history[-3:]) if self.history else None
+
+    def rebuild(self) -> list[ReplayedRound]:
+        """Recompute `history` and `momentum` by replaying every posted round (deterministic).
+
+        Each replay's model hash and reasons are checked against the post; a mismatch is logged
+        (the state is still rebuilt from the recomputation, the best available).
+        """
+        posts = self.market.round_posts(self.job_id)
+        participants = self.market.participants(self.job_id)
+        params = self.market.job_created(self.job_id)["params"]
+        prev = (bytes(params["initialModelHash"]), str(params["initialModelCid"]))
+        self.history, self.momentum = [], None
+        replayed: list[ReplayedRound] = []
+        for post in posts:
+            weights = self._weights_at(*prev)
+            known = dict(zip(participants, post.reasons, strict=False))
+            submissions = self.gather(post.round, known)
+            outcome = compute_round(
+                self.spec, weights, submissions, self.validation, self._previous(), self.momentum
+            )
+            ok = (
+                sha256_bytes(outcome.next_model_blob) == post.model_hash
+                and outcome.reasons == post.reasons
+            )
+            if not ok:
+                log.warning(
+                    "job %d round %d: replay does not reproduce the posted result "
+                    "(model hash or reasons differ); continuing from the recomputation",
+                    self.job_id,
+                    post.round,
+                )
+            self.history.append(outcome.accepted_updates)
+            self.momentum = outcome.momentum
+            replayed.append(ReplayedRound(post, outcome, ok))
+            prev = (post.model_hash, post.model_cid)
+        return replayed
+
+    def compute(self) -> PendingRound:
+        """Compute the current round (no transaction). Deterministic, so safe to redo."""
+        round_ = int(self.market.job(self.job_id).currentRound)
+        if self.rounds_done != round_ - 1:
+            raise RoundAlreadyPosted(
+                f"job {self.job_id}: driver state covers {self.rounds_done} rounds but the chain "
+                f"is at round {round_}; rebuild first"
+            )
+        weights = self.global_weights()  # fails early (StorageUnavailable) if the store is down
         submissions = self.gather(round_)
-        previous = np.concatenate(self.history[-3:]) if self.history else None
         outcome = compute_round(
-            self.spec, self.global_weights(), submissions, self.validation, previous, self.momentum
+            self.spec, weights, submissions, self.validation, self._previous(), self.momentum
         )
+        return PendingRound(round_, submissions, outcome)
+
+    def post(self, pending: PendingRound) -> RoundReport:
+        """Store the next model and post the round, unless the chain already moved on."""
+        current = int(self.market.job(self.job_id).currentRound)
+        if current != pending.round:
+            raise RoundAlreadyPosted(
+                f"job {self.job_id}: round {pending.round} is no longer current (chain at "
+                f"round {current}); not posting it again"
+            )
+        outcome = pending.outcome
         cid = self.store.put(outcome.next_model_blob)
         model_hash = sha256_bytes(outcome.next_model_blob)
         result = self.market.post_round(
-            self.account, self.job_id, round_, model_hash, cid, outcome.scores_fp, outcome.reasons
+            self.account,
+            self.job_id,
+            pending.round,
+            model_hash,
+            cid,
+            outcome.scores_fp,
+            outcome.reasons,
         )
         self.history.append(outcome.accepted_updates)
         self.momentum = outcome.momentum
         return RoundReport(
-            self.job_id, round_, outcome, cid, model_hash, result.gas_used, result.tx_hash
+            self.job_id, pending.round, outcome, cid, model_hash, result.gas_used, result.tx_hash
         )
+
+    def run_round(self) -> RoundReport:
+        return self.post(self.compute())

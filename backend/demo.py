@@ -42,9 +42,10 @@ class DemoConfig:
     slash_bps: int = 5_000
     non_iid_alpha: float | None = None
     scoring: str = "loss_gain"
-    rule: str = "cosine_norm"
+    rule: str = "consensus"
     seed: int = 0
     store_dir: Path | None = None
+    audit: bool = False  # re-verify the job at the end (backend.verify.verify_job)
 
 
 @dataclass
@@ -195,4 +196,13 @@ def run_demo(
         "store": str(store_dir),
         "market": market.address,
     }
+    if cfg.audit:
+        from backend.verify import verify_job
+
+        tick("auditing", 0, 1)
+        audit = verify_job(market, store, job_id)
+        summary["audit"] = {
+            "rounds_verified": audit.rounds_verified,
+            "mismatches": len(audit.mismatches) + (1 if audit.error else 0),
+        }
     return DemoResult(summary, reports, chain, market, store)

@@ -26,15 +26,30 @@ class TrainingSpec(BaseModel):
 class RuleSpec(BaseModel):
     """The robust rule that flags outliers (see aggregator.robust.OutlierRule)."""
 
-    name: Literal["multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm"] = (
-        "cosine_norm"
-    )
+    name: Literal[
+        "multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus"
+    ] = "consensus"
     num_malicious: int = Field(1, ge=0)
     to_keep: int = Field(0, ge=0)
     beta: float = Field(0.1, ge=0, lt=0.5)
     max_norm_ratio: float = Field(3.0, gt=1)
     min_cosine: float = Field(0.1, ge=-1, le=1)
     median_dist_ratio: float = Field(3.0, gt=1)
+    min_pair_cosine: float = Field(0.15, ge=-1, le=1)
+    ref_cos_ratio: float = Field(
+        0.35,
+        ge=0,
+        lt=1,
+        description="flag an update whose cosine to the aggregator's reference "
+        "direction (one local training pass on the validation split) is below this fraction of "
+        "the median update's cosine (0 disables the test)",
+    )
+    harm_ratio: float = Field(
+        2.0,
+        ge=0,
+        description="flag an update whose validation-loss harm exceeds this many "
+        "times the median accepted gain (0 disables the test)",
+    )
 
 
 class AggregationSpec(BaseModel):
@@ -59,6 +74,9 @@ class JobSpec(BaseModel):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     aggregation: AggregationSpec = Field(default_factory=AggregationSpec)
     codec: Literal["fp32", "int8", "topk"] = "fp32"
+    topk_fraction: float = Field(
+        0.03, gt=0, le=1, description="top-k codec: the fraction of entries a trainer sends"
+    )
     min_rows: int = Field(10, ge=1)
 
     def to_bytes(self) -> bytes:

