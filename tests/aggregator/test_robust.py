@@ -350,3 +350,16 @@ def test_cosine_norm_with_three_updates_flags_only_the_scaled_sign_flip() -> Non
     noise *= np.linalg.norm(honest[0]) / np.linalg.norm(noise)
     mask = detect_outliers(np.stack([*honest, noise]), OutlierRule(name="cosine_norm"))
     assert mask.tolist() == [False, False, True]
+
+
+def test_max_pair_cosines_separates_noise_from_correlated_updates() -> None:
+    from aggregator.robust import max_pair_cosines
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(2000)
+    honest = np.stack([base + rng.standard_normal(2000) for _ in range(6)])
+    noise = rng.standard_normal((2, 2000))
+    mc = max_pair_cosines(np.concatenate([honest, noise]))
+    assert (mc[:6] > 0.3).all() and (mc[6:] < 0.15).all()
+    mask = detect_outliers(np.concatenate([honest, noise]), OutlierRule(name="consensus"))
+    assert mask.tolist() == [False] * 6 + [True] * 2

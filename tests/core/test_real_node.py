@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(find_anvil() is None, reason="anvil not installe
 
 
 @pytest.fixture(scope="module")
-def anvil():  # noqa: ANN201
+def anvil():
     with AnvilNode() as node:
         yield node
 
@@ -37,7 +37,7 @@ def test_reverts_over_rpc_name_the_custom_error(anvil: AnvilNode) -> None:
     assert chain.advance_time(600) >= t0 + 600
 
 
-def test_demo_on_anvil_matches_embedded_claims(anvil: AnvilNode, tmp_path) -> None:  # noqa: ANN001
+def test_demo_on_anvil_matches_embedded_claims(anvil: AnvilNode, tmp_path) -> None:
     result = CliRunner().invoke(app, ["demo", "--trainers", "3", "--attackers", "1", "--rounds",
                                       "2", "--rpc-url", anvil.url, "--store", str(tmp_path),
                                       "--json"])

@@ -8,7 +8,7 @@ import pytest
 
 from aggregator.round import Submission, compute_round
 from backend import codec
-from backend.datasets import load_digits_dataset, shard, split_train_validation_test
+from backend.datasets import Dataset, load_digits_dataset, shard, split_train_validation_test
 from backend.errors import Reason
 from backend.jobspec import JobSpec
 from backend.models import ModelSpec, build_model, get_weights
@@ -117,3 +117,26 @@ def test_no_accepted_updates_keeps_the_model(setting) -> None:
     out = compute_round(spec, w0, [Submission("0x" + "1" * 40, None, Reason.MISSING)], val)
     assert out.next_model_blob == codec.encode(w0)
     assert out.reasons == [int(Reason.MISSING)]
+
+
+def test_consensus_flags_label_flip_by_reference_direction(setting) -> None:
+    spec, w0, val, deltas = setting
+    data = load_digits_dataset()
+    train, _, _ = split_train_validation_test(data)
+    part = shard(train, 5)[0]
+    flipped = Dataset(part.x, attacks.flip_labels(part.y, 10))
+    w_bad, _ = train_local(spec.model, w0, flipped, spec.training, seed=99)
+    bad = Submission("0x" + "f" * 40, codec.encode(pseudo_gradient(w0, w_bad)), commit_order=9)
+    out = compute_round(spec, w0, [*_subs(deltas), bad], val)
+    assert [o.reason for o in out.outcomes] == [Reason.ACCEPTED] * 5 + [Reason.OUTLIER]
+    assert "reference direction" in out.outcomes[-1].detail or "harmful" in out.outcomes[-1].detail
+
+
+def test_reference_test_can_be_disabled(setting) -> None:
+    spec, w0, val, deltas = setting
+    rule = spec.aggregation.rule.model_copy(update={"ref_cos_ratio": 0.0, "harm_ratio": 0.0})
+    spec2 = spec.model_copy(
+        update={"aggregation": spec.aggregation.model_copy(update={"rule": rule})}
+    )
+    out = compute_round(spec2, w0, _subs(deltas), val)
+    assert all(o.reason == Reason.ACCEPTED for o in out.outcomes)
