@@ -344,7 +344,8 @@ class OutlierRule:
     max_norm_ratio: float = 3.0
     min_cosine: float = 0.1
     median_dist_ratio: float = 3.0
-    min_pair_cosine: float = 0.15
+    min_pair_cosine: float = 0.0
+    noise_sigmas: float = 6.0
 
     def __post_init__(self) -> None:
         if self.name not in get_args(OutlierRuleName):
@@ -364,7 +365,14 @@ class OutlierRule:
 
 
 _INT_FIELDS = ("num_malicious", "to_keep")
-_FLOAT_FIELDS = ("beta", "max_norm_ratio", "min_cosine", "median_dist_ratio", "min_pair_cosine")
+_FLOAT_FIELDS = (
+    "beta",
+    "max_norm_ratio",
+    "min_cosine",
+    "median_dist_ratio",
+    "min_pair_cosine",
+    "noise_sigmas",
+)
 
 
 def rule_from_dict(d: Mapping[str, Any]) -> OutlierRule:
@@ -447,11 +455,14 @@ def detect_outliers(
             if not cos_mask.all():
                 mask[rest[cos_mask]] = True
     elif name == "consensus":
-        # Scaled updates by norm; noise-like updates because no peer points their way.
-        # (compute_round adds the third test, harm to the validation loss, which needs a model.)
-        mask = norm_bound_flags(a, rule.max_norm_ratio)
+        # Noise-like updates: no peer points their way. Independent random directions have
+        # cosine ~ N(0, 1/d), so the bar sits noise_sigmas standard deviations above that.
+        # (Norms are clipped, not flagged, and compute_round adds the tests that need a
+        # model: the reference direction and the harm to the validation loss.)
+        mask = np.zeros(n, dtype=bool)
         if not small:
-            mask = mask | (max_pair_cosines(a) < rule.min_pair_cosine)
+            bar = max(rule.min_pair_cosine, rule.noise_sigmas / np.sqrt(a.shape[1]))
+            mask = max_pair_cosines(a) < bar
     else:  # pragma: no cover - guarded by OutlierRule.__post_init__
         raise ValueError(f"unknown outlier rule {name!r}")
     if mask.all():

@@ -83,6 +83,18 @@ class RoundOutcome:
         return [int(o.reason) for o in self.outcomes]
 
 
+def _low_outlier_bar(values: np.ndarray, k: float = 3.0) -> float:
+    """median − k·σ̂, with σ̂ from the values ABOVE the median (1.4826 × their median distance).
+
+    Under an honest majority the upper half is honest, so σ̂ is the honest scatter even when
+    up to half the values are attackers clustered low (a symmetric MAD would widen with them).
+    """
+    med = float(np.median(values))
+    upper = values[values >= med] - med
+    sigma = 1.4826 * float(np.median(upper)) if upper.size else 0.0
+    return med - k * sigma
+
+
 def rule_of(spec: JobSpec) -> OutlierRule:
     return OutlierRule(**spec.aggregation.rule.model_dump(exclude={"harm_ratio", "ref_cos_ratio"}))
 
@@ -173,9 +185,12 @@ def compute_round(
             where=row_n * ref_norm > 0,
         )
         median_cos = float(np.median(cos_ref))
+        # Near convergence honest updates scatter around the reference; only an update that is
+        # both far below the median and a robust outlier (3 sigma) is flagged.
+        bar = min(ref_ratio * median_cos, _low_outlier_bar(cos_ref))
         if median_cos > 0:
             for i, c in zip(accepted, cos_ref, strict=True):
-                if c < ref_ratio * median_cos:
+                if c < bar:
                     reasons[i] = Reason.OUTLIER
                     details[i] = (
                         f"off the reference direction: cosine {c:.3f} < {ref_ratio:g} x "
@@ -198,14 +213,21 @@ def compute_round(
     # outer optimizer takes anyway (momentum only): applied at full weight, one non-IID shard's
     # update overshoots and looks harmful when it is not.
     share = 1.0 / max(len(accepted), 1)
+    # The consensus rule clips large norms to max_norm_ratio x the median instead of flagging
+    # them: a large update is not proof of cheating, but it must not dominate the aggregate.
+    clip = {i: 1.0 for i in accepted}
+    if agg.rule.name == "consensus" and len(accepted) >= 3:
+        bound = agg.rule.max_norm_ratio * float(np.median([norms[i] for i in accepted]))
+        clip = {i: (min(1.0, bound / norms[i]) if norms[i] > 0 else 1.0) for i in accepted}
     ref_loss = loss_of(np.zeros(template.size)) if momentum is not None else base_loss
-    loss_alone = {i: loss_of(share * x[row_of[i]].astype(np.float64)) for i in accepted}
+    loss_alone = {i: loss_of(share * clip[i] * x[row_of[i]].astype(np.float64)) for i in accepted}
     harm_ratio = agg.rule.harm_ratio
     if harm_ratio > 0 and len(accepted) >= 3:
         gains = np.array([ref_loss - loss_alone[i] for i in accepted])
         helpful = gains[gains > 0]
         if helpful.size:
-            bar = -harm_ratio * float(np.median(helpful))
+            # ...and a robust outlier among this round's gains (3 sigma below their median).
+            bar = min(-harm_ratio * float(np.median(helpful)), _low_outlier_bar(gains))
             for i, g in zip(accepted, gains, strict=True):
                 if g < bar:
                     reasons[i] = Reason.OUTLIER
@@ -218,6 +240,7 @@ def compute_round(
     scores = np.zeros(n)
     if accepted:
         acc_x = x[[row_of[i] for i in accepted]]
+        factors = np.array([clip[i] for i in accepted])
         if agg.scoring == "loss_gain":
             losses = np.array([loss_alone[i] for i in accepted])
             s = loss_gain_alone(ref_loss, losses)
@@ -226,8 +249,9 @@ def compute_round(
             def value(mask: np.ndarray) -> float:
                 if not mask.any():
                     return 0.0
-                mean = weighted_mean(acc_x, mask.astype(np.float64))
-                return base_loss - loss_of(mean)
+                wts = mask.astype(np.float64) * factors
+                mean = weighted_mean(acc_x, wts) * (float(wts.sum()) / int(mask.sum()))
+                return ref_loss - loss_of(mean)
 
             if agg.scoring == "loo":
                 s = leave_one_out(value, len(accepted))
@@ -237,7 +261,8 @@ def compute_round(
                 )
         for k, i in enumerate(accepted):
             scores[i] = float(s[k])
-        acc_delta = weighted_mean(acc_x, np.ones(len(accepted)))
+        # mean of the clipped rows = weighted mean with the clip factors, rescaled
+        acc_delta = weighted_mean(acc_x, factors) * (float(factors.sum()) / len(accepted))
     else:
         acc_delta = np.zeros(template.size)
     w_next, momentum_next = outer_step(w, acc_delta, opt, momentum)

@@ -139,7 +139,7 @@ class Chain:
         """A JSON-RPC node over HTTP. `dev_accounts` exposes anvil's well-known keys."""
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         try:
-            w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
+            _ = w3.eth.chain_id  # a cheap call that proves the node answers
         except Exception as exc:
             raise ChainUnavailable(f"no JSON-RPC node answers at {url} ({exc})") from None
         keys: list[str] = []
@@ -300,7 +300,14 @@ def _is_tester_failure(exc: BaseException) -> bool:
 def open_chain(
     rpc_url: str | None, *, dev_accounts: bool = False, tx_timeout_s: float = 120.0
 ) -> Chain:
-    """The chain the settings describe: a node when a URL is set, else a fresh in-process EVM."""
+    """The chain the settings describe: a node when a URL is set, else a fresh in-process EVM.
+
+    ``embedded:<path>`` opens a persistent in-process dev chain (backend.devchain).
+    """
+    if rpc_url and rpc_url.startswith("embedded:"):
+        from backend.devchain import PersistentEmbeddedChain, parse_chain_url
+
+        return PersistentEmbeddedChain.open(parse_chain_url(rpc_url))  # type: ignore[arg-type]
     if rpc_url:
         return Chain.rpc(rpc_url, tx_timeout_s=tx_timeout_s, dev_accounts=dev_accounts)
     return Chain.embedded()

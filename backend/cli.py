@@ -62,9 +62,12 @@ def demo(
         Path | None, typer.Option(help="directory of the local content store (default: a temp dir)")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed for data split, shards and models")] = 0,
-    rpc_url: Annotated[str | None, typer.Option(
-        help="run on this JSON-RPC dev node (e.g. anvil) with its dev accounts, not in-process"
-    )] = None,
+    rpc_url: Annotated[
+        str | None,
+        typer.Option(
+            help="run on this JSON-RPC dev node (e.g. anvil) with its dev accounts, not in-process"
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print a JSON summary as the last line")
     ] = False,
@@ -195,18 +198,60 @@ def _payout_table(summary: dict) -> Table:
 
 # -- role subcommands: each group lives in its own module ---------------------------------
 # (one `app.add_typer(...)` line per module, added here)
+# (imported here, after `app` and `fail` exist, because the modules use them)
 from aggregator.cli import aggregator_app  # noqa: E402
 from backend.cli_audit import api_app, audit_app  # noqa: E402
+from backend.cli_roles import account_app, deploy_cmd, owner_app, trainer_app  # noqa: E402
 
 app.add_typer(aggregator_app, name="aggregator")
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app, name="api")
-from backend.cli_roles import account_app, deploy_cmd, owner_app, trainer_app  # noqa: E402
-
 app.add_typer(account_app, name="account")
 app.command("deploy")(deploy_cmd)
 app.add_typer(owner_app, name="owner")
 app.add_typer(trainer_app, name="trainer")
+
+
+devnet_app = typer.Typer(help="A local devnet of real parts: anvil + an IPFS daemon on loopback.")
+app.add_typer(devnet_app, name="devnet")
+
+
+@devnet_app.command("up")
+def devnet_up_cmd(
+    rpc_port: Annotated[int, typer.Option(help="anvil's port")] = 8545,
+    ipfs_port: Annotated[int, typer.Option(help="the IPFS RPC API port")] = 5001,
+) -> None:
+    """Start anvil and the IPFS daemon (installing the daemon if missing); write the settings."""
+    from backend.devnet import devnet_up
+    from backend.settings import load_settings
+
+    try:
+        state = devnet_up(load_settings().home, rpc_port=rpc_port, ipfs_port=ipfs_port)
+    except (FedMarketError, OSError) as exc:
+        fail(exc)
+        return
+    out.print(
+        f"devnet up: rpc_url={state['rpc_url']} ipfs_api={state['ipfs_api']}", highlight=False
+    )
+
+
+@devnet_app.command("down")
+def devnet_down_cmd() -> None:
+    """Stop the devnet's processes."""
+    from backend.devnet import devnet_down
+    from backend.settings import load_settings
+
+    stopped = devnet_down(load_settings().home)
+    out.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@devnet_app.command("status")
+def devnet_status_cmd() -> None:
+    """Say what runs and where."""
+    from backend.devnet import devnet_status
+    from backend.settings import load_settings
+
+    out.print_json(json.dumps(devnet_status(load_settings().home)))
 
 
 def main() -> None:  # pragma: no cover - console entry point

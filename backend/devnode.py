@@ -43,7 +43,9 @@ class AnvilNode:
     def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
         self.binary = binary or find_anvil()
         if self.binary is None:
-            raise ChainUnavailable("anvil not found: run scripts/install.sh (npm @foundry-rs/anvil)")
+            raise ChainUnavailable(
+                "anvil not found: run scripts/install.sh (npm @foundry-rs/anvil)"
+            )
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,7 +53,9 @@ class AnvilNode:
     def start(self, timeout_s: float = 20.0) -> AnvilNode:
         self.proc = subprocess.Popen(
             [str(self.binary), "--host", "127.0.0.1", "--port", str(self.port), "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout_s
         body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
         while time.monotonic() < deadline:

@@ -35,7 +35,8 @@ class RuleSpec(BaseModel):
     max_norm_ratio: float = Field(3.0, gt=1)
     min_cosine: float = Field(0.1, ge=-1, le=1)
     median_dist_ratio: float = Field(3.0, gt=1)
-    min_pair_cosine: float = Field(0.15, ge=-1, le=1)
+    min_pair_cosine: float = Field(0.0, ge=-1, le=1)
+    noise_sigmas: float = Field(6.0, ge=0)
     ref_cos_ratio: float = Field(
         0.35,
         ge=0,

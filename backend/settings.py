@@ -11,10 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path(os.environ.get("FEDMARKET_HOME", Path.home() / ".fedmarket"))
+
+
+def _home_now() -> Path:
+    """FEDMARKET_HOME as it is now (not at import time), else ~/.fedmarket."""
+    return Path(os.environ.get("FEDMARKET_HOME", Path.home() / ".fedmarket")).expanduser()
 
 
 class Settings(BaseSettings):
@@ -22,17 +27,36 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FEDMARKET_", extra="ignore")
 
-    rpc_url: str | None = Field(None, description="JSON-RPC URL of a node; unset = in-process EVM")
+    rpc_url: str | None = Field(
+        None,
+        description="JSON-RPC URL of a node, or embedded:<journal path> for a persistent "
+        "in-process dev chain; unset = in-process EVM (role commands: <home>/chain.jsonl)",
+    )
+    chain_file: Path | None = Field(
+        None, description="journal of a persistent in-process dev chain (see backend.devchain)"
+    )
     ipfs_api: str | None = Field(
         None,
         description="Kubo RPC API multiaddr, e.g. /ip4/127.0.0.1/tcp/5001; unset = local store",
     )
-    store_dir: Path = Field(DEFAULT_HOME / "store", description="local content-addressed store")
-    home: Path = Field(DEFAULT_HOME, description="keystores, state files, indexer database")
+    store_dir: Path | None = Field(None, description="local content-addressed store (<home>/store)")
+    home: Path = Field(
+        default_factory=_home_now, description="keystores, state files, indexer database"
+    )
     market_address: str | None = Field(None, description="deployed FedMarket contract address")
     chain_id: int | None = Field(None, description="expected chain id (checked when set)")
     tx_timeout_s: float = Field(120.0, description="how long to wait for a receipt")
     storage_retries: int = Field(4, description="retries (with backoff) for a storage daemon")
+
+    @model_validator(mode="after")
+    def _store_under_home(self) -> Settings:
+        if self.store_dir is None:
+            self.store_dir = self.home / "store"
+        return self
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
 
     @property
     def embedded_chain(self) -> bool:
@@ -61,4 +85,4 @@ def _default_config_path() -> Path | None:
     env = os.environ.get("FEDMARKET_CONFIG")
     if env:
         return Path(env)
-    return DEFAULT_HOME / "config.toml"
+    return _home_now() / "config.toml"

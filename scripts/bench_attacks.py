@@ -34,8 +34,16 @@ from trainer_client.training import pseudo_gradient, train_local
 ATTACKS = ("sign_flip", "noise", "label_flip", "copy", "zero")
 
 
-def simulate(spec: JobSpec, shards: list[Dataset], validation: Dataset, test: Dataset,
-             rounds: int, malicious: set[int], attack: str | None, seed: int) -> dict:
+def simulate(
+    spec: JobSpec,
+    shards: list[Dataset],
+    validation: Dataset,
+    test: Dataset,
+    rounds: int,
+    malicious: set[int],
+    attack: str | None,
+    seed: int,
+) -> dict:
     n = len(shards)
     addresses = [f"0x{i + 1:040x}" for i in range(n)]
     weights = get_weights(build_model(spec.model))
@@ -49,7 +57,9 @@ def simulate(spec: JobSpec, shards: list[Dataset], validation: Dataset, test: Da
         for i, data in enumerate(shards):
             if attack == "label_flip" and i in malicious:
                 data = Dataset(data.x, attacks.flip_labels(data.y, spec.model.num_classes))
-            w_local, _ = train_local(spec.model, weights, data, spec.training, seed=seed * 7919 + r * 101 + i)
+            w_local, _ = train_local(
+                spec.model, weights, data, spec.training, seed=seed * 7919 + r * 101 + i
+            )
             deltas.append(pseudo_gradient(weights, w_local))
         honest = [i for i in range(n) if i not in malicious]
         for i in sorted(malicious):
@@ -63,8 +73,10 @@ def simulate(spec: JobSpec, shards: list[Dataset], validation: Dataset, test: Da
                 deltas[i] = {k: v.copy() for k, v in deltas[int(rng.choice(honest))].items()}
         # A copier needs the original before it commits, so it commits later; others in order.
         order = {i: (n + i if i in malicious else i) for i in range(n)}
-        subs = [Submission(addresses[i], codec.encode(deltas[i]), commit_order=order[i])
-                for i in range(n)]
+        subs = [
+            Submission(addresses[i], codec.encode(deltas[i]), commit_order=order[i])
+            for i in range(n)
+        ]
         previous = np.concatenate(history[-3:]) if history else None
         out = compute_round(spec, weights, subs, validation, previous, momentum)
         weights, momentum = out.next_weights, out.momentum
@@ -80,11 +92,15 @@ def simulate(spec: JobSpec, shards: list[Dataset], validation: Dataset, test: Da
         "acc": round(acc, 4),
         "recall": round(float(flagged[mal].sum()) / (len(mal) * rounds), 4) if mal else None,
         "false_flag_rate": round(float(flagged[hon].sum()) / (len(hon) * rounds), 4),
-        "attacker_reward_share": round(float(totals[mal].sum()) / total, 4) if total and mal else 0.0,
+        "attacker_reward_share": round(float(totals[mal].sum()) / total, 4)
+        if total and mal
+        else 0.0,
     }
 
 
-def centralized(spec: JobSpec, shards: list[Dataset], test: Dataset, epochs: int, seed: int) -> float:
+def centralized(
+    spec: JobSpec, shards: list[Dataset], test: Dataset, epochs: int, seed: int
+) -> float:
     union = Dataset(np.concatenate([s.x for s in shards]), np.concatenate([s.y for s in shards]))
     training = spec.training.model_copy(update={"local_epochs": epochs})
     w, _ = train_local(spec.model, get_weights(build_model(spec.model)), union, training, seed=seed)
@@ -92,12 +108,16 @@ def centralized(spec: JobSpec, shards: list[Dataset], test: Dataset, epochs: int
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="digits, 5 rounds")
     ap.add_argument("--trainers", type=int, default=20)
     ap.add_argument("--fraction", type=float, default=0.3, help="share of malicious trainers")
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--alpha", type=float, default=1.0, help="Dirichlet alpha of the non-IID shards")
+    ap.add_argument(
+        "--alpha", type=float, default=1.0, help="Dirichlet alpha of the non-IID shards"
+    )
     ap.add_argument("--rule", default="consensus")
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--harm-ratio", type=float, default=None, help="override the rule's harm test")
@@ -121,21 +141,29 @@ def main() -> None:
         model=ModelSpec(family="mlp", input_dim=int(data.x.shape[1]), hidden=[64], seed=args.seed),
         training=TrainingSpec(local_epochs=1, lr=0.1, batch_size=16),
         # DiLoCo-style outer Nesterov: many small non-IID shards need the outer momentum.
-        aggregation=AggregationSpec(rule=rule, outer="nesterov",  # type: ignore[arg-type]
-                                    server_lr=0.7, momentum=0.9),
+        aggregation=AggregationSpec(
+            rule=rule,
+            outer="nesterov",  # type: ignore[arg-type]
+            server_lr=0.7,
+            momentum=0.9,
+        ),
     )
     k = round(args.fraction * args.trainers)
     rng = np.random.default_rng(args.seed)
     malicious = {int(i) for i in rng.choice(args.trainers, size=k, replace=False)}
     t0 = time.perf_counter()
     result: dict = {"dataset": name, "trainers": args.trainers, "malicious": k, "rounds": rounds}
-    result["centralized_acc"] = centralized(spec, shards, test, rounds * spec.training.local_epochs,
-                                            args.seed)
-    result["honest_acc"] = simulate(spec, shards, validation, test, rounds, set(), None, args.seed)["acc"]
+    result["centralized_acc"] = centralized(
+        spec, shards, test, rounds * spec.training.local_epochs, args.seed
+    )
+    result["honest_acc"] = simulate(spec, shards, validation, test, rounds, set(), None, args.seed)[
+        "acc"
+    ]
     result["attacks"] = {}
     for attack in [a for a in args.attacks.split(",") if a]:
-        result["attacks"][attack] = simulate(spec, shards, validation, test, rounds, malicious,
-                                             attack, args.seed)
+        result["attacks"][attack] = simulate(
+            spec, shards, validation, test, rounds, malicious, attack, args.seed
+        )
         print(f"{attack}: {result['attacks'][attack]}", file=sys.stderr)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:

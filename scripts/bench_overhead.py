@@ -7,7 +7,7 @@ fetch, checks, scoring, aggregation, storage and one batched post, then finalize
 Both run in this process, one after the other; the local training is identical.
 
     python scripts/bench_overhead.py --json           # embedded default (in-process EVM)
-    python scripts/bench_overhead.py --real --json    # anvil (started here) + IPFS if FEDMARKET_IPFS_API is set
+    python scripts/bench_overhead.py --real --json    # on anvil (started here)
 
 Last line: {"trainers": 20, "rounds": 5, "plain_s": float, "market_s": float, "ratio": float,
             "overhead_per_update_ms": float}
@@ -46,14 +46,18 @@ def plain_fedavg(trainers: int, rounds: int, seed: int) -> tuple[float, float]:
         for i, part in enumerate(shards):
             local, _ = train_local(spec, weights, part, training, seed=(seed + i) * 1_000_003 + r)
             deltas.append(pseudo_gradient(weights, local))
-        weights = {k: (weights[k] - np.mean([d[k] for d in deltas], axis=0)).astype(np.float32)
-                   for k in weights}
+        weights = {
+            k: (weights[k] - np.mean([d[k] for d in deltas], axis=0)).astype(np.float32)
+            for k in weights
+        }
     elapsed = time.perf_counter() - t0
     return elapsed, evaluate(spec, weights, test.x, test.y)[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--trainers", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--real", action="store_true", help="anvil (+ IPFS daemon if configured)")
@@ -62,8 +66,13 @@ def main() -> None:
     args = ap.parse_args()
 
     plain_s, plain_acc = plain_fedavg(args.trainers, args.rounds, seed=0)
-    cfg = DemoConfig(trainers=args.trainers, rounds=args.rounds, local_epochs=1, hidden=[64],
-                     store_dir=Path(tempfile.mkdtemp(prefix="fedmarket-bench-")))
+    cfg = DemoConfig(
+        trainers=args.trainers,
+        rounds=args.rounds,
+        local_epochs=1,
+        hidden=[64],
+        store_dir=Path(tempfile.mkdtemp(prefix="fedmarket-bench-")),
+    )
     node = None
     chain = None
     if args.real:
@@ -80,8 +89,11 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         if args.real and os.environ.get("FEDMARKET_IPFS_API"):
-            print("note: the demo path uses the local store; IPFS is measured by the integration "
-                  "suite", file=sys.stderr)
+            print(
+                "note: the demo path uses the local store; IPFS is measured by the integration "
+                "suite",
+                file=sys.stderr,
+            )
         result = run_demo(cfg, chain=chain)
         market_s = time.perf_counter() - t0
     finally:

@@ -17,6 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from backend import codec
 from backend.codec import Tensors
+from backend.compression import encode_update, load_residual, save_residual
 from backend.datasets import Dataset, check_fits
 from backend.jobspec import JobSpec
 from backend.market import MarketClient, commitment_hash
@@ -72,6 +73,7 @@ class TrainerClient:
         self.seed = seed
         self.state_file = state_file
         self._specs: dict[int, JobSpec] = {}
+        self._residuals: dict[int, Tensors] = {}
         self.pending: dict[tuple[int, int], PendingReveal] = self._load_state()
 
     @property
@@ -109,19 +111,58 @@ class TrainerClient:
             delta = attacks.near_zero(delta)
         return delta, loss
 
+    def _residual_path(self, job_id: int) -> Path | None:
+        if self.state_file is None:
+            return None
+        return self.state_file.with_name(f"{self.state_file.stem}-job{job_id}-residual.safetensors")
+
+    def residual(self, job_id: int) -> Tensors | None:
+        """What earlier rounds' compression left out (error feedback), or None."""
+        if job_id in self._residuals:
+            return self._residuals[job_id]
+        path = self._residual_path(job_id)
+        if path is None:
+            return None
+        return load_residual(path, template_of(self.spec(job_id).model))
+
     def commit_update(self, job_id: int, round_: int, delta: Tensors) -> tuple[str, bytes, int]:
-        """Upload Δ (safetensors), commit its hash on chain; returns (cid, sha256, gas)."""
-        blob = codec.encode(delta, {"job": str(job_id), "round": str(round_)})
+        """Encode Δ with the job's codec (plus the carried residual), upload, commit its hash.
+
+        Returns (cid, sha256, gas). The pending reveal and the new residual are saved before
+        the commit is sent: a crash after it must still be able to reveal, and must not apply
+        the residual twice.
+        """
+        spec = self.spec(job_id)
+        blob, new_residual = encode_update(
+            delta, spec.codec, topk_fraction=spec.topk_fraction, residual=self.residual(job_id)
+        )
         cid = self.store.put(blob)
         content_hash = sha256_bytes(blob)
         salt = secrets.token_bytes(32)
-        commitment = commitment_hash(content_hash, cid, salt, self.address, job_id, round_)
         self.pending[(job_id, round_)] = PendingReveal(
             job_id, round_, content_hash.hex(), cid, salt.hex()
         )
+        if spec.codec != "fp32":
+            self._residuals[job_id] = new_residual
+            path = self._residual_path(job_id)
+            if path is not None:
+                save_residual(path, new_residual)
         self._save_state()  # before the commit: a crash after it must still be able to reveal
-        result = self.market.commit(self.account, job_id, commitment)
-        return cid, content_hash, result.gas_used
+        gas = self.send_commit(job_id, round_)
+        return cid, content_hash, gas
+
+    def send_commit(self, job_id: int, round_: int) -> int:
+        """Send the commitment of an already prepared (pending) update; returns the gas used."""
+        p = self.pending[(job_id, round_)]
+        commitment = commitment_hash(
+            bytes.fromhex(p.content_hash),
+            p.cid,
+            bytes.fromhex(p.salt),
+            self.address,
+            job_id,
+            round_,
+        )
+        return self.market.commit(self.account, job_id, commitment).gas_used
 
     def participate(self, job_id: int, round_: int, delta: Tensors | None = None) -> Contribution:
         """Train (unless a Δ is given) and commit for this round."""

@@ -1,0 +1,227 @@
+"""Pseudo-gradient compression chosen by the job: fp32 (none), int8, or top-k with error feedback.
+
+Every blob is safetensors (never pickle) whose metadata names its codec:
+
+- ``fp32``: the tensors as float32, one safetensors tensor per model tensor.
+- ``int8``: one int8 vector ``q`` (all tensors, template order) and a float32 vector ``s`` of
+  per-tensor scales: ``x ≈ q * s[t]``, ``s[t] = max|x_t| / 127``.
+- ``topk``: the ``k = ceil(fraction * size)`` largest-magnitude entries of the flattened update:
+  ``i`` (their flat indices, ascending, uint16 when the model has < 65,536 parameters, else
+  uint32), ``q`` (int8 values) and ``s`` (one float32 scale).
+
+The trainer keeps what it did not send (the residual) and adds it to the next round's update
+(error feedback), so nothing is lost for good, only delayed.
+
+`decode_update` treats the blob as hostile: size, codec, names, dtypes, shapes, index range and
+order, finiteness — and raises UpdateRejected with the on-chain reason code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from backend import codec as st_codec
+from backend.codec import Template, Tensors
+from backend.errors import Reason, UpdateRejected
+
+CODECS = ("fp32", "int8", "topk")
+DEFAULT_TOPK_FRACTION = 0.03
+
+
+def _check_codec(name: str) -> None:
+    if name not in CODECS:
+        raise ValueError(f"unknown codec {name!r}; use one of {', '.join(CODECS)}")
+
+
+def _quantize(v: np.ndarray) -> tuple[np.ndarray, float]:
+    """Symmetric int8 with one scale; round to nearest (error ≤ scale / 2 per entry)."""
+    peak = float(np.max(np.abs(v))) if v.size else 0.0
+    scale = peak / 127.0 if peak > 0 else 1.0
+    q = np.clip(np.rint(v / scale), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def topk_count(size: int, fraction: float) -> int:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"topk_fraction must be in (0, 1]; got {fraction}")
+    return max(1, min(size, math.ceil(fraction * size)))
+
+
+def encode_update(
+    tensors: Mapping[str, np.ndarray],
+    codec: str,
+    *,
+    topk_fraction: float = DEFAULT_TOPK_FRACTION,
+    residual: Mapping[str, np.ndarray] | None = None,
+) -> tuple[bytes, Tensors]:
+    """Encode an update (plus the carried residual); return (blob, new residual).
+
+    The new residual is what the receiver will not see: (update + residual) − decoded. For
+    fp32 it is zero; for int8 the rounding error; for top-k everything not sent.
+    """
+    _check_codec(codec)
+    template = Template.of(tensors)
+    full = template.flatten(tensors, np.float64)
+    if residual is not None:
+        full = full + template.flatten(residual, np.float64)
+    full32 = full.astype(np.float32)
+    if codec == "fp32":
+        blob = st_codec.encode(template.unflatten(full32), {"codec": "fp32"})
+        sent = full32.astype(np.float64)
+    elif codec == "int8":
+        qs, scales, sent_parts = [], [], []
+        offset = 0
+        for shape in template.shapes:
+            n = int(np.prod(shape))
+            part = full32[offset : offset + n]
+            q, scale = _quantize(part)
+            qs.append(q)
+            scales.append(scale)
+            sent_parts.append(q.astype(np.float64) * np.float32(scale))
+            offset += n
+        q_all = np.concatenate(qs) if qs else np.zeros(0, np.int8)
+        s_all = np.asarray(scales, dtype=np.float32)
+        blob = st_save({"q": q_all, "s": s_all}, metadata={"codec": "int8"})
+        sent = np.concatenate(sent_parts) if sent_parts else np.zeros(0)
+    else:
+        k = topk_count(template.size, topk_fraction)
+        idx = np.sort(np.argpartition(-np.abs(full32), k - 1)[:k])
+        q, scale = _quantize(full32[idx])
+        idx_dtype = np.uint16 if template.size <= 65_536 else np.uint32
+        blob = st_save(
+            {"i": idx.astype(idx_dtype), "q": q, "s": np.asarray([scale], np.float32)},
+            metadata={"codec": "topk"},
+        )
+        sent = np.zeros(template.size)
+        sent[idx] = q.astype(np.float64) * np.float32(scale)
+    new_residual = template.unflatten((full - sent).astype(np.float32))
+    return blob, new_residual
+
+
+def _reject(reason: Reason, detail: str) -> UpdateRejected:
+    return UpdateRejected(reason, detail)
+
+
+def _blob_codec(blob: bytes) -> str | None:
+    """The codec named in a safetensors header's metadata (None when absent)."""
+    try:
+        n = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8 : 8 + n])
+        meta = header.get("__metadata__") or {}
+        value = meta.get("codec")
+        return str(value) if value is not None else None
+    except Exception:
+        return None
+
+
+def _expect(arrays: Mapping[str, np.ndarray], names: set[str], codec: str) -> None:
+    if set(arrays) != names:
+        raise _reject(
+            Reason.WRONG_SHAPE,
+            f"a {codec} update holds tensors {sorted(names)}; got {sorted(arrays)[:6]}",
+        )
+
+
+def decode_update(
+    blob: bytes, template: Template, codec: str, max_bytes: int | None = None
+) -> Tensors:
+    """Decode an untrusted update blob encoded with `codec` into float32 tensors.
+
+    Raises UpdateRejected: TOO_LARGE, UNDECODABLE (not safetensors, or another codec),
+    WRONG_SHAPE (names, dtypes, shapes, index range/order) or NON_FINITE.
+    """
+    _check_codec(codec)
+    if max_bytes is not None and len(blob) > max_bytes:
+        raise _reject(
+            Reason.TOO_LARGE, f"{len(blob)} bytes is above the job's limit of {max_bytes} bytes"
+        )
+    declared = _blob_codec(bytes(blob))
+    if codec == "fp32":
+        tensors = st_codec.decode(blob, template)  # undecodable / shape / finiteness checks
+        if declared not in (None, "fp32"):
+            raise _reject(Reason.UNDECODABLE, f"blob is {declared}-encoded; the job uses fp32")
+        return tensors
+    try:
+        arrays = st_load(bytes(blob))
+    except Exception as exc:  # safetensors raises assorted errors on hostile headers
+        raise _reject(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
+    if declared != codec:
+        raise _reject(Reason.UNDECODABLE, f"blob declares codec {declared!r}; the job uses {codec}")
+    size = template.size
+    if codec == "int8":
+        _expect(arrays, {"q", "s"}, codec)
+        q, s = arrays["q"], arrays["s"]
+        if q.dtype != np.int8 or q.shape != (size,):
+            raise _reject(
+                Reason.WRONG_SHAPE, f"q is {q.dtype}{list(q.shape)}, expected int8[{size}]"
+            )
+        n_t = len(template.shapes)
+        if s.dtype != np.float32 or s.shape != (n_t,):
+            raise _reject(
+                Reason.WRONG_SHAPE, f"s is {s.dtype}{list(s.shape)}, expected float32[{n_t}]"
+            )
+        if not np.isfinite(s).all():
+            raise _reject(Reason.NON_FINITE, "a per-tensor scale is NaN or Inf")
+        counts = [int(np.prod(shape)) for shape in template.shapes]
+        flat = q.astype(np.float32) * np.repeat(s, counts)
+    else:
+        _expect(arrays, {"i", "q", "s"}, codec)
+        i, q, s = arrays["i"], arrays["q"], arrays["s"]
+        if i.dtype not in (np.uint16, np.uint32) or i.ndim != 1:
+            raise _reject(Reason.WRONG_SHAPE, f"i is {i.dtype}{list(i.shape)}, expected uint 1-D")
+        if q.dtype != np.int8 or q.shape != i.shape:
+            raise _reject(
+                Reason.WRONG_SHAPE,
+                f"q is {q.dtype}{list(q.shape)}, expected int8{list(i.shape)} (one per index)",
+            )
+        if s.dtype != np.float32 or s.shape != (1,):
+            raise _reject(Reason.WRONG_SHAPE, f"s is {s.dtype}{list(s.shape)}, expected float32[1]")
+        if not np.isfinite(s).all():
+            raise _reject(Reason.NON_FINITE, "the scale is NaN or Inf")
+        if i.size > size:
+            raise _reject(Reason.WRONG_SHAPE, f"{i.size} indices for {size} parameters")
+        idx = i.astype(np.int64)
+        if idx.size and int(idx.max()) >= size:
+            raise _reject(Reason.WRONG_SHAPE, f"index {int(idx.max())} out of range 0..{size - 1}")
+        if idx.size > 1 and not bool(np.all(np.diff(idx) > 0)):
+            raise _reject(Reason.WRONG_SHAPE, "indices must be strictly increasing (no repeats)")
+        flat = np.zeros(size, np.float32)
+        flat[idx] = q.astype(np.float32) * s[0]
+    if not np.isfinite(flat).all():
+        raise _reject(Reason.NON_FINITE, "decoded values overflow to Inf")
+    return template.unflatten(flat, np.float32)
+
+
+def zeros_like(template: Template) -> Tensors:
+    return template.unflatten(np.zeros(template.size, np.float32))
+
+
+def save_residual(path, residual: Mapping[str, np.ndarray]) -> None:
+    """Persist a trainer's residual as safetensors (atomic replace)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(st_codec.encode(residual, {"kind": "residual"}))
+    os.replace(tmp, path)
+
+
+def load_residual(path, template: Template) -> Tensors | None:
+    """The residual saved at `path`, or None if there is none (or it no longer fits)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return st_codec.decode(path.read_bytes(), template)
+    except UpdateRejected:
+        return None

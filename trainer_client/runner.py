@@ -1,0 +1,103 @@
+"""`fedmarket trainer run`: the trainer's loop, one decision per chain read, restart-safe.
+
+Each step reads the job's round, phase and this trainer's participant record, then does at most
+one thing: train + upload + commit in the commit phase, reveal in the reveal phase. Pending
+reveals (salt, cid, hash) live in TrainerClient's state file, written before the commit is
+sent, so after a restart the loop reveals (or re-sends the same commitment) instead of
+committing a second, different update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backend.errors import ConfigError
+from backend.market import JobStatus, Phase
+from trainer_client.client import TrainerClient
+
+ENDED = (JobStatus.FINISHED, JobStatus.SETTLED, JobStatus.ABANDONED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str  # committed | recommitted | revealed | waiting | round-done | missed | ended
+    round: int
+    detail: str = ""
+
+
+def step(client: TrainerClient, job_id: int) -> Step:
+    """Look at the chain and do at most one action for `job_id`."""
+    market = client.market
+    job = market.job(job_id)
+    status = job.status_enum
+    if status == JobStatus.NONE:
+        raise ConfigError(f"there is no job {job_id} on market {market.address}")
+    part = market.participant(job_id, client.address)
+    if not part["joined"]:
+        raise ConfigError(f"{client.address} has not joined job {job_id}; `trainer join` first")
+    if status in ENDED:
+        return Step("ended", int(job.currentRound), status.name.lower())
+    if status == JobStatus.CREATED:
+        return Step("waiting", 0, "the job has not started yet")
+    round_ = int(job.currentRound)
+    phase = market.phase_of(job_id)
+    committed = int(part["lastCommitRound"]) == round_
+    revealed = int(part["lastRevealRound"]) == round_
+    pending = client.pending.get((job_id, round_))
+    if revealed:
+        if pending is not None and not pending.revealed:
+            pending.revealed = True
+            client._save_state()
+        return Step("round-done", round_, "revealed; waiting for the next round")
+    if phase == Phase.COMMIT:
+        if committed:
+            return Step("waiting", round_, "committed; waiting for the reveal phase")
+        if pending is not None:  # prepared before a crash, never landed: same update again
+            client.send_commit(job_id, round_)
+            return Step("recommitted", round_, f"cid {pending.cid}")
+        contribution = client.participate(job_id, round_)
+        return Step(
+            "committed", round_, f"cid {contribution.cid}, loss {contribution.train_loss:.4f}"
+        )
+    if phase == Phase.REVEAL:
+        if not committed:
+            return Step("missed", round_, "the commit phase ended before this trainer committed")
+        if pending is None:
+            return Step("missed", round_, "committed, but the salt is not in the state file")
+        client.reveal(job_id, round_)
+        return Step("revealed", round_, f"cid {pending.cid}")
+    return Step("waiting", round_, f"phase {phase.name.lower()}: waiting for the aggregator")
+
+
+def run(
+    client: TrainerClient,
+    job_id: int,
+    *,
+    once: bool = False,
+    poll_s: float = 5.0,
+    timeout_s: float | None = None,
+    report: Callable[[Step], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Step]:
+    """Loop until the job ends (or, with `once`, until one round is revealed)."""
+    done: list[Step] = []
+    last: Step | None = None
+    start = time.monotonic()
+    while True:
+        s = step(client, job_id)
+        if s != last and report is not None:
+            report(s)
+        last = s
+        if s.action in ("committed", "recommitted", "revealed", "missed"):
+            done.append(s)
+        if s.action == "ended" or (once and s.action == "revealed"):
+            return done
+        if s.action in ("committed", "recommitted", "revealed"):
+            continue  # the next phase may already be open (early close)
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            raise ConfigError(
+                f"gave up after {timeout_s:g} s: round {s.round} is still at '{s.detail}'"
+            )
+        sleep(poll_s)
