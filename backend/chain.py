@@ -120,6 +120,11 @@ class Chain:
         self.tx_timeout_s = tx_timeout_s
         self.errors = ErrorDecoder()
         self._chain_id: int | None = None
+        # In-process only: eth-tester's get_logs re-decodes every block on every call (seconds
+        # per query after a few hundred blocks), so the embedded chain keeps its own log index,
+        # reading each block's receipts once.
+        self._log_index: list[dict[str, Any]] = []
+        self._indexed_to = -1
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -146,9 +151,7 @@ class Chain:
         if dev_accounts:
             Account.enable_unaudited_hdwallet_features()
             keys = [
-                Account.from_mnemonic(
-                    ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}"
-                ).key.hex()
+                Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
                 for i in range(10)
             ]
         return cls(w3, kind="rpc", dev_keys=keys, tx_timeout_s=tx_timeout_s)
@@ -240,6 +243,25 @@ class Chain:
         return self._sign_and_send(tx, sender, fn.fn_name)
 
     # -- internals ------------------------------------------------------------------------
+    def logs(self, address: str, from_block: int = 0) -> list[dict[str, Any]] | None:
+        """Raw logs emitted by `address` since `from_block`, from the local index (embedded
+        chains only; None elsewhere: a node answers eth_getLogs efficiently itself)."""
+        if self.kind != "embedded":
+            return None
+        latest = int(self.w3.eth.block_number)
+        for number in range(self._indexed_to + 1, latest + 1):
+            block = self.w3.eth.get_block(number)
+            for tx_hash in block["transactions"]:
+                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+                self._log_index.extend(dict(log) for log in receipt["logs"])
+            self._indexed_to = number
+        address = Web3.to_checksum_address(address)
+        return [
+            log
+            for log in self._log_index
+            if log["address"] == address and int(log["blockNumber"]) >= from_block
+        ]
+
     def _on_mined(self, raw_tx: bytes, receipt: Any) -> None:
         """Hook: a signed transaction was mined (backend.devchain journals it)."""
 

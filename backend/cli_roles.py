@@ -31,6 +31,11 @@ err = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _emit(line: str) -> None:
+    """A machine-readable line on stdout (never wrapped)."""
+    sys.stdout.write(line + "\n")
+
+
 def _fail(exc: BaseException) -> None:
     err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(1)
@@ -260,7 +265,7 @@ def account_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List keystore accounts (name and address)."""
     entries = Ctx(config).keystore().list()
     if as_json:
-        out.print(json.dumps([{"name": e.name, "address": e.address} for e in entries]))
+        _emit(json.dumps([{"name": e.name, "address": e.address} for e in entries]))
         return
     if not entries:
         out.print("no accounts yet: `fedmarket account new NAME`")
@@ -460,7 +465,7 @@ def owner_create_job(
         json.dumps({"sha256": val_hash.hex(), "cid": val_cid}, indent=1)
     )
     if as_json:
-        out.print(json.dumps({"job_id": job_id, "validation": str(kept), "spec_cid": spec_cid}))
+        _emit(json.dumps({"job_id": job_id, "validation": str(kept), "spec_cid": spec_cid}))
         return
     out.print(f"job {job_id} created (gas {result.gas_used:,}); spec {spec_cid}")
     out.print(
@@ -494,7 +499,8 @@ def _status_dict(market: Any, job: Any) -> dict[str, Any]:
         "aggregator": job.aggregator,
         "reward_wei": int(job.reward),
         "stake_required_wei": int(job.stakeRequired),
-        "trainers": f"{int(job.participantCount)} of {int(job.minTrainers)}..{int(job.maxTrainers)}",
+        "trainers": f"{int(job.participantCount)} (min {int(job.minTrainers)}, "
+        f"max {int(job.maxTrainers)})",
         "participants": parts,
         "validation_revealed": bool(job.validationRevealed),
     }
@@ -508,7 +514,7 @@ def owner_status(job_id: JobArg, config: ConfigOpt = None, as_json: JsonOpt = Fa
     market = ctx.market()
     info = _status_dict(market, ctx.job(market, job_id))
     if as_json:
-        out.print(json.dumps(info))
+        _emit(json.dumps(info))
         return
     for key, value in info.items():
         if key == "participants":
@@ -640,7 +646,9 @@ def _load_fitting(client_data: Path, spec: Any) -> Any:
     try:
         check_fits(data, spec.model.input_dim, spec.model.num_classes, spec.min_rows)
     except DataError as exc:
-        raise DataError(f"{client_data} does not fit the job's {spec.model.family} model: {exc}")
+        raise DataError(
+            f"{client_data} does not fit the job's {spec.model.family} model: {exc}"
+        ) from None
     return data
 
 
@@ -717,10 +725,10 @@ def trainer_run(
     if step_only:
         s = runner.step(client, job_id)
         report(s)
-        out.print(json.dumps({"action": s.action, "round": s.round}))
+        _emit(json.dumps({"action": s.action, "round": s.round}))
         return
     done = runner.run(client, job_id, once=once, poll_s=poll, timeout_s=timeout, report=report)
-    out.print(json.dumps({"actions": [[s.action, s.round] for s in done]}))
+    _emit(json.dumps({"actions": [[s.action, s.round] for s in done]}))
 
 
 @trainer_app.command("status")
@@ -782,7 +790,7 @@ def trainer_status(
         "jobs": jobs,
     }
     if as_json:
-        out.print(json.dumps(info))
+        _emit(json.dumps(info))
         return
     for key, value in info.items():
         if key != "jobs":

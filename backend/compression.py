@@ -143,9 +143,10 @@ def decode_update(
         )
     declared = _blob_codec(bytes(blob))
     if codec == "fp32":
-        tensors = st_codec.decode(blob, template)  # undecodable / shape / finiteness checks
+        tensors = st_codec.decode(blob)  # undecodable
         if declared not in (None, "fp32"):
             raise _reject(Reason.UNDECODABLE, f"blob is {declared}-encoded; the job uses fp32")
+        st_codec.check_against(tensors, template)  # names, shapes, dtype, finiteness
         return tensors
     try:
         arrays = st_load(bytes(blob))
@@ -169,7 +170,8 @@ def decode_update(
         if not np.isfinite(s).all():
             raise _reject(Reason.NON_FINITE, "a per-tensor scale is NaN or Inf")
         counts = [int(np.prod(shape)) for shape in template.shapes]
-        flat = q.astype(np.float32) * np.repeat(s, counts)
+        with np.errstate(over="ignore", invalid="ignore"):
+            flat = q.astype(np.float32) * np.repeat(s, counts)
     else:
         _expect(arrays, {"i", "q", "s"}, codec)
         i, q, s = arrays["i"], arrays["q"], arrays["s"]
@@ -192,7 +194,8 @@ def decode_update(
         if idx.size > 1 and not bool(np.all(np.diff(idx) > 0)):
             raise _reject(Reason.WRONG_SHAPE, "indices must be strictly increasing (no repeats)")
         flat = np.zeros(size, np.float32)
-        flat[idx] = q.astype(np.float32) * s[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            flat[idx] = q.astype(np.float32) * s[0]
     if not np.isfinite(flat).all():
         raise _reject(Reason.NON_FINITE, "decoded values overflow to Inf")
     return template.unflatten(flat, np.float32)

@@ -12,6 +12,7 @@ from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
@@ -121,6 +122,12 @@ class JobInfo:
         return JobStatus(int(self.fields["status"]))
 
 
+def _same(value: Any, wanted: Any) -> bool:
+    if isinstance(value, str) and isinstance(wanted, str):
+        return value.lower() == wanted.lower()
+    return bool(value == wanted)
+
+
 def commitment_hash(
     content_hash: bytes, cid: str, salt: bytes, trainer: str, job_id: int, round_: int
 ) -> bytes:
@@ -158,6 +165,7 @@ class MarketClient:
     def __init__(self, chain: Chain, contract: Contract) -> None:
         self.chain = chain
         self.contract = contract
+        self._created: dict[int, dict[str, Any]] = {}  # JobCreated is immutable: read once
         self._abi_outputs = {
             i["name"]: i.get("outputs", []) for i in contract.abi if i.get("type") == "function"
         }
@@ -287,9 +295,26 @@ class MarketClient:
     # -- events ---------------------------------------------------------------------------
     def _logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
         ev = getattr(self.contract.events, event)()
-        return list(ev.get_logs(from_block=from_block, argument_filters=filters or None))
+        raw = self.chain.logs(self.address, from_block)
+        if raw is None:
+            return list(ev.get_logs(from_block=from_block, argument_filters=filters or None))
+        topic = ev.topic if hasattr(ev, "topic") else None
+        out = []
+        for log in raw:
+            if topic is not None and HexBytes(log["topics"][0]) != HexBytes(topic):
+                continue
+            try:
+                decoded = ev.process_log(log)
+            except Exception:  # another event's log
+                continue
+            args = decoded["args"]
+            if all(_same(args.get(k), v) for k, v in filters.items()):
+                out.append(decoded)
+        return out
 
     def job_created(self, job_id: int) -> dict[str, Any]:
+        if job_id in self._created:
+            return self._created[job_id]
         logs = self._logs("JobCreated", jobId=job_id)
         if not logs:
             return {}
@@ -300,11 +325,16 @@ class MarketClient:
             pcomp = next(c for c in comps["inputs"] if c["name"] == "params")["components"]
             args["params"] = _struct(pcomp, params)
         args["blockNumber"] = logs[0]["blockNumber"]
+        self._created[job_id] = args
         return args
+
+    def _since(self, job_id: int) -> int:
+        """A job's events cannot predate its creation: start log scans there."""
+        return int(self.job_created(job_id).get("blockNumber", 0))
 
     def reveals(self, job_id: int, round_: int) -> list[Reveal]:
         out = []
-        for log in self._logs("UpdateRevealed", jobId=job_id, round=round_):
+        for log in self._logs("UpdateRevealed", self._since(job_id), jobId=job_id, round=round_):
             a = log["args"]
             out.append(
                 Reveal(
@@ -325,12 +355,14 @@ class MarketClient:
                 int(log["blockNumber"]),
                 int(log["logIndex"]),
             )
-            for log in self._logs("UpdateCommitted", jobId=job_id, round=round_)
+            for log in self._logs(
+                "UpdateCommitted", self._since(job_id), jobId=job_id, round=round_
+            )
         ]
 
     def round_posts(self, job_id: int) -> list[RoundPost]:
         out = []
-        for log in self._logs("RoundPosted", jobId=job_id):
+        for log in self._logs("RoundPosted", self._since(job_id), jobId=job_id):
             a = log["args"]
             out.append(
                 RoundPost(
@@ -346,10 +378,16 @@ class MarketClient:
         return sorted(out, key=lambda p: p.round)
 
     def slashes(self, job_id: int) -> list[dict[str, Any]]:
-        return [dict(log["args"]) for log in self._logs("TrainerSlashed", jobId=job_id)]
+        return [
+            dict(log["args"])
+            for log in self._logs("TrainerSlashed", self._since(job_id), jobId=job_id)
+        ]
 
     def claims(self, job_id: int) -> list[dict[str, Any]]:
-        return [dict(log["args"]) for log in self._logs("RewardClaimed", jobId=job_id)]
+        return [
+            dict(log["args"])
+            for log in self._logs("RewardClaimed", self._since(job_id), jobId=job_id)
+        ]
 
     def current_model(self, job_id: int) -> tuple[bytes, str]:
         """(sha256, cid) of the job's current global model."""

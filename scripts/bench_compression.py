@@ -1,0 +1,94 @@
+"""Bytes per update and accuracy cost of each pseudo-gradient codec (fp32, int8, top-k).
+
+Same data split, shards, seeds and rounds for every codec: digits, MLP 64-64-10, 10 trainers,
+10 rounds, run through the trainer's encode path (encode_update with error feedback) and the
+aggregator's compute_round (decode_update). No chain needed. The last line is JSON:
+{"fp32_bytes", "int8_bytes", "topk_bytes", "fp32_acc", "int8_acc", "topk_acc"}
+(bytes = mean size of the whole stored blob; acc = test accuracy after the last round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator.round import Submission, compute_round
+from backend.compression import encode_update
+from backend.datasets import load_dataset, shard, split_train_validation_test
+from backend.jobspec import JobSpec, TrainingSpec
+from backend.models import ModelSpec, build_model, evaluate, get_weights
+from trainer_client.training import pseudo_gradient, train_local
+
+
+def run_codec(codec: str, trainers: int, rounds: int, fraction: float, seed: int) -> dict:
+    data = load_dataset("digits")
+    train, validation, test = split_train_validation_test(data, seed=seed)
+    shards = shard(train, trainers, seed=seed)
+    spec = JobSpec(
+        model=ModelSpec(family="mlp", input_dim=64, num_classes=10, hidden=[64, 64], seed=seed),
+        training=TrainingSpec(local_epochs=2, lr=0.1),
+        codec=codec,  # type: ignore[arg-type]
+        topk_fraction=fraction,
+    )
+    weights = get_weights(build_model(spec.model))
+    residuals: list[dict | None] = [None] * trainers
+    history: list[np.ndarray] = []
+    momentum = None
+    sizes: list[int] = []
+    accs: list[float] = []
+    for r in range(1, rounds + 1):
+        subs = []
+        for i in range(trainers):
+            local, _ = train_local(
+                spec.model, weights, shards[i], spec.training, seed=(seed + i) * 1_000_003 + r
+            )
+            delta = pseudo_gradient(weights, local)
+            blob, residuals[i] = encode_update(
+                delta, codec, topk_fraction=fraction, residual=residuals[i]
+            )
+            sizes.append(len(blob))
+            subs.append(Submission(trainer=f"0x{i + 1:040x}", blob=blob, commit_order=i))
+        previous = np.concatenate(history[-3:]) if history else None
+        outcome = compute_round(spec, weights, subs, validation, previous, momentum)
+        history.append(outcome.accepted_updates)
+        momentum = outcome.momentum
+        weights = outcome.next_weights
+        _, acc = evaluate(spec.model, weights, test.x, test.y)
+        accs.append(acc)
+        flagged = sum(1 for o in outcome.outcomes if int(o.reason) != 0)
+        print(f"{codec} round {r}: test acc {acc:.4f}, flagged {flagged}", file=sys.stderr)
+    return {"bytes": round(float(np.mean(sizes))), "acc": round(accs[-1] * 100, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trainers", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--topk-fraction", type=float, default=0.03)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print the JSON summary line")
+    args = ap.parse_args()
+    res = {
+        c: run_codec(c, args.trainers, args.rounds, args.topk_fraction, args.seed)
+        for c in ("fp32", "int8", "topk")
+    }
+    summary = {f"{c}_bytes": res[c]["bytes"] for c in res}
+    summary.update({f"{c}_acc": res[c]["acc"] for c in res})
+    print(
+        f"int8: {summary['fp32_bytes'] / summary['int8_bytes']:.2f}x smaller, "
+        f"{summary['fp32_acc'] - summary['int8_acc']:+.2f} points lost; "
+        f"top-k: {summary['fp32_bytes'] / summary['topk_bytes']:.2f}x smaller, "
+        f"{summary['fp32_acc'] - summary['topk_acc']:+.2f} points lost",
+        file=sys.stderr,
+    )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

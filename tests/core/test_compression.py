@@ -1,0 +1,125 @@
+"""Pseudo-gradient codecs: round trips, error bounds, top-k, error feedback, hostile blobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save as st_save
+
+from backend.codec import Template
+from backend.compression import decode_update, encode_update, topk_count
+from backend.errors import Reason, UpdateRejected
+
+
+@pytest.fixture
+def update() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "0.weight": rng.normal(0, 0.02, (16, 8)).astype(np.float32),
+        "0.bias": rng.normal(0, 0.5, (16,)).astype(np.float32),
+        "1.weight": rng.normal(0, 0.1, (4, 16)).astype(np.float32),
+    }
+
+
+def test_fp32_round_trip_is_exact(update) -> None:
+    blob, residual = encode_update(update, "fp32")
+    out = decode_update(blob, Template.of(update), "fp32")
+    for k in update:
+        np.testing.assert_array_equal(out[k], update[k])
+        assert not residual[k].any()
+
+
+def test_int8_error_is_at_most_half_a_step_per_tensor(update) -> None:
+    blob, residual = encode_update(update, "int8")
+    out = decode_update(blob, Template.of(update), "int8")
+    for k, v in update.items():
+        step = np.abs(v).max() / 127
+        assert np.abs(out[k] - v).max() <= step / 2 + 1e-7
+        np.testing.assert_allclose(residual[k], v - out[k], atol=1e-7)
+    assert len(blob) < len(encode_update(update, "fp32")[0]) / 2.5  # headers weigh on tiny models
+
+
+def test_topk_keeps_exactly_k_largest_entries(update) -> None:
+    template = Template.of(update)
+    blob, _ = encode_update(update, "topk", topk_fraction=0.1)
+    out = template.flatten(decode_update(blob, template, "topk"))
+    k = topk_count(template.size, 0.1)
+    assert np.count_nonzero(out) == k
+    flat = template.flatten(update)
+    largest = set(np.argsort(-np.abs(flat))[:k].tolist())
+    assert set(np.flatnonzero(out).tolist()) == largest
+
+
+def test_error_feedback_carries_the_residual(update) -> None:
+    template = Template.of(update)
+    flat = template.flatten(update)
+    blob, residual = encode_update(update, "topk", topk_fraction=0.05)
+    sent = template.flatten(decode_update(blob, template, "topk"))
+    np.testing.assert_allclose(sent + template.flatten(residual), flat, atol=1e-6)
+    zero = template.unflatten(np.zeros(template.size))
+    blob2, residual2 = encode_update(zero, "topk", topk_fraction=0.05, residual=residual)
+    sent2 = template.flatten(decode_update(blob2, template, "topk"))
+    assert np.count_nonzero(sent2) > 0  # the held-back part goes out next round
+    np.testing.assert_allclose(sent + sent2 + template.flatten(residual2), flat, atol=1e-6)
+    # over rounds everything is eventually sent
+    total, res = sent + sent2, residual2
+    for _ in range(40):
+        b, res = encode_update(zero, "topk", topk_fraction=0.05, residual=res)
+        total += template.flatten(decode_update(b, template, "topk"))
+    np.testing.assert_allclose(total, flat, atol=1e-3)
+
+
+def _reason(blob: bytes, template: Template, codec: str, max_bytes=None) -> Reason:
+    with pytest.raises(UpdateRejected) as info:
+        decode_update(blob, template, codec, max_bytes)
+    return info.value.reason
+
+
+def test_bad_blobs_are_rejected_with_reasons(update) -> None:
+    t = Template.of(update)
+    n = t.size
+    good8, _ = encode_update(update, "int8")
+    goodk, _ = encode_update(update, "topk", topk_fraction=0.1)
+    assert _reason(b"garbage", t, "int8") == Reason.UNDECODABLE
+    assert _reason(good8, t, "topk") == Reason.UNDECODABLE  # wrong codec for the job
+    assert _reason(goodk, t, "fp32") == Reason.UNDECODABLE
+    assert _reason(good8, t, "int8", max_bytes=10) == Reason.TOO_LARGE
+    meta8 = {"codec": "int8"}
+    short = st_save({"q": np.zeros(n - 1, np.int8), "s": np.ones(3, np.float32)}, meta8)
+    assert _reason(short, t, "int8") == Reason.WRONG_SHAPE
+    wrong_dtype = st_save({"q": np.zeros(n, np.int16), "s": np.ones(3, np.float32)}, meta8)
+    assert _reason(wrong_dtype, t, "int8") == Reason.WRONG_SHAPE
+    nan_scale = st_save(
+        {"q": np.zeros(n, np.int8), "s": np.array([1, np.nan, 1], np.float32)}, meta8
+    )
+    assert _reason(nan_scale, t, "int8") == Reason.NON_FINITE
+    metak = {"codec": "topk"}
+
+    def topk(i, q=None, s=(1.0,)):
+        i = np.asarray(i, np.uint16)
+        q = np.ones(i.shape, np.int8) if q is None else q
+        return st_save({"i": i, "q": q, "s": np.asarray(s, np.float32)}, metak)
+
+    assert decode_update(topk([0, 5, n - 1]), t, "topk")["1.weight"][-1, -1] == 1.0
+    assert _reason(topk([0, n]), t, "topk") == Reason.WRONG_SHAPE  # out of range
+    assert _reason(topk([3, 3]), t, "topk") == Reason.WRONG_SHAPE  # repeated
+    assert _reason(topk([5, 3]), t, "topk") == Reason.WRONG_SHAPE  # unsorted
+    assert _reason(topk([1, 2], q=np.ones(3, np.int8)), t, "topk") == Reason.WRONG_SHAPE
+    assert _reason(topk([1], s=(np.inf,)), t, "topk") == Reason.NON_FINITE
+    extra = st_save(
+        {
+            "i": np.zeros(1, np.uint16),
+            "q": np.ones(1, np.int8),
+            "s": np.ones(1, np.float32),
+            "x": np.ones(1, np.float32),
+        },
+        metak,
+    )
+    assert _reason(extra, t, "topk") == Reason.WRONG_SHAPE
+    huge = st_save({"q": np.full(n, 127, np.int8), "s": np.full(3, 3e38, np.float32)}, meta8)
+    assert _reason(huge, t, "int8") == Reason.NON_FINITE
+
+
+def test_unknown_codec_is_a_value_error(update) -> None:
+    with pytest.raises(ValueError):
+        encode_update(update, "zip")
