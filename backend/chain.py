@@ -233,8 +233,15 @@ class Chain:
         params = {"from": sender.address, "value": int(value)}
         try:
             gas = int(fn.estimate_gas(params))
+            # Everything filled in here, so build_transaction makes no RPC calls of its own.
             tx = fn.build_transaction(
-                {**params, "gas": gas + gas // 5 + 10_000, "nonce": self._nonce(sender.address)}
+                {
+                    **params,
+                    "gas": gas + gas // 5 + 10_000,
+                    "nonce": self._nonce(sender.address),
+                    "chainId": self.chain_id,
+                    **self._fees(),
+                }
             )
         except Exception as exc:
             if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
@@ -265,6 +272,12 @@ class Chain:
     def _on_mined(self, raw_tx: bytes, receipt: Any) -> None:
         """Hook: a signed transaction was mined (backend.devchain journals it)."""
 
+    def _fees(self) -> dict[str, int]:
+        """EIP-1559 fees: twice the latest base fee (room for rises) plus a tip on real nodes."""
+        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        tip = 10**9 if self.kind == "rpc" else 0
+        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
+
     def _nonce(self, address: str) -> int:
         return int(self.w3.eth.get_transaction_count(address, "pending"))
 
@@ -273,10 +286,7 @@ class Chain:
         tx.setdefault("nonce", self._nonce(sender.address))
         tx.setdefault("chainId", self.chain_id)
         if "maxFeePerGas" not in tx and "gasPrice" not in tx:
-            base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
-            tip = 10**9 if self.kind == "rpc" else 0
-            tx["maxPriorityFeePerGas"] = tip
-            tx["maxFeePerGas"] = 2 * base + tip + 1
+            tx.update(self._fees())
         signed = sender.sign_transaction(tx)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
