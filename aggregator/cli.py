@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from backend.cli_common import fail
 from backend.errors import ConfigError, FedMarketError
 
 aggregator_app = typer.Typer(
@@ -135,11 +136,6 @@ def build_service(
     )
 
 
-def _fail(exc: BaseException) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(1)
-
-
 @aggregator_app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -178,7 +174,7 @@ def serve(
             from_block=from_block,
         )
     except (FedMarketError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
         return
     typer.echo(
         f"aggregator {service.address} on market {service.market.address}; "
@@ -219,7 +215,7 @@ def run_round(
         service.jobs = {job: service.jobs[job]}
         action = service.poll_once(ignore_backoff=True)[job]
     except (FedMarketError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
         return
     view = service.job_view(job)
     sys.stdout.write(json.dumps({"action": action, **view.model_dump()}) + "\n")

@@ -33,6 +33,7 @@ from backend.errors import (
     StorageUnavailable,
     UpdateRejected,
 )
+from backend.fetch import fetch_job_spec, fetch_weights
 from backend.jobspec import JobSpec
 from backend.market import MarketClient, Phase, Reveal, RoundPost
 from backend.models import evaluate, template_of
@@ -345,8 +346,7 @@ class RoundDriver:
     momentum: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        spec_hash, spec_cid = self.market.spec_pointer(self.job_id)
-        self.spec = JobSpec.from_bytes(fetch_verified(self.store, spec_cid, spec_hash))
+        self.spec = fetch_job_spec(self.market, self.store, self.job_id)
 
     @property
     def rounds_done(self) -> int:
@@ -391,16 +391,10 @@ class RoundDriver:
         update posted as unavailable or mismatching is taken as such, whatever the store says now.
         Raises StoreOutage when every revealed blob failed because the store is unreachable.
         """
-        participants = self.market.participants(self.job_id)
-        reveals = {r.trainer: r for r in self.market.reveals(self.job_id, round_)}
-        commit_order = {
-            t: k for k, (t, _, _) in enumerate(self.market.commits(self.job_id, round_))
-        }
         out: list[Submission] = []
         fetched = down = 0
-        for trainer in participants:
-            rev = reveals.get(trainer)
-            order = commit_order.get(trainer, len(commit_order))
+        for entry in self.market.round_entries(self.job_id, round_):
+            trainer, rev, order = entry.trainer, entry.reveal, entry.commit_order
             if rev is None:
                 out.append(Submission(trainer, None, Reason.MISSING, "no reveal this round", order))
                 continue
@@ -420,8 +414,7 @@ class RoundDriver:
         return out
 
     def _weights_at(self, model_hash: bytes, model_cid: str) -> Tensors:
-        blob = fetch_verified(self.store, model_cid, model_hash)
-        return codec.decode(blob, template_of(self.spec.model))
+        return fetch_weights(self.store, self.spec, model_hash, model_cid)
 
     def global_weights(self) -> Tensors:
         return self._weights_at(*self.market.current_model(self.job_id))

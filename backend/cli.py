@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from backend.cli_common import err, fail, out
 from backend.errors import FedMarketError
 
 app = typer.Typer(
@@ -23,20 +23,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-# Piped output gets a fixed width wide enough for the tables (rich would use 80 columns).
-out = Console(width=None if sys.stdout.isatty() else 132)
-err = Console(stderr=True)
 
 
 @app.callback()
 def _root() -> None:
     """fedmarket: subcommands per role (demo, owner, trainer, aggregator, audit, ...)."""
-
-
-def fail(exc: BaseException) -> None:
-    """One line on stderr, exit code 1: the project's errors are meant to be read by people."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from backend.cli_common import fail
 from backend.errors import ConfigError, FedMarketError
 
 audit_app = typer.Typer(
@@ -41,12 +42,6 @@ MarketOpt = Annotated[
 ]
 IndexOpt = Annotated[bool, typer.Option("--index", help="bring the index up to date first")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
-
-
-def _fail(exc: BaseException) -> None:
-    from backend.cli import fail
-
-    fail(exc)
 
 
 def _settings(config: Path | None, rpc: str | None, market: str | None):
@@ -121,6 +116,17 @@ class _Reader:
                 return items
 
 
+def _reader(
+    config: Path | None, rpc: str | None, market: str | None, db: str | None, index: bool
+) -> _Reader:
+    """The records the audit commands print: the indexer DB, brought up to date if asked."""
+    settings = _settings(config, rpc, market)
+    url = _db_url(settings, db)
+    if index:
+        _index(settings, url)
+    return _Reader(url)
+
+
 def _out():
     from backend.cli import out
 
@@ -156,7 +162,7 @@ def index_cmd(
         settings = _settings(config, rpc, market)
         stats = _index(settings, _db_url(settings, db), batch, from_block, confirmations)
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     _out().print(
         f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.logs_seen} events seen, "
@@ -178,13 +184,9 @@ def jobs_cmd(
 ) -> None:
     """Every indexed job."""
     try:
-        settings = _settings(config, rpc, market)
-        url = _db_url(settings, db)
-        if index:
-            _index(settings, url)
-        jobs = _Reader(url).all("/jobs", status=status, trainer=trainer)
+        jobs = _reader(config, rpc, market, db, index).all("/jobs", status=status, trainer=trainer)
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json(jobs)
@@ -229,13 +231,9 @@ def job_cmd(
 ) -> None:
     """One job: its rounds, each trainer's score or flag per round, payouts and slashes."""
     try:
-        settings = _settings(config, rpc, market)
-        url = _db_url(settings, db)
-        if index:
-            _index(settings, url)
-        rec = job_record(_Reader(url), job_id)
+        rec = job_record(_reader(config, rpc, market, db, index), job_id)
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json(rec)
@@ -315,15 +313,11 @@ def trainer_cmd(
 ) -> None:
     """A trainer: stake, reliability, and its history across jobs."""
     try:
-        settings = _settings(config, rpc, market)
-        url = _db_url(settings, db)
-        if index:
-            _index(settings, url)
-        reader = _Reader(url)
+        reader = _reader(config, rpc, market, db, index)
         rec = reader.get(f"/trainers/{address}")
         rec["slashes"] = reader.all(f"/trainers/{address}/slashes")
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _emit_json(rec)
@@ -370,7 +364,7 @@ def verify_cmd(
         store = open_store(settings.ipfs_api, settings.store_dir, settings.storage_retries)
         report = verify_job(client, store, job_id)
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     print_report(report, as_json)
     if not report.ok:
@@ -450,6 +444,6 @@ def serve_cmd(
         )
         app = create_api(url, store=store)
     except FedMarketError as exc:
-        _fail(exc)
+        fail(exc)
         return
     uvicorn.run(app, host=host, port=port, log_level="info")

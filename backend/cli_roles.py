@@ -23,6 +23,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
+from backend.cli_common import fail
 from backend.errors import ConfigError, FedMarketError
 
 ETHER = 10**18
@@ -36,11 +37,6 @@ def _emit(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-    raise typer.Exit(1)
-
-
 def guarded(fn: F) -> F:
     """Turn the project's errors (and bad input) into one line on stderr and exit code 1."""
 
@@ -51,9 +47,9 @@ def guarded(fn: F) -> F:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            _fail(ValueError(f"{loc}: {first['msg']}"))
+            fail(ValueError(f"{loc}: {first['msg']}"))
         except (FedMarketError, ValueError) as exc:
-            _fail(exc)
+            fail(exc)
 
     return wrapper  # type: ignore[return-value]
 
@@ -653,11 +649,9 @@ def _load_fitting(client_data: Path, spec: Any) -> Any:
 
 
 def _job_spec(ctx: Ctx, market: Any, job_id: int) -> Any:
-    from backend.jobspec import JobSpec
-    from backend.storage import fetch_verified
+    from backend.fetch import fetch_job_spec
 
-    spec_hash, spec_cid = market.spec_pointer(job_id)
-    return JobSpec.from_bytes(fetch_verified(ctx.store, spec_cid, spec_hash))
+    return fetch_job_spec(market, ctx.store, job_id)
 
 
 @trainer_app.command("join")

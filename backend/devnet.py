@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.devnode import REPO, find_anvil
+from backend.devnode import REPO, find_anvil, wait_for_rpc
 from backend.errors import ConfigError, StorageUnavailable
 
 IPFS_DIR = REPO / "scripts/ipfs"
@@ -178,16 +178,7 @@ def devnet_up(home: Path, rpc_port: int = 8545, ipfs_port: int = 5001) -> dict[s
     )
     ipfs.start(log=home / "devnet/ipfs.log")
     rpc_url = f"http://127.0.0.1:{rpc_port}"
-    deadline = time.monotonic() + 20
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-    while time.monotonic() < deadline:
-        try:
-            if httpx.post(rpc_url, json=body, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        raise ConfigError(f"anvil did not answer on {rpc_url}")
+    wait_for_rpc(rpc_url, 20)
     assert ipfs.proc is not None
     state = {
         "rpc_url": rpc_url,

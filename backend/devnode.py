@@ -37,6 +37,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_rpc(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the JSON-RPC node at `url` answers eth_chainId (or `proc` exits, or time is up)."""
+    deadline = time.monotonic() + timeout_s
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise ChainUnavailable(f"the node exited at start: {err.strip()}")
+        try:
+            if httpx.post(url, json=body, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise ChainUnavailable(f"no JSON-RPC node answered on {url} within {timeout_s} s")
+
+
 class AnvilNode:
     """Start anvil on a free loopback port; `url` once ready; `stop()` (or use as a context)."""
 
@@ -56,20 +73,12 @@ class AnvilNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + timeout_s
-        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise ChainUnavailable(f"anvil exited at start: {err.strip()}")
-            try:
-                if httpx.post(self.url, json=body, timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout_s} s")
+        try:
+            wait_for_rpc(self.url, timeout_s, self.proc)
+        except ChainUnavailable:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

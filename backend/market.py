@@ -93,6 +93,15 @@ class Reveal:
 
 
 @dataclass(frozen=True)
+class RoundEntry:
+    """One participant's part in a round: its reveal (None if none) and commit position."""
+
+    trainer: str
+    reveal: Reveal | None
+    commit_order: int  # position among this round's commits; non-committers come last
+
+
+@dataclass(frozen=True)
 class RoundPost:
     round: int
     model_hash: bytes
@@ -358,6 +367,15 @@ class MarketClient:
             for log in self._logs(
                 "UpdateCommitted", self._since(job_id), jobId=job_id, round=round_
             )
+        ]
+
+    def round_entries(self, job_id: int, round_: int) -> list[RoundEntry]:
+        """Every participant in join order, with its reveal and commit position this round."""
+        reveals = {r.trainer: r for r in self.reveals(job_id, round_)}
+        order = {t: k for k, (t, _, _) in enumerate(self.commits(job_id, round_))}
+        return [
+            RoundEntry(t, reveals.get(t), order.get(t, len(order)))
+            for t in self.participants(job_id)
         ]
 
     def round_posts(self, job_id: int) -> list[RoundPost]:

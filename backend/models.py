@@ -6,6 +6,7 @@ Families: `logreg` (linear softmax), `mlp` (hidden layers with ReLU), `cnn` (a s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -85,7 +86,14 @@ def set_weights(model: nn.Module, tensors: Mapping[str, np.ndarray]) -> None:
 
 
 def template_of(spec: ModelSpec) -> Template:
-    return Template.of(get_weights(build_model(spec)))
+    """Names and shapes of the spec's tensors (cached: building a module just to read them
+    would otherwise happen on every fetch and every round)."""
+    return _template_of_json(spec.model_dump_json())
+
+
+@functools.lru_cache(maxsize=64)
+def _template_of_json(spec_json: str) -> Template:
+    return Template.of(get_weights(build_model(ModelSpec.model_validate_json(spec_json))))
 
 
 def evaluate(

@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 
 from aggregator.round import Submission, compute_round
-from backend import codec
 from backend.datasets import Dataset, from_npz_bytes
 from backend.errors import ContentMismatch, ContentNotFound, FedMarketError, Reason
-from backend.jobspec import JobSpec
+from backend.fetch import fetch_job_spec, fetch_weights
 from backend.market import JobStatus, MarketClient
-from backend.models import template_of
 from backend.storage import ContentStore, fetch_verified, sha256_bytes
 
 HISTORY_ROUNDS = 3  # RoundDriver keeps the decodable updates of the last 3 rounds for replays
@@ -118,13 +116,9 @@ def gather(
     taken as such — availability at posting time cannot be re-checked later. Everything else
     (missing reveal, hash mismatch, decodability, ...) is re-derived from public artifacts.
     """
-    participants = market.participants(job_id)
-    reveals = {r.trainer: r for r in market.reveals(job_id, round_)}
-    commit_order = {t: k for k, (t, _, _) in enumerate(market.commits(job_id, round_))}
     out: list[Submission] = []
-    for trainer in participants:
-        rev = reveals.get(trainer)
-        order = commit_order.get(trainer, len(commit_order))
+    for entry in market.round_entries(job_id, round_):
+        trainer, rev, order = entry.trainer, entry.reveal, entry.commit_order
         if rev is None:
             out.append(Submission(trainer, None, Reason.MISSING, "no reveal this round", order))
             continue
@@ -186,13 +180,11 @@ def verify_job(market: MarketClient, store: ContentStore, job_id: int) -> Verify
         )
         return report
     report.validation_revealed = True
-    spec_hash, spec_cid = market.spec_pointer(job_id)
     try:
-        spec = JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))
+        spec = fetch_job_spec(market, store, job_id)
     except FedMarketError as exc:
         report.error = f"the job spec cannot be fetched: {exc}"
         return report
-    template = template_of(spec.model)
     params = created["params"]
     model_hash, model_cid = bytes(params["initialModelHash"]), str(params["initialModelCid"])
 
@@ -204,7 +196,7 @@ def verify_job(market: MarketClient, store: ContentStore, job_id: int) -> Verify
         check.scores_posted, check.reasons_posted = list(post.scores), list(post.reasons)
         check.model_hash_posted = _hex(post.model_hash)
         try:
-            weights = codec.decode(fetch_verified(store, model_cid, model_hash), template)
+            weights = fetch_weights(store, spec, model_hash, model_cid)
         except FedMarketError as exc:
             check.ok = False
             check.mismatches.append(

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from backend import codec
 from backend.codec import Tensors
 from backend.compression import encode_update, load_residual, save_residual
 from backend.datasets import Dataset, check_fits
+from backend.fetch import fetch_current_weights, fetch_job_spec
 from backend.jobspec import JobSpec
 from backend.market import MarketClient, commitment_hash
 from backend.models import template_of
-from backend.storage import ContentStore, fetch_verified, sha256_bytes
+from backend.storage import ContentStore, sha256_bytes
 from trainer_client import attacks
 from trainer_client.training import pseudo_gradient, train_local
 
@@ -82,16 +82,13 @@ class TrainerClient:
 
     def spec(self, job_id: int) -> JobSpec:
         if job_id not in self._specs:
-            spec_hash, spec_cid = self.market.spec_pointer(job_id)
-            spec = JobSpec.from_bytes(fetch_verified(self.store, spec_cid, spec_hash))
+            spec = fetch_job_spec(self.market, self.store, job_id)
             check_fits(self.data, spec.model.input_dim, spec.model.num_classes, spec.min_rows)
             self._specs[job_id] = spec
         return self._specs[job_id]
 
     def global_weights(self, job_id: int) -> Tensors:
-        model_hash, model_cid = self.market.current_model(job_id)
-        blob = fetch_verified(self.store, model_cid, model_hash)
-        return codec.decode(blob, template_of(self.spec(job_id).model))
+        return fetch_current_weights(self.market, self.store, self.spec(job_id), job_id)
 
     def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:
         """Train on the private shard from the current global model; return (Δ, train loss)."""

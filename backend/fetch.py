@@ -1,0 +1,30 @@
+"""Verified reads of a job's public artifacts: its spec and a model's weights.
+
+Every role reads these the same way: the pointer (sha256 + CID) from the chain, the bytes from
+the store, checked against the sha256 before anything is decoded.
+"""
+
+from __future__ import annotations
+
+from backend import codec
+from backend.codec import Tensors
+from backend.jobspec import JobSpec
+from backend.market import MarketClient
+from backend.models import template_of
+from backend.storage import ContentStore, fetch_verified
+
+
+def fetch_job_spec(market: MarketClient, store: ContentStore, job_id: int) -> JobSpec:
+    spec_hash, spec_cid = market.spec_pointer(job_id)
+    return JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))
+
+
+def fetch_weights(store: ContentStore, spec: JobSpec, model_hash: bytes, cid: str) -> Tensors:
+    """A model blob, verified and decoded against the job's model template."""
+    return codec.decode(fetch_verified(store, cid, model_hash), template_of(spec.model))
+
+
+def fetch_current_weights(
+    market: MarketClient, store: ContentStore, spec: JobSpec, job_id: int
+) -> Tensors:
+    return fetch_weights(store, spec, *market.current_model(job_id))
