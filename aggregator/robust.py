@@ -430,11 +430,13 @@ def detect_outliers(
         mask = np.ones(n, dtype=bool)
         mask[keep] = False
     elif name == "median":
-        if small:
+        # With three updates the median distance is one honest update's own distance, so the
+        # farther of two honest updates can exceed the ratio: these rules need four or more.
+        if n < 4:
             return none
         mask = _far_from(a, coordinate_median(a), rule.median_dist_ratio)
     elif name == "trimmed_mean":
-        if small:
+        if n < 4:
             return none
         mask = _far_from(a, trimmed_mean(a, rule.beta), rule.median_dist_ratio)
     elif name == "norm_bound":

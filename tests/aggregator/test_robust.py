@@ -363,3 +363,11 @@ def test_max_pair_cosines_separates_noise_from_correlated_updates() -> None:
     assert (mc[:6] > 0.3).all() and (mc[6:] < 0.15).all()
     mask = detect_outliers(np.concatenate([honest, noise]), OutlierRule(name="consensus"))
     assert mask.tolist() == [False] * 6 + [True] * 2
+
+
+def test_distance_rules_need_four_updates() -> None:
+    # Regression: with three honest updates, the farther one could exceed 3x the median
+    # distance and be flagged (and slashed).
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0]])
+    for name in ("median", "trimmed_mean"):
+        assert not detect_outliers(x, OutlierRule(name=name)).any()
