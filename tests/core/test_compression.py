@@ -7,8 +7,16 @@ import pytest
 from safetensors.numpy import save as st_save
 
 from backend.codec import Template
-from backend.compression import decode_update, encode_update, topk_count
+from backend.compression import (
+    DEFAULT_TOPK_FRACTION,
+    decode_update,
+    encode_update,
+    rice_decode,
+    rice_encode,
+    topk_count,
+)
 from backend.errors import Reason, UpdateRejected
+from backend.models import ModelSpec, build_model, get_weights
 
 
 @pytest.fixture
@@ -93,23 +101,44 @@ def test_bad_blobs_are_rejected_with_reasons(update) -> None:
         {"q": np.zeros(n, np.int8), "s": np.array([1, np.nan, 1], np.float32)}, meta8
     )
     assert _reason(nan_scale, t, "int8") == Reason.NON_FINITE
-    metak = {"codec": "topk"}
+    metak = {"codec": "topk", "rice": "2"}
 
-    def topk(i, q=None, s=(1.0,)):
-        i = np.asarray(i, np.uint16)
-        q = np.ones(i.shape, np.int8) if q is None else q
-        return st_save({"i": i, "q": q, "s": np.asarray(s, np.float32)}, metak)
+    def topk(i, q=None, s=(1.0,), meta=metak):
+        stream, b = rice_encode(np.asarray(i))
+        q = np.ones(len(i), np.int8) if q is None else q
+        return st_save(
+            {"i": stream, "q": q, "s": np.asarray(s, np.float32)}, {**meta, "rice": str(b)}
+        )
+
+    def raw(stream, k, b):
+        stream = np.asarray(stream, np.uint8)
+        q, s = np.ones(k, np.int8), np.ones(1, np.float32)
+        return st_save({"i": stream, "q": q, "s": s}, {"codec": "topk", "rice": str(b)})
 
     assert decode_update(topk([0, 5, n - 1]), t, "topk")["1.weight"][-1, -1] == 1.0
     assert _reason(topk([0, n]), t, "topk") == Reason.WRONG_SHAPE  # out of range
-    assert _reason(topk([3, 3]), t, "topk") == Reason.WRONG_SHAPE  # repeated
-    assert _reason(topk([5, 3]), t, "topk") == Reason.WRONG_SHAPE  # unsorted
     assert _reason(topk([1, 2], q=np.ones(3, np.int8)), t, "topk") == Reason.WRONG_SHAPE
     assert _reason(topk([1], s=(np.inf,)), t, "topk") == Reason.NON_FINITE
+    stream, b = rice_encode(np.array([1, 7, 30]))
+    assert _reason(raw(stream, 2, b), t, "topk") == Reason.WRONG_SHAPE  # more codes than values
+    assert _reason(raw(stream, 4, b), t, "topk") == Reason.WRONG_SHAPE  # fewer codes than values
+    padded = np.concatenate([stream, np.zeros(1, np.uint8)])
+    assert _reason(raw(padded, 3, b), t, "topk") == Reason.WRONG_SHAPE  # trailing bytes
+    assert _reason(raw(np.full(4096, 255), 3, b), t, "topk") == Reason.WRONG_SHAPE  # too long
+    assert _reason(raw(stream, 3, 99), t, "topk") == Reason.UNDECODABLE  # absurd parameter
+    no_rice = st_save(
+        {"i": stream, "q": np.ones(3, np.int8), "s": np.ones(1, np.float32)}, {"codec": "topk"}
+    )
+    assert _reason(no_rice, t, "topk") == Reason.UNDECODABLE
+    wide = st_save(
+        {"i": np.array([1, 2], np.uint16), "q": np.ones(2, np.int8), "s": np.ones(1, np.float32)},
+        metak,
+    )
+    assert _reason(wide, t, "topk") == Reason.WRONG_SHAPE  # indices must be the coded stream
     extra = st_save(
         {
-            "i": np.zeros(1, np.uint16),
-            "q": np.ones(1, np.int8),
+            "i": stream,
+            "q": np.ones(3, np.int8),
             "s": np.ones(1, np.float32),
             "x": np.ones(1, np.float32),
         },
@@ -123,3 +152,48 @@ def test_bad_blobs_are_rejected_with_reasons(update) -> None:
 def test_unknown_codec_is_a_value_error(update) -> None:
     with pytest.raises(ValueError):
         encode_update(update, "zip")
+
+
+@pytest.mark.parametrize(
+    ("size", "k"), [(1, 1), (10, 10), (10, 1), (8970, 718), (70_000, 5), (2**20, 3000)]
+)
+def test_rice_stream_round_trips_and_picks_the_cheapest_parameter(size, k) -> None:
+    rng = np.random.default_rng(size + k)
+    idx = np.sort(rng.choice(size, k, replace=False))
+    stream, b = rice_encode(idx)
+    np.testing.assert_array_equal(rice_decode(stream, k, b, size), idx)
+    gaps = np.diff(idx, prepend=-1) - 1
+
+    def bits(p: int) -> int:
+        return k * (p + 1) + int((gaps >> p).sum())
+
+    assert stream.size == -(-k * b // 8) + -(-(k + int((gaps >> b).sum())) // 8)
+    assert all(bits(b) <= bits(p) for p in range(0, 24))
+
+
+def test_rice_decoding_rejects_every_corruption_of_a_stream() -> None:
+    """Flip each bit of a valid stream: the result is rejected or decodes to other valid indices
+    (never an out-of-range or repeated index)."""
+    size, idx = 300, np.array([0, 3, 4, 40, 41, 200, 299])
+    stream, b = rice_encode(idx)
+    for byte in range(stream.size):
+        for bit in range(8):
+            bad = stream.copy()
+            bad[byte] ^= np.uint8(1 << bit)
+            try:
+                out = rice_decode(bad, idx.size, b, size)
+            except UpdateRejected:
+                continue
+            assert out.size == idx.size and out[-1] < size and np.all(np.diff(out) > 0)
+
+
+def test_topk_at_the_default_fraction_is_25x_smaller_than_fp32() -> None:
+    """The issue's size target, exact (bytes do not vary by machine): the benchmark's MLP."""
+    weights = get_weights(build_model(ModelSpec(family="mlp", input_dim=64, hidden=[64, 64])))
+    template = Template.of(weights)
+    update = template.unflatten(np.random.default_rng(0).normal(size=template.size))
+    fp32, _ = encode_update(update, "fp32")
+    topk, _ = encode_update(update, "topk", topk_fraction=DEFAULT_TOPK_FRACTION)
+    int8, _ = encode_update(update, "int8")
+    assert len(fp32) / len(topk) >= 25
+    assert len(fp32) / len(int8) >= 3.9

@@ -38,13 +38,29 @@ def test_reverts_over_rpc_name_the_custom_error(anvil: AnvilNode) -> None:
 
 
 def test_demo_on_anvil_matches_embedded_claims(anvil: AnvilNode, tmp_path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--trainers", "3", "--attackers", "1", "--rounds",
-                                      "2", "--rpc-url", anvil.url, "--store", str(tmp_path),
-                                      "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--trainers",
+            "3",
+            "--attackers",
+            "1",
+            "--rounds",
+            "2",
+            "--rpc-url",
+            anvil.url,
+            "--store",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout.strip().splitlines()[-1])
     assert s["accuracy"][1] > s["accuracy"][0]
     bad = next(t for t in s["trainers"] if t["attack"])
     assert bad["reward_wei"] == 0 and bad["slashed_wei"] > 0
-    assert (sum(t["reward_wei"] for t in s["trainers"]) + s["refund_wei"]
-            == s["escrow_wei"] + s["slashed_to_pool_wei"])
+    assert (
+        sum(t["reward_wei"] for t in s["trainers"]) + s["refund_wei"]
+        == s["escrow_wei"] + s["slashed_to_pool_wei"]
+    )
