@@ -1,11 +1,15 @@
-"""What every `fedmarket` command module shares: the consoles and the one-line error exit."""
+"""What every `fedmarket` command module shares: the consoles, the one-line error exit, and the
+progress bars of transfers and training."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 # Piped output gets a fixed width wide enough for the tables (rich would use 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -16,3 +20,40 @@ def fail(exc: BaseException) -> None:
     """One line on stderr, exit code 1: the project's errors are meant to be read by people."""
     err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(1)
+
+
+def _amount(stage: str, done: int, total: int | None) -> str:
+    if stage == "train":
+        return f"{done}/{total} steps" if total else f"{done} steps"
+
+    def kib(n: int) -> str:
+        return f"{n / 1024:,.1f} KiB"
+
+    return f"{kib(done)} / {kib(total)}" if total is not None else kib(done)
+
+
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    """Rich progress bars on stderr for a round's stages (download, train, upload).
+
+    Yields the callback TrainerClient and the stores report to: (stage, done, total or None).
+    Transient: the bars vanish when done, leaving the one-line reports.
+    """
+    progress = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        TextColumn("{task.fields[amount]:>22}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(stage: str, done: int, total: int | None) -> None:
+        amount = _amount(stage, done, total)
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, amount=amount)
+        progress.update(tasks[stage], completed=done, total=total, amount=amount)
+
+    with progress:
+        yield report

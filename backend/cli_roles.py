@@ -23,7 +23,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from backend.cli_common import fail
+from backend.cli_common import fail, stage_progress
 from backend.errors import ConfigError, FedMarketError
 
 ETHER = 10**18
@@ -432,8 +432,9 @@ def owner_create_job(
     val_hash, val_cid = sha256_bytes(val_blob), _predict_cid(ctx.store, val_blob)
     spec_blob = job_spec.to_bytes()
     initial_blob = codec.encode(get_weights(build_model(job_spec.model)))
-    spec_cid = ctx.store.put(spec_blob)
-    model_cid = ctx.store.put(initial_blob)
+    with stage_progress() as bars:
+        spec_cid = ctx.store.put(spec_blob)
+        model_cid = ctx.store.put(initial_blob, lambda done, total: bars("upload", done, total))
     params = JobParams(
         aggregator=aggregator,
         stake_required=to_wei(jf.stake_eth, "stake_eth"),
@@ -593,7 +594,10 @@ def owner_download(
     chain_hash = bytes(job.modelHash)
     if any(chain_hash) and chain_hash != model_hash:
         raise ConfigError(f"job {job_id}: the posted model does not match getJob's modelHash")
-    blob = fetch_verified(ctx.store, cid, model_hash)
+    with stage_progress() as bars:
+        blob = fetch_verified(
+            ctx.store, cid, model_hash, lambda done, total: bars("download", done, total)
+        )
     out_path.write_bytes(blob)
     out.print(
         f"wrote {out_path} ({len(blob):,} bytes, sha256 {model_hash.hex()}, round "
@@ -704,24 +708,26 @@ def trainer_run(
     ctx.job(market, job_id)
     dataset = _load_fitting(data, _job_spec(ctx, market, job_id))
     sender = ctx.signer(account, dev_account)
-    client = TrainerClient(
-        market,
-        ctx.store,
-        sender,
-        dataset,
-        seed=seed,
-        state_file=_state_file(ctx, market, sender.address),
-    )
 
     def report(s: runner.Step) -> None:
         err.print(f"job {job_id} round {s.round}: {s.action} {s.detail}".rstrip())
 
-    if step_only:
-        s = runner.step(client, job_id)
-        report(s)
-        _emit(json.dumps({"action": s.action, "round": s.round}))
-        return
-    done = runner.run(client, job_id, once=once, poll_s=poll, timeout_s=timeout, report=report)
+    with stage_progress() as bars:
+        client = TrainerClient(
+            market,
+            ctx.store,
+            sender,
+            dataset,
+            seed=seed,
+            state_file=_state_file(ctx, market, sender.address),
+            progress=bars,
+        )
+        if step_only:
+            s = runner.step(client, job_id)
+            report(s)
+            _emit(json.dumps({"action": s.action, "round": s.round}))
+            return
+        done = runner.run(client, job_id, once=once, poll_s=poll, timeout_s=timeout, report=report)
     _emit(json.dumps({"actions": [[s.action, s.round] for s in done]}))
 
 

@@ -11,7 +11,7 @@ from backend.codec import Tensors
 from backend.jobspec import JobSpec
 from backend.market import MarketClient
 from backend.models import template_of
-from backend.storage import ContentStore, fetch_verified
+from backend.storage import ContentStore, Transfer, fetch_verified
 
 
 def fetch_job_spec(market: MarketClient, store: ContentStore, job_id: int) -> JobSpec:
@@ -19,12 +19,24 @@ def fetch_job_spec(market: MarketClient, store: ContentStore, job_id: int) -> Jo
     return JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))
 
 
-def fetch_weights(store: ContentStore, spec: JobSpec, model_hash: bytes, cid: str) -> Tensors:
+def fetch_weights(
+    store: ContentStore,
+    spec: JobSpec,
+    model_hash: bytes,
+    cid: str,
+    progress: Transfer | None = None,
+) -> Tensors:
     """A model blob, verified and decoded against the job's model template."""
-    return codec.decode(fetch_verified(store, cid, model_hash), template_of(spec.model))
+    blob = fetch_verified(store, cid, model_hash, progress)
+    return codec.decode(blob, template_of(spec.model))
 
 
 def fetch_current_weights(
-    market: MarketClient, store: ContentStore, spec: JobSpec, job_id: int
+    market: MarketClient,
+    store: ContentStore,
+    spec: JobSpec,
+    job_id: int,
+    progress: Transfer | None = None,
 ) -> Tensors:
-    return fetch_weights(store, spec, *market.current_model(job_id))
+    model_hash, cid = market.current_model(job_id)
+    return fetch_weights(store, spec, model_hash, cid, progress)

@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -21,17 +22,21 @@ from backend.errors import ContentMismatch, ContentNotFound, StorageUnavailable
 
 _RAW_CODEC = 0x55
 _SHA2_256 = 0x12
+CHUNK = 256 * 1024
+
+# Transfer progress: (bytes so far, total bytes or None when the store cannot tell in advance).
+Transfer = Callable[[int, int | None], None]
 
 
 @runtime_checkable
 class ContentStore(Protocol):
     """Put bytes, get them back by content identifier."""
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, progress: Transfer | None = None) -> str:
         """Store `data` (and keep it: pinned) and return its content identifier."""
         ...
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, progress: Transfer | None = None) -> bytes:
         """Return the bytes stored under `cid`; raise ContentNotFound if there are none."""
         ...
 
@@ -64,24 +69,35 @@ class LocalStore:
             raise ContentNotFound(f"not a content identifier: {cid!r}")
         return self.blobs / cid
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, progress: Transfer | None = None) -> str:
         cid = raw_cid(data)
         path = self._path(cid)
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                    for chunk in _chunks(data, progress):
+                        fh.write(chunk)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+        elif progress is not None:
+            progress(len(data), len(data))
         return cid
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, progress: Transfer | None = None) -> bytes:
         path = self._path(cid)
         try:
-            return path.read_bytes()
+            with path.open("rb") as fh:
+                total = os.fstat(fh.fileno()).st_size
+                parts, done = [], 0
+                while chunk := fh.read(CHUNK):
+                    parts.append(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+                return b"".join(parts)
         except FileNotFoundError:
             raise ContentNotFound(f"content {cid} is not in the local store {self.root}") from None
 
@@ -147,20 +163,29 @@ class IpfsStore:
             f"{self.retries + 1} attempts: {last}); is it running? try `fedmarket devnet status`"
         )
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, progress: Transfer | None = None) -> str:
         def op(client):
-            cid = client.add_bytes(data, opts={"cid-version": 1, "raw-leaves": True})
+            # A generator body is streamed chunk by chunk: progress follows the upload itself.
+            body = _chunks(data, progress) if progress is not None else data
+            cid = client.add_bytes(body, opts={"cid-version": 1, "raw-leaves": True})
             client.pin.add(cid)
             return cid
 
         return str(self._retrying("add", op))
 
-    def get(self, cid: str) -> bytes:
+    def get(self, cid: str, progress: Transfer | None = None) -> bytes:
         import ipfshttpclient.exceptions as ipfs_errors
 
         def op(client):
             try:
-                return client.cat(cid, timeout=self.timeout_s)
+                if progress is None:
+                    return client.cat(cid, timeout=self.timeout_s)
+                parts, done = [], 0
+                for chunk in client.cat(cid, stream=True, timeout=self.timeout_s):
+                    parts.append(chunk)
+                    done += len(chunk)
+                    progress(done, None)
+                return b"".join(parts)
             except ipfs_errors.ErrorResponse as exc:
                 raise ContentNotFound(
                     f"IPFS daemon at {self.api} has no content {cid}: {exc}"
@@ -179,9 +204,23 @@ class IpfsStore:
         return f"IpfsStore({self.api!r})"
 
 
-def fetch_verified(store: ContentStore, cid: str, sha256: bytes) -> bytes:
+def _chunks(data: bytes, progress: Transfer | None) -> Iterator[bytes]:
+    """`data` in CHUNK-sized pieces, reporting each one as it is consumed."""
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK):
+        chunk = bytes(view[start : start + CHUNK])
+        yield chunk
+        if progress is not None:
+            progress(start + len(chunk), len(data))
+    if not data and progress is not None:
+        progress(0, 0)
+
+
+def fetch_verified(
+    store: ContentStore, cid: str, sha256: bytes, progress: Transfer | None = None
+) -> bytes:
     """Fetch `cid` and check it against the sha256 it was announced with (on chain)."""
-    data = store.get(cid)
+    data = store.get(cid, progress)
     actual = sha256_bytes(data)
     if actual != sha256:
         raise ContentMismatch(

@@ -7,7 +7,7 @@ The trainer's data never leaves this module's caller; only Δ = w_global − w_l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -25,8 +25,12 @@ def train_local(
     data: Dataset,
     training: TrainingSpec,
     seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[Tensors, float]:
-    """Start from the global weights, run local SGD epochs; return (local weights, last loss)."""
+    """Start from the global weights, run local SGD epochs; return (local weights, last loss).
+
+    `on_step(done, total)` is called after each optimizer step (a progress bar's hook).
+    """
     model = build_model(spec)
     set_weights(model, global_weights)
     model.train()
@@ -35,6 +39,8 @@ def train_local(
     x = torch.as_tensor(data.x, dtype=torch.float32)
     y = torch.as_tensor(data.y, dtype=torch.long)
     loss_value = float("nan")
+    per_epoch = -(-len(y) // training.batch_size)
+    total, done = per_epoch * training.local_epochs, 0
     for _ in range(training.local_epochs):
         order = torch.randperm(len(y), generator=gen)
         for start in range(0, len(y), training.batch_size):
@@ -44,6 +50,9 @@ def train_local(
             loss.backward()
             opt.step()
             loss_value = float(loss.item())
+            done += 1
+            if on_step is not None:
+                on_step(done, total)
     return get_weights(model), loss_value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,9 +23,13 @@ from backend.fetch import fetch_current_weights, fetch_job_spec
 from backend.jobspec import JobSpec
 from backend.market import MarketClient, commitment_hash
 from backend.models import template_of
-from backend.storage import ContentStore, sha256_bytes
+from backend.storage import ContentStore, Transfer, sha256_bytes
 from trainer_client import attacks
 from trainer_client.training import pseudo_gradient, train_local
+
+# Progress of the round's slow stages: (stage, done, total or None); stages are "download"
+# (bytes of the global model), "train" (optimizer steps) and "upload" (bytes of the update).
+StageProgress = Callable[[str, int, int | None], None]
 
 
 @dataclass
@@ -62,6 +67,7 @@ class TrainerClient:
         attack: str | None = None,
         seed: int = 0,
         state_file: Path | None = None,
+        progress: StageProgress | None = None,
     ) -> None:
         if attack is not None and attack not in attacks.ATTACKS:
             raise ValueError(f"unknown attack {attack!r}; known: {', '.join(attacks.ATTACKS)}")
@@ -72,6 +78,7 @@ class TrainerClient:
         self.attack = attack
         self.seed = seed
         self.state_file = state_file
+        self.progress = progress
         self._specs: dict[int, JobSpec] = {}
         self._residuals: dict[int, Tensors] = {}
         self.pending: dict[tuple[int, int], PendingReveal] = self._load_state()
@@ -87,8 +94,15 @@ class TrainerClient:
             self._specs[job_id] = spec
         return self._specs[job_id]
 
+    def _stage(self, stage: str) -> Callable[[int, int | None], None] | None:
+        if self.progress is None:
+            return None
+        report = self.progress
+        return lambda done, total: report(stage, done, total)
+
     def global_weights(self, job_id: int) -> Tensors:
-        return fetch_current_weights(self.market, self.store, self.spec(job_id), job_id)
+        transfer: Transfer | None = self._stage("download")
+        return fetch_current_weights(self.market, self.store, self.spec(job_id), job_id, transfer)
 
     def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:
         """Train on the private shard from the current global model; return (Δ, train loss)."""
@@ -98,7 +112,9 @@ class TrainerClient:
         if self.attack == "label_flip":
             data = Dataset(data.x, attacks.flip_labels(data.y, spec.model.num_classes))
         seed = self.seed * 1_000_003 + round_
-        w_local, loss = train_local(spec.model, w_global, data, spec.training, seed=seed)
+        w_local, loss = train_local(
+            spec.model, w_global, data, spec.training, seed=seed, on_step=self._stage("train")
+        )
         delta = pseudo_gradient(w_global, w_local)
         if self.attack == "sign_flip":
             delta = attacks.sign_flip(delta)
@@ -133,7 +149,7 @@ class TrainerClient:
         blob, new_residual = encode_update(
             delta, spec.codec, topk_fraction=spec.topk_fraction, residual=self.residual(job_id)
         )
-        cid = self.store.put(blob)
+        cid = self.store.put(blob, self._stage("upload"))
         content_hash = sha256_bytes(blob)
         salt = secrets.token_bytes(32)
         self.pending[(job_id, round_)] = PendingReveal(

@@ -192,15 +192,15 @@ class FlakyStore:
     def __init__(self, inner, bad: set[str] | None = None) -> None:
         self.inner, self.bad, self.down = inner, bad or set(), False
 
-    def put(self, data):
+    def put(self, data, progress=None):
         if self.down:
             raise StorageUnavailable("daemon down")
-        return self.inner.put(data)
+        return self.inner.put(data, progress)
 
-    def get(self, cid):
+    def get(self, cid, progress=None):
         if self.down or cid in self.bad:
             raise StorageUnavailable("daemon down")
-        return self.inner.get(cid)
+        return self.inner.get(cid, progress)
 
     def has(self, cid):
         return self.inner.has(cid)

@@ -44,6 +44,23 @@ def test_put_get_verified_and_pinned(daemon: IpfsDaemon) -> None:
     assert cid in pins
 
 
+def test_transfers_report_progress_as_the_bytes_move(daemon: IpfsDaemon) -> None:
+    """The upload body is streamed chunk by chunk and the download read as a stream, so the
+    progress bars follow the transfer (not just its end), and the content is unchanged."""
+    store = IpfsStore(daemon.api, retries=1)
+    blob = bytes(range(251)) * 4096  # ~1 MiB: four 256 KiB chunks
+    up: list[tuple[int, int | None]] = []
+    cid = store.put(blob, lambda done, total: up.append((done, total)))
+    assert len(up) == 4 and up[-1] == (len(blob), len(blob))
+    assert [d for d, _ in up] == sorted(d for d, _ in up)
+    down: list[tuple[int, int | None]] = []
+    got = fetch_verified(
+        store, cid, sha256_bytes(blob), lambda done, total: down.append((done, total))
+    )
+    assert got == blob and down[-1][0] == len(blob) and len(down) >= 2
+    assert cid == store.put(blob)  # same CID with or without progress
+
+
 def test_daemon_stopped_briefly_then_back_retries(daemon: IpfsDaemon) -> None:
     store = IpfsStore(daemon.api, retries=1, backoff_s=0.05, timeout_s=2)
     cid = store.put(b"survives a restart")

@@ -43,6 +43,19 @@ def test_no_partial_files_left_behind(store: LocalStore) -> None:
     assert not [p for p in store.blobs.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_local_transfers_report_progress(store: LocalStore) -> None:
+    blob = b"x" * (600 * 1024)  # three chunks
+    up: list[tuple[int, int | None]] = []
+    cid = store.put(blob, lambda done, total: up.append((done, total)))
+    assert up == [(256 * 1024, len(blob)), (512 * 1024, len(blob)), (len(blob), len(blob))]
+    down: list[tuple[int, int | None]] = []
+    assert store.get(cid, lambda done, total: down.append((done, total))) == blob
+    assert down == up
+    again: list[tuple[int, int | None]] = []
+    store.put(blob, lambda done, total: again.append((done, total)))  # already stored
+    assert again == [(len(blob), len(blob))]
+
+
 def test_dead_ipfs_daemon_reports_clearly_after_retries() -> None:
     dead = IpfsStore("/ip4/127.0.0.1/tcp/1", retries=2, backoff_s=0.01, timeout_s=1)
     t0 = time.monotonic()
