@@ -134,6 +134,7 @@ class Chain:
         from web3 import EthereumTesterProvider
 
         backend = PyEVMBackend()
+        use_one_run_gas_estimates(backend)
         tester = EthereumTester(backend)
         w3 = Web3(EthereumTesterProvider(tester))
         keys = [k.to_hex() for k in backend.account_keys]
@@ -319,6 +320,36 @@ class Chain:
         if name == "Revert" and str(exc):
             args = {"message": str(exc)}
         return ContractRevert(what, name, args)
+
+
+def one_run_gas_estimate(state: Any, transaction: Any) -> int:
+    """py-evm gas estimator: one execution at the block gas limit, returning the gas it
+    consumed before refunds (what the limit must cover).
+
+    py-evm's default binary search runs the transaction about 13 times; this runs it once.
+    `Chain.transact` adds a margin (20% + 10,000) for the 63/64 rule on calls, so a limit
+    from here never runs out where the search's would not. A failing transaction raises
+    its VMError, exactly as the search does.
+    """
+    from eth.vm.spoof import SpoofTransaction
+
+    at_limit = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(at_limit)
+        if computation.is_error:
+            raise computation.error
+        return int(state.gas_limit - computation.get_gas_remaining())
+    finally:
+        state.revert(snapshot)
+
+
+def use_one_run_gas_estimates(backend: Any) -> None:
+    """Give an eth-tester PyEVMBackend's chain the one-run estimator: the instance (py-evm
+    copies the default onto it at construction) and its class, which is made per backend and
+    outlives eth-tester's snapshot reverts (they rebuild the chain from the class)."""
+    type(backend.chain).gas_estimator = staticmethod(one_run_gas_estimate)
+    backend.chain.gas_estimator = one_run_gas_estimate
 
 
 def _is_tester_failure(exc: BaseException) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from backend.chain import Chain, TxResult
+from backend.chain import Chain, TxResult, use_one_run_gas_estimates
 from backend.errors import ConfigError
 
 JOURNAL_VERSION = 1
@@ -68,6 +68,7 @@ class PersistentEmbeddedChain(Chain):
             raise ConfigError(f"{path} is not a fedmarket dev-chain journal") from None
         params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": genesis_ts})
         backend = PyEVMBackend(genesis_parameters=params)
+        use_one_run_gas_estimates(backend)
         tester = EthereumTester(backend)
         holder: dict[str, PersistentEmbeddedChain] = {}
         w3 = Web3(_syncing_provider(tester, holder))

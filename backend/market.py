@@ -407,6 +407,14 @@ class MarketClient:
             for log in self._logs("RewardClaimed", self._since(job_id), jobId=job_id)
         ]
 
+    def validation_reveal(self, job_id: int) -> tuple[bytes, str] | None:
+        """(sha256, cid) of the validation split the owner revealed, or None before the reveal."""
+        logs = self._logs("ValidationRevealed", self._since(job_id), jobId=job_id)
+        if not logs:
+            return None
+        a = logs[0]["args"]
+        return bytes(a["contentHash"]), str(a["cid"])
+
     def current_model(self, job_id: int) -> tuple[bytes, str]:
         """(sha256, cid) of the job's current global model."""
         posts = self.round_posts(job_id)

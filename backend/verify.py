@@ -96,11 +96,11 @@ def _hex(b: bytes) -> str:
 
 def validation_of(market: MarketClient, store: ContentStore, job_id: int) -> Dataset | None:
     """The job's validation split if the owner revealed it (ValidationRevealed), else None."""
-    logs = market._logs("ValidationRevealed", jobId=job_id)
-    if not logs:
+    pointer = market.validation_reveal(job_id)
+    if pointer is None:
         return None
-    a = logs[0]["args"]
-    return from_npz_bytes(fetch_verified(store, str(a["cid"]), bytes(a["contentHash"])))
+    content_hash, cid = pointer
+    return from_npz_bytes(fetch_verified(store, cid, content_hash))
 
 
 def gather(
