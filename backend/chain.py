@@ -143,7 +143,11 @@ class Chain:
     @classmethod
     def rpc(cls, url: str, *, tx_timeout_s: float = 120.0, dev_accounts: bool = False) -> Chain:
         """A JSON-RPC node over HTTP. `dev_accounts` exposes anvil's well-known keys."""
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
+        # web3's validation middleware asks the node for eth_chainId on every call and
+        # estimate (2-3 round trips per transaction); the chain id cannot change under us.
+        w3 = Web3(
+            Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, cache_allowed_requests=True)
+        )
         try:
             _ = w3.eth.chain_id  # a cheap call that proves the node answers
         except Exception as exc:
@@ -284,7 +288,8 @@ class Chain:
 
     def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
         tx = dict(tx)
-        tx.setdefault("nonce", self._nonce(sender.address))
+        if "nonce" not in tx:  # not setdefault: that would ask the node even when it is set
+            tx["nonce"] = self._nonce(sender.address)
         tx.setdefault("chainId", self.chain_id)
         if "maxFeePerGas" not in tx and "gasPrice" not in tx:
             tx.update(self._fees())
