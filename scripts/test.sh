@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: lint, then the whole suite (contracts, math, adapters, CLI, end to end).
+# The test command: lint and format check, then the whole suite (contracts, math, adapters, CLI, end to end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
