@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backend.cli_common import fail
-from backend.errors import ConfigError, FedMarketError
+from backend.cli_common import guarded, password
+from backend.errors import ConfigError
 
 aggregator_app = typer.Typer(
     name="aggregator",
@@ -77,11 +76,8 @@ def load_account(keystore: Path | None, dev_account: int | None, chain):
         encrypted = json.loads(Path(keystore).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read keystore {keystore}: {exc}") from None
-    password = os.environ.get("FEDMARKET_PASSWORD")
-    if password is None:
-        password = typer.prompt(f"password for {keystore}", hide_input=True)
     try:
-        key = Account.decrypt(encrypted, password)
+        key = Account.decrypt(encrypted, password(f"password for {keystore}"))
     except ValueError as exc:
         raise ConfigError(f"cannot decrypt {keystore}: {exc}") from None
     return Account.from_key(key)
@@ -137,6 +133,7 @@ def build_service(
 
 
 @aggregator_app.command()
+@guarded
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8700,
@@ -160,22 +157,18 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        service = build_service(
-            config=config,
-            rpc_url=rpc_url,
-            market_address=market_address,
-            keystore=keystore,
-            dev_account=dev_account,
-            validation=validation,
-            validation_dir=validation_dir,
-            poll_interval=poll_interval,
-            fetch_timeout=fetch_timeout,
-            from_block=from_block,
-        )
-    except (FedMarketError, ValueError) as exc:
-        fail(exc)
-        return
+    service = build_service(
+        config=config,
+        rpc_url=rpc_url,
+        market_address=market_address,
+        keystore=keystore,
+        dev_account=dev_account,
+        validation=validation,
+        validation_dir=validation_dir,
+        poll_interval=poll_interval,
+        fetch_timeout=fetch_timeout,
+        from_block=from_block,
+    )
     typer.echo(
         f"aggregator {service.address} on market {service.market.address}; "
         f"API at http://{host}:{port}/docs",
@@ -185,6 +178,7 @@ def serve(
 
 
 @aggregator_app.command("run-round")
+@guarded
 def run_round(
     job: Annotated[int, typer.Argument(help="the job id")],
     validation: ValidationOpt = None,
@@ -197,26 +191,22 @@ def run_round(
     fetch_timeout: FetchTimeoutOpt = 30.0,
 ) -> None:
     """One pass for one job: rebuild from the chain, post its round if due, print the state."""
-    try:
-        service = build_service(
-            config=config,
-            rpc_url=rpc_url,
-            market_address=market_address,
-            keystore=keystore,
-            dev_account=dev_account,
-            validation=validation,
-            validation_dir=validation_dir,
-            poll_interval=0.0,
-            fetch_timeout=fetch_timeout,
-        )
-        service.discover()
-        if job not in service.jobs:
-            raise ConfigError(f"job {job} does not name {service.address} as its aggregator")
-        service.jobs = {job: service.jobs[job]}
-        action = service.poll_once(ignore_backoff=True)[job]
-    except (FedMarketError, ValueError) as exc:
-        fail(exc)
-        return
+    service = build_service(
+        config=config,
+        rpc_url=rpc_url,
+        market_address=market_address,
+        keystore=keystore,
+        dev_account=dev_account,
+        validation=validation,
+        validation_dir=validation_dir,
+        poll_interval=0.0,
+        fetch_timeout=fetch_timeout,
+    )
+    service.discover()
+    if job not in service.jobs:
+        raise ConfigError(f"job {job} does not name {service.address} as its aggregator")
+    service.jobs = {job: service.jobs[job]}
+    action = service.poll_once(ignore_backoff=True)[job]
     view = service.job_view(job)
     sys.stdout.write(json.dumps({"action": action, **view.model_dump()}) + "\n")
     if action.startswith(("error", "post failed")):

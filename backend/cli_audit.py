@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from backend.cli_common import fail
+from backend.cli_common import guarded
 from backend.errors import ConfigError, FedMarketError
 
 audit_app = typer.Typer(
@@ -146,6 +146,7 @@ def _emit_json(data: Any) -> None:
 
 
 @audit_app.command("index")
+@guarded
 def index_cmd(
     db: DbOpt = None,
     from_block: Annotated[int, typer.Option(min=0, help="first block on a fresh index")] = 0,
@@ -158,12 +159,8 @@ def index_cmd(
     market: MarketOpt = None,
 ) -> None:
     """Follow the contract's events into the database (resumes from the last indexed block)."""
-    try:
-        settings = _settings(config, rpc, market)
-        stats = _index(settings, _db_url(settings, db), batch, from_block, confirmations)
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    settings = _settings(config, rpc, market)
+    stats = _index(settings, _db_url(settings, db), batch, from_block, confirmations)
     _out().print(
         f"indexed blocks {stats.from_block}..{stats.to_block}: {stats.logs_seen} events seen, "
         f"{stats.inserted} new",
@@ -172,6 +169,7 @@ def index_cmd(
 
 
 @audit_app.command("jobs")
+@guarded
 def jobs_cmd(
     db: DbOpt = None,
     status: Annotated[str | None, typer.Option(help="created | running | ... | settled")] = None,
@@ -183,11 +181,7 @@ def jobs_cmd(
     market: MarketOpt = None,
 ) -> None:
     """Every indexed job."""
-    try:
-        jobs = _reader(config, rpc, market, db, index).all("/jobs", status=status, trainer=trainer)
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    jobs = _reader(config, rpc, market, db, index).all("/jobs", status=status, trainer=trainer)
     if as_json:
         _emit_json(jobs)
         return
@@ -220,6 +214,7 @@ def job_record(reader: _Reader, job_id: int) -> dict[str, Any]:
 
 
 @audit_app.command("job")
+@guarded
 def job_cmd(
     job_id: Annotated[int, typer.Argument(min=1, help="job id")],
     db: DbOpt = None,
@@ -230,11 +225,7 @@ def job_cmd(
     market: MarketOpt = None,
 ) -> None:
     """One job: its rounds, each trainer's score or flag per round, payouts and slashes."""
-    try:
-        rec = job_record(_reader(config, rpc, market, db, index), job_id)
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    rec = job_record(_reader(config, rpc, market, db, index), job_id)
     if as_json:
         _emit_json(rec)
         return
@@ -302,6 +293,7 @@ def _payouts_table(payouts: list[dict[str, Any]], job: dict[str, Any] | None) ->
 
 
 @audit_app.command("trainer")
+@guarded
 def trainer_cmd(
     address: Annotated[str, typer.Argument(help="the trainer's 0x address")],
     db: DbOpt = None,
@@ -312,13 +304,9 @@ def trainer_cmd(
     market: MarketOpt = None,
 ) -> None:
     """A trainer: stake, reliability, and its history across jobs."""
-    try:
-        reader = _reader(config, rpc, market, db, index)
-        rec = reader.get(f"/trainers/{address}")
-        rec["slashes"] = reader.all(f"/trainers/{address}/slashes")
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    reader = _reader(config, rpc, market, db, index)
+    rec = reader.get(f"/trainers/{address}")
+    rec["slashes"] = reader.all(f"/trainers/{address}/slashes")
     if as_json:
         _emit_json(rec)
         return
@@ -342,6 +330,7 @@ def trainer_cmd(
 
 
 @audit_app.command("verify")
+@guarded
 def verify_cmd(
     job_id: Annotated[int, typer.Argument(min=1, help="job id")],
     as_json: JsonOpt = False,
@@ -356,16 +345,12 @@ def verify_cmd(
     from backend.storage import open_store
     from backend.verify import verify_job
 
-    try:
-        settings = load_settings(
-            config, rpc_url=rpc, market_address=market, ipfs_api=ipfs_api, store_dir=store_dir
-        )
-        client = _market(settings)
-        store = open_store(settings.ipfs_api, settings.store_dir, settings.storage_retries)
-        report = verify_job(client, store, job_id)
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    settings = load_settings(
+        config, rpc_url=rpc, market_address=market, ipfs_api=ipfs_api, store_dir=store_dir
+    )
+    client = _market(settings)
+    store = open_store(settings.ipfs_api, settings.store_dir, settings.storage_retries)
+    report = verify_job(client, store, job_id)
     print_report(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
@@ -413,6 +398,7 @@ def print_report(report, as_json: bool = False) -> None:
 
 
 @api_app.command("serve")
+@guarded
 def serve_cmd(
     db: DbOpt = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -432,18 +418,14 @@ def serve_cmd(
     from backend.api import create_api
     from backend.storage import open_store
 
-    try:
-        settings = _settings(config, rpc, market)
-        url = _db_url(settings, db)
-        if index:
-            _index(settings, url)
-        store = (
-            open_store(settings.ipfs_api, settings.store_dir, settings.storage_retries)
-            if with_store
-            else None
-        )
-        app = create_api(url, store=store)
-    except FedMarketError as exc:
-        fail(exc)
-        return
+    settings = _settings(config, rpc, market)
+    url = _db_url(settings, db)
+    if index:
+        _index(settings, url)
+    store = (
+        open_store(settings.ipfs_api, settings.store_dir, settings.storage_retries)
+        if with_store
+        else None
+    )
+    app = create_api(url, store=store)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -3,13 +3,21 @@ progress bars of transfers and training."""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from backend.errors import FedMarketError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Piped output gets a fixed width wide enough for the tables (rich would use 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 132)
@@ -20,6 +28,31 @@ def fail(exc: BaseException) -> None:
     """One line on stderr, exit code 1: the project's errors are meant to be read by people."""
     err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(1)
+
+
+def guarded(fn: F) -> F:
+    """Turn the project's errors (and bad input) into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            fail(ValueError(f"{loc}: {first['msg']}"))
+        except (FedMarketError, ValueError) as exc:
+            fail(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def password(prompt: str, confirm: bool = False) -> str:
+    """FEDMARKET_PASSWORD, else a hidden prompt."""
+    env = os.environ.get("FEDMARKET_PASSWORD")
+    if env is not None:
+        return env
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
 def _amount(stage: str, done: int, total: int | None) -> str:

@@ -14,44 +14,25 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from backend.cli_common import fail, stage_progress
+from backend.cli_common import guarded, password, stage_progress
 from backend.errors import ConfigError, FedMarketError
 
 ETHER = 10**18
 out = Console(width=None if sys.stdout.isatty() else 132, highlight=False)
 err = Console(stderr=True, highlight=False)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _emit(line: str) -> None:
     """A machine-readable line on stdout (never wrapped)."""
     sys.stdout.write(line + "\n")
-
-
-def guarded(fn: F) -> F:
-    """Turn the project's errors (and bad input) into one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            fail(ValueError(f"{loc}: {first['msg']}"))
-        except (FedMarketError, ValueError) as exc:
-            fail(exc)
-
-    return wrapper  # type: ignore[return-value]
 
 
 # -- shared options -------------------------------------------------------------------------
@@ -167,14 +148,6 @@ class Ctx:
         if job.status_enum == JobStatus.NONE:
             raise ConfigError(f"there is no job {job_id} on market {market.address}")
         return job
-
-
-def password(prompt: str, confirm: bool = False) -> str:
-    """FEDMARKET_PASSWORD, else a hidden prompt."""
-    env = os.environ.get("FEDMARKET_PASSWORD")
-    if env is not None:
-        return env
-    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
 def to_wei(value: str | float | int, what: str) -> int:
@@ -434,7 +407,7 @@ def owner_create_job(
     initial_blob = codec.encode(get_weights(build_model(job_spec.model)))
     with stage_progress() as bars:
         spec_cid = ctx.store.put(spec_blob)
-        model_cid = ctx.store.put(initial_blob, lambda done, total: bars("upload", done, total))
+        model_cid = ctx.store.put(initial_blob, functools.partial(bars, "upload"))
     params = JobParams(
         aggregator=aggregator,
         stake_required=to_wei(jf.stake_eth, "stake_eth"),
@@ -595,9 +568,7 @@ def owner_download(
     if any(chain_hash) and chain_hash != model_hash:
         raise ConfigError(f"job {job_id}: the posted model does not match getJob's modelHash")
     with stage_progress() as bars:
-        blob = fetch_verified(
-            ctx.store, cid, model_hash, lambda done, total: bars("download", done, total)
-        )
+        blob = fetch_verified(ctx.store, cid, model_hash, functools.partial(bars, "download"))
     out_path.write_bytes(blob)
     out.print(
         f"wrote {out_path} ({len(blob):,} bytes, sha256 {model_hash.hex()}, round "

@@ -192,11 +192,6 @@ def _blob_meta(blob: bytes) -> dict[str, str]:
         return {}
 
 
-def _blob_codec(blob: bytes) -> str | None:
-    """The codec named in a safetensors header's metadata (None when absent)."""
-    return _blob_meta(blob).get("codec")
-
-
 def _expect(arrays: Mapping[str, np.ndarray], names: set[str], codec: str) -> None:
     if set(arrays) != names:
         raise _reject(
@@ -218,7 +213,8 @@ def decode_update(
         raise _reject(
             Reason.TOO_LARGE, f"{len(blob)} bytes is above the job's limit of {max_bytes} bytes"
         )
-    declared = _blob_codec(bytes(blob))
+    meta = _blob_meta(bytes(blob))
+    declared = meta.get("codec")
     if codec == "fp32":
         tensors = st_codec.decode(blob)  # undecodable
         if declared not in (None, "fp32"):
@@ -262,7 +258,7 @@ def decode_update(
             raise _reject(Reason.WRONG_SHAPE, f"s is {s.dtype}{list(s.shape)}, expected float32[1]")
         if not np.isfinite(s).all():
             raise _reject(Reason.NON_FINITE, "the scale is NaN or Inf")
-        b = _blob_meta(bytes(blob)).get("rice", "")
+        b = meta.get("rice", "")
         if not (b.isascii() and b.isdigit()):
             raise _reject(
                 Reason.UNDECODABLE, f"a topk update needs metadata rice=<bits>; got {b!r}"

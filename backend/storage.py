@@ -89,14 +89,15 @@ class LocalStore:
     def get(self, cid: str, progress: Transfer | None = None) -> bytes:
         path = self._path(cid)
         try:
+            if progress is None:
+                return path.read_bytes()
             with path.open("rb") as fh:
                 total = os.fstat(fh.fileno()).st_size
                 parts, done = [], 0
                 while chunk := fh.read(CHUNK):
                     parts.append(chunk)
                     done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
+                    progress(done, total)
                 return b"".join(parts)
         except FileNotFoundError:
             raise ContentNotFound(f"content {cid} is not in the local store {self.root}") from None

@@ -6,6 +6,7 @@ reveal (in memory, and in a state file when one is given, so a restart does not 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -94,15 +95,12 @@ class TrainerClient:
             self._specs[job_id] = spec
         return self._specs[job_id]
 
-    def _stage(self, stage: str) -> Callable[[int, int | None], None] | None:
-        if self.progress is None:
-            return None
-        report = self.progress
-        return lambda done, total: report(stage, done, total)
+    def _stage(self, stage: str) -> Transfer | None:
+        return None if self.progress is None else functools.partial(self.progress, stage)
 
     def global_weights(self, job_id: int) -> Tensors:
-        transfer: Transfer | None = self._stage("download")
-        return fetch_current_weights(self.market, self.store, self.spec(job_id), job_id, transfer)
+        spec = self.spec(job_id)
+        return fetch_current_weights(self.market, self.store, spec, job_id, self._stage("download"))
 
     def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:
         """Train on the private shard from the current global model; return (Δ, train loss)."""
