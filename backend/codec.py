@@ -22,7 +22,11 @@ Tensors = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Template:
-    """Names and shapes of a model's tensors, in a fixed order (the model's state order)."""
+    """Names and shapes of a model's tensors, in a fixed order (the model's state order).
+
+    Build it from the model (`backend.models.template_of`), never from tensors that came out of
+    a blob: safetensors stores tensors sorted by name, so a decoded dict has another order.
+    """
 
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
@@ -84,9 +88,10 @@ def decode(
         raise UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
     except Exception as exc:  # safetensors raises assorted errors on hostile headers
         raise UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
-    if template is not None:
-        check_against(tensors, template)
-    return tensors
+    if template is None:
+        return tensors
+    check_against(tensors, template)
+    return {name: tensors[name] for name in template.names}  # the model's order, not the blob's
 
 
 def check_against(tensors: Mapping[str, np.ndarray], template: Template) -> None:

@@ -59,6 +59,7 @@ def topk_count(size: int, fraction: float) -> int:
 
 def encode_update(
     tensors: Mapping[str, np.ndarray],
+    template: Template,
     codec: str,
     *,
     topk_fraction: float = DEFAULT_TOPK_FRACTION,
@@ -68,9 +69,12 @@ def encode_update(
 
     The new residual is what the receiver will not see: (update + residual) − decoded. For
     fp32 it is zero; for int8 the rounding error; for top-k everything not sent.
+
+    `template` is the job's model template: int8 and top-k pack every tensor into one vector,
+    so sender and receiver must agree on the order. It comes from the model, never from the
+    order of `tensors` (weights decoded from a blob arrive in the blob's order).
     """
     _check_codec(codec)
-    template = Template.of(tensors)
     full = template.flatten(tensors, np.float64)
     if residual is not None:
         full = full + template.flatten(residual, np.float64)
@@ -220,7 +224,7 @@ def decode_update(
         if declared not in (None, "fp32"):
             raise _reject(Reason.UNDECODABLE, f"blob is {declared}-encoded; the job uses fp32")
         st_codec.check_against(tensors, template)  # names, shapes, dtype, finiteness
-        return tensors
+        return {name: tensors[name] for name in template.names}
     try:
         arrays = st_load(bytes(blob))
     except Exception as exc:  # safetensors raises assorted errors on hostile headers

@@ -23,10 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregator.round import Submission, compute_round
+from backend import codec as st_codec
 from backend.compression import DEFAULT_TOPK_FRACTION, encode_update
 from backend.datasets import load_dataset, shard, split_train_validation_test
 from backend.jobspec import JobSpec, TrainingSpec
-from backend.models import ModelSpec, build_model, evaluate, get_weights
+from backend.models import ModelSpec, build_model, evaluate, get_weights, template_of
 from trainer_client.training import pseudo_gradient, train_local
 
 
@@ -43,6 +44,7 @@ def run_codec(
         topk_fraction=fraction,
     )
     weights = get_weights(build_model(spec.model))
+    template = template_of(spec.model)
     residuals: list[dict | None] = [None] * trainers
     history: list[np.ndarray] = []
     momentum = None
@@ -50,13 +52,15 @@ def run_codec(
     accs: list[float] = []
     for r in range(1, rounds + 1):
         subs = []
+        # Trainers see the global model as a downloaded blob (its tensors in the blob's order).
+        downloaded = st_codec.decode(st_codec.encode(weights), template)
         for i in range(trainers):
             local, _ = train_local(
-                spec.model, weights, shards[i], spec.training, seed=(seed + i) * 1_000_003 + r
+                spec.model, downloaded, shards[i], spec.training, seed=(seed + i) * 1_000_003 + r
             )
-            delta = pseudo_gradient(weights, local)
+            delta = pseudo_gradient(downloaded, local)
             blob, residuals[i] = encode_update(
-                delta, codec, topk_fraction=fraction, residual=residuals[i]
+                delta, template, codec, topk_fraction=fraction, residual=residuals[i]
             )
             sizes.append(len(blob))
             subs.append(Submission(trainer=f"0x{i + 1:040x}", blob=blob, commit_order=i))

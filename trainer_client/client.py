@@ -145,7 +145,11 @@ class TrainerClient:
         """
         spec = self.spec(job_id)
         blob, new_residual = encode_update(
-            delta, spec.codec, topk_fraction=spec.topk_fraction, residual=self.residual(job_id)
+            delta,
+            template_of(spec.model),
+            spec.codec,
+            topk_fraction=spec.topk_fraction,
+            residual=self.residual(job_id),
         )
         cid = self.store.put(blob, self._stage("upload"))
         content_hash = sha256_bytes(blob)

@@ -30,7 +30,7 @@ def update() -> dict[str, np.ndarray]:
 
 
 def test_fp32_round_trip_is_exact(update) -> None:
-    blob, residual = encode_update(update, "fp32")
+    blob, residual = encode_update(update, Template.of(update), "fp32")
     out = decode_update(blob, Template.of(update), "fp32")
     for k in update:
         np.testing.assert_array_equal(out[k], update[k])
@@ -38,18 +38,20 @@ def test_fp32_round_trip_is_exact(update) -> None:
 
 
 def test_int8_error_is_at_most_half_a_step_per_tensor(update) -> None:
-    blob, residual = encode_update(update, "int8")
+    blob, residual = encode_update(update, Template.of(update), "int8")
     out = decode_update(blob, Template.of(update), "int8")
     for k, v in update.items():
         step = np.abs(v).max() / 127
         assert np.abs(out[k] - v).max() <= step / 2 + 1e-7
         np.testing.assert_allclose(residual[k], v - out[k], atol=1e-7)
-    assert len(blob) < len(encode_update(update, "fp32")[0]) / 2.5  # headers weigh on tiny models
+    assert (
+        len(blob) < len(encode_update(update, Template.of(update), "fp32")[0]) / 2.5
+    )  # headers weigh on tiny models
 
 
 def test_topk_keeps_exactly_k_largest_entries(update) -> None:
     template = Template.of(update)
-    blob, _ = encode_update(update, "topk", topk_fraction=0.1)
+    blob, _ = encode_update(update, Template.of(update), "topk", topk_fraction=0.1)
     out = template.flatten(decode_update(blob, template, "topk"))
     k = topk_count(template.size, 0.1)
     assert np.count_nonzero(out) == k
@@ -61,18 +63,20 @@ def test_topk_keeps_exactly_k_largest_entries(update) -> None:
 def test_error_feedback_carries_the_residual(update) -> None:
     template = Template.of(update)
     flat = template.flatten(update)
-    blob, residual = encode_update(update, "topk", topk_fraction=0.05)
+    blob, residual = encode_update(update, Template.of(update), "topk", topk_fraction=0.05)
     sent = template.flatten(decode_update(blob, template, "topk"))
     np.testing.assert_allclose(sent + template.flatten(residual), flat, atol=1e-6)
     zero = template.unflatten(np.zeros(template.size))
-    blob2, residual2 = encode_update(zero, "topk", topk_fraction=0.05, residual=residual)
+    blob2, residual2 = encode_update(
+        zero, Template.of(zero), "topk", topk_fraction=0.05, residual=residual
+    )
     sent2 = template.flatten(decode_update(blob2, template, "topk"))
     assert np.count_nonzero(sent2) > 0  # the held-back part goes out next round
     np.testing.assert_allclose(sent + sent2 + template.flatten(residual2), flat, atol=1e-6)
     # over rounds everything is eventually sent
     total, res = sent + sent2, residual2
     for _ in range(40):
-        b, res = encode_update(zero, "topk", topk_fraction=0.05, residual=res)
+        b, res = encode_update(zero, Template.of(zero), "topk", topk_fraction=0.05, residual=res)
         total += template.flatten(decode_update(b, template, "topk"))
     np.testing.assert_allclose(total, flat, atol=1e-3)
 
@@ -86,8 +90,8 @@ def _reason(blob: bytes, template: Template, codec: str, max_bytes=None) -> Reas
 def test_bad_blobs_are_rejected_with_reasons(update) -> None:
     t = Template.of(update)
     n = t.size
-    good8, _ = encode_update(update, "int8")
-    goodk, _ = encode_update(update, "topk", topk_fraction=0.1)
+    good8, _ = encode_update(update, Template.of(update), "int8")
+    goodk, _ = encode_update(update, Template.of(update), "topk", topk_fraction=0.1)
     assert _reason(b"garbage", t, "int8") == Reason.UNDECODABLE
     assert _reason(good8, t, "topk") == Reason.UNDECODABLE  # wrong codec for the job
     assert _reason(goodk, t, "fp32") == Reason.UNDECODABLE
@@ -151,7 +155,7 @@ def test_bad_blobs_are_rejected_with_reasons(update) -> None:
 
 def test_unknown_codec_is_a_value_error(update) -> None:
     with pytest.raises(ValueError):
-        encode_update(update, "zip")
+        encode_update(update, Template.of(update), "zip")
 
 
 @pytest.mark.parametrize(
@@ -192,8 +196,42 @@ def test_topk_at_the_default_fraction_is_25x_smaller_than_fp32() -> None:
     weights = get_weights(build_model(ModelSpec(family="mlp", input_dim=64, hidden=[64, 64])))
     template = Template.of(weights)
     update = template.unflatten(np.random.default_rng(0).normal(size=template.size))
-    fp32, _ = encode_update(update, "fp32")
-    topk, _ = encode_update(update, "topk", topk_fraction=DEFAULT_TOPK_FRACTION)
-    int8, _ = encode_update(update, "int8")
+    fp32, _ = encode_update(update, Template.of(update), "fp32")
+    topk, _ = encode_update(
+        update, Template.of(update), "topk", topk_fraction=DEFAULT_TOPK_FRACTION
+    )
+    int8, _ = encode_update(update, Template.of(update), "int8")
     assert len(fp32) / len(topk) >= 25
     assert len(fp32) / len(int8) >= 3.9
+
+
+@pytest.mark.parametrize("codec", ["fp32", "int8", "topk"])
+def test_update_order_comes_from_the_model_template_not_the_dict(codec: str) -> None:
+    """A trainer's Δ is built from weights it downloaded: safetensors hands them back sorted by
+    name ("0.bias" before "0.weight"), not in the model's order. Packed by dict order, the
+    receiver unpacked another tensor into each slot (cosine ≈ 0.01 for int8/top-k)."""
+    from backend import codec as st_codec
+    from backend.models import template_of
+
+    spec = ModelSpec(family="mlp", input_dim=64, hidden=[64, 64])
+    template = template_of(spec)
+    rng = np.random.default_rng(1)
+    update = template.unflatten(rng.normal(0, 0.01, template.size))
+    # The Δ as a trainer gets it: computed from downloaded weights, in the blob's order.
+    downloaded = st_load_order(st_codec.encode(update))
+    assert list(downloaded) != list(template.names)
+    blob, _ = encode_update(downloaded, template, codec, topk_fraction=1.0)
+    out = decode_update(blob, template, codec)
+    assert list(out) == list(template.names)
+    sent, got = template.flatten(update), template.flatten(out)
+    cos = float(sent @ got / (np.linalg.norm(sent) * np.linalg.norm(got)))
+    assert cos > 0.999
+    for name in template.names:
+        assert np.allclose(out[name], update[name], atol=np.abs(update[name]).max() / 100)
+
+
+def st_load_order(blob: bytes) -> dict[str, np.ndarray]:
+    """What safetensors hands back for a blob, in its own order."""
+    from safetensors.numpy import load
+
+    return load(blob)
