@@ -35,6 +35,15 @@ KeystoreOpt = Annotated[
     Path | None,
     typer.Option(help="the aggregator's encrypted keystore JSON (password: FEDMARKET_PASSWORD)"),
 ]
+AccountOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        "-a",
+        envvar="FEDMARKET_ACCOUNT",
+        help="keystore account name or address (password: prompt or FEDMARKET_PASSWORD)",
+    ),
+]
 DevAccountOpt = Annotated[
     int | None, typer.Option(help="use dev account N of a dev chain (anvil) instead of a keystore")
 ]
@@ -62,25 +71,33 @@ def parse_validation(items: list[str] | None) -> dict[int, Path]:
     return out
 
 
-def load_account(keystore: Path | None, dev_account: int | None, chain):
-    """The aggregator's key: a decrypted keystore, or a dev chain's account N."""
-    from eth_account import Account
+def load_account(
+    keystore: Path | None, dev_account: int | None, chain, account: str | None = None, home=None
+):
+    """The aggregator's key: a keystore account by name, a keystore file, or dev account N."""
+    from backend.accounts import Keystore, decrypt_keystore_file
 
-    if keystore is not None and dev_account is not None:
-        raise ConfigError("give either --keystore or --dev-account, not both")
+    given = [o for o, v in (("--account", account), ("--keystore", keystore)) if v is not None]
     if dev_account is not None:
+        given.append("--dev-account")
+    if len(given) > 1:
+        raise ConfigError(f"give one of --account, --keystore or --dev-account, not {given}")
+    if dev_account is not None:
+        if not chain.dev_keys:
+            raise ConfigError("this chain exposes no dev accounts; use --account NAME")
+        if not 0 <= dev_account < len(chain.dev_keys):
+            raise ConfigError(f"--dev-account must be 0..{len(chain.dev_keys) - 1}")
         return chain.dev_account(dev_account)
+    if account is not None:
+        return Keystore(Path(home) / "keystore").unlock(
+            account, password(f"password for account {account}")
+        )
     if keystore is None:
-        raise ConfigError("the aggregator needs a key: --keystore FILE or --dev-account N")
-    try:
-        encrypted = json.loads(Path(keystore).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read keystore {keystore}: {exc}") from None
-    try:
-        key = Account.decrypt(encrypted, password(f"password for {keystore}"))
-    except ValueError as exc:
-        raise ConfigError(f"cannot decrypt {keystore}: {exc}") from None
-    return Account.from_key(key)
+        raise ConfigError(
+            "the aggregator needs a key: --account NAME (see `fedmarket account list`), "
+            "--keystore FILE or --dev-account N"
+        )
+    return decrypt_keystore_file(keystore, password(f"password for {keystore}"))
 
 
 def build_service(
@@ -91,38 +108,32 @@ def build_service(
     keystore: Path | None,
     dev_account: int | None,
     validation: list[str] | None,
+    account: str | None = None,
     validation_dir: Path | None,
     poll_interval: float,
     fetch_timeout: float,
     from_block: int = 0,
 ):
     from aggregator.service import AggregatorService
-    from backend.chain import open_chain
+    from backend.connect import open_settings_chain, open_settings_store
     from backend.market import MarketClient
     from backend.settings import load_settings
-    from backend.storage import open_store
 
     settings = load_settings(config, rpc_url=rpc_url, market_address=market_address)
-    if settings.embedded_chain:
-        raise ConfigError(
-            "the aggregator service needs a JSON-RPC node: the embedded chain lives inside one "
-            "process. Set FEDMARKET_RPC_URL (or --rpc-url), e.g. a `fedmarket devnet` anvil"
-        )
     if not settings.market_address:
-        raise ConfigError("no market address: set FEDMARKET_MARKET_ADDRESS or --market-address")
-    chain = open_chain(
-        settings.rpc_url, dev_accounts=dev_account is not None, tx_timeout_s=settings.tx_timeout_s
-    )
-    if settings.chain_id is not None and chain.chain_id != settings.chain_id:
-        raise ConfigError(f"chain id {chain.chain_id} is not the expected {settings.chain_id}")
+        raise ConfigError(
+            "no market address: run `fedmarket deploy`, or set FEDMARKET_MARKET_ADDRESS "
+            "(or --market-address)"
+        )
+    chain = open_settings_chain(settings, dev_accounts=dev_account is not None)
     market = MarketClient.at(chain, settings.market_address)
-    store = open_store(settings.ipfs_api, settings.store_dir, retries=settings.storage_retries)
-    account = load_account(keystore, dev_account, chain)
-    journal_dir = settings.home / "aggregator" / market.address.lower() / account.address.lower()
+    store = open_settings_store(settings)
+    signer = load_account(keystore, dev_account, chain, account, settings.home)
+    journal_dir = settings.home / "aggregator" / market.address.lower() / signer.address.lower()
     return AggregatorService(
         market,
         store,
-        account,
+        signer,
         journal_dir=journal_dir,
         validation=parse_validation(validation),
         validation_dir=validation_dir,
@@ -140,6 +151,7 @@ def serve(
     poll_interval: Annotated[float, typer.Option(help="seconds between watcher passes")] = 5.0,
     validation: ValidationOpt = None,
     validation_dir: ValidationDirOpt = None,
+    account: AccountOpt = None,
     keystore: KeystoreOpt = None,
     dev_account: DevAccountOpt = None,
     rpc_url: RpcOpt = None,
@@ -161,6 +173,7 @@ def serve(
         config=config,
         rpc_url=rpc_url,
         market_address=market_address,
+        account=account,
         keystore=keystore,
         dev_account=dev_account,
         validation=validation,
@@ -183,6 +196,7 @@ def run_round(
     job: Annotated[int, typer.Argument(help="the job id")],
     validation: ValidationOpt = None,
     validation_dir: ValidationDirOpt = None,
+    account: AccountOpt = None,
     keystore: KeystoreOpt = None,
     dev_account: DevAccountOpt = None,
     rpc_url: RpcOpt = None,
@@ -195,6 +209,7 @@ def run_round(
         config=config,
         rpc_url=rpc_url,
         market_address=market_address,
+        account=account,
         keystore=keystore,
         dev_account=dev_account,
         validation=validation,

@@ -95,9 +95,23 @@ class Keystore:
 
     def unlock(self, name_or_address: str, password: str) -> LocalAccount:
         entry = self.find(name_or_address)
-        encrypted = json.loads(entry.path.read_text())
-        try:
-            key = Account.decrypt(encrypted, password)
-        except ValueError:
-            raise ConfigError(f"wrong password for account {entry.name!r}") from None
-        return Account.from_key(key)
+        return decrypt_keystore_file(entry.path, password, f"account {entry.name!r}")
+
+
+def decrypt_keystore_file(path: Path, password: str, what: str | None = None) -> LocalAccount:
+    """The key in an encrypted keystore JSON file, with errors a user can act on."""
+    what = what or f"keystore {path}"
+    try:
+        encrypted = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {what}: {exc}") from None
+    try:
+        key = Account.decrypt(encrypted, password)
+    except ValueError as exc:
+        # eth-account says "MAC mismatch" for a wrong password; anything else is a broken file.
+        if "MAC mismatch" in str(exc):
+            raise ConfigError(f"wrong password for {what}") from None
+        raise ConfigError(f"{what} is not a valid keystore file ({exc})") from None
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{what} is not a valid keystore file (missing {exc})") from None
+    return Account.from_key(key)

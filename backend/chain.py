@@ -23,7 +23,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from backend.compile import load_artifact
-from backend.errors import ChainUnavailable, ConfigError, ContractRevert
+from backend.errors import ChainUnavailable, ConfigError, ContractRevert, InsufficientFunds
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")
@@ -249,6 +249,8 @@ class Chain:
                 }
             )
         except Exception as exc:
+            if _is_insufficient_funds(exc):
+                raise self._short_of_funds(sender.address, int(value), fn.fn_name) from None
             if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
                 raise self._revert(fn.fn_name, exc) from None
             raise
@@ -297,6 +299,8 @@ class Chain:
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:
+            if _is_insufficient_funds(exc):
+                raise self._short_of_funds(sender.address, int(tx.get("value", 0)), what) from None
             if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
                 raise self._revert(what, exc) from None
             raise
@@ -315,6 +319,17 @@ class Chain:
             raise ContractRevert(what, "Revert", {"tx": tx_hash.hex()})
         return TxResult(
             tx_hash.hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt
+        )
+
+    def _short_of_funds(self, address: str, value: int, what: str) -> InsufficientFunds:
+        how = (
+            "on a dev chain: `fedmarket account fund NAME --eth N`"
+            if self.dev_keys
+            else "a transfer from a funded account"
+        )
+        return InsufficientFunds(
+            f"{address} cannot pay for {what}: it holds {_eth(self.balance(address))} ETH and "
+            f"{what} needs {_eth(value)} ETH plus gas; send it ETH first ({how})"
         )
 
     def _revert(self, what: str, exc: BaseException) -> ContractRevert:
@@ -338,15 +353,27 @@ def one_run_gas_estimate(state: Any, transaction: Any) -> int:
     """
     from eth.vm.spoof import SpoofTransaction
 
-    at_limit = SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0)
+    limit = _affordable_gas(state, transaction)
+    at_limit = SpoofTransaction(transaction, gas=limit, gas_price=0)
     snapshot = state.snapshot()
     try:
         computation = state.apply_transaction(at_limit)
         if computation.is_error:
             raise computation.error
-        return int(state.gas_limit - computation.get_gas_remaining())
+        return int(limit - computation.get_gas_remaining())
     finally:
         state.revert(snapshot)
+
+
+def _affordable_gas(state: Any, transaction: Any) -> int:
+    """The block gas limit, capped by what the sender can pay for after the value (as geth
+    does): otherwise an account holding its stake plus real gas cost could not even be
+    estimated, since 30M gas at the fee cap costs far more than the transaction will."""
+    fee = int(getattr(transaction, "max_fee_per_gas", 0) or 0)
+    spare = state.get_balance(transaction.sender) - int(transaction.value)
+    if fee <= 0 or spare < 0:
+        return int(state.gas_limit)  # nothing to cap by; an unaffordable value fails as it is
+    return int(min(state.gas_limit, spare // fee))
 
 
 def use_one_run_gas_estimates(backend: Any) -> None:
@@ -357,25 +384,30 @@ def use_one_run_gas_estimates(backend: Any) -> None:
     backend.chain.gas_estimator = one_run_gas_estimate
 
 
+def _eth(wei: int) -> str:
+    from decimal import Decimal
+
+    return f"{Decimal(int(wei)) / 10**18:f}"
+
+
+_NO_FUNDS = (
+    "cannot afford txn",
+    "does not have enough balance",
+    "insufficient funds",
+    "sender doesn't have enough funds",
+)
+
+
+def _is_insufficient_funds(exc: BaseException) -> bool:
+    """py-evm ("cannot afford txn gas ...") and nodes ("insufficient funds for gas * price +
+    value") both say it only in words."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _NO_FUNDS)
+
+
 def _is_tester_failure(exc: BaseException) -> bool:
     try:
         from eth_tester.exceptions import TransactionFailed
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, TransactionFailed)
-
-
-def open_chain(
-    rpc_url: str | None, *, dev_accounts: bool = False, tx_timeout_s: float = 120.0
-) -> Chain:
-    """The chain the settings describe: a node when a URL is set, else a fresh in-process EVM.
-
-    ``embedded:<path>`` opens a persistent in-process dev chain (backend.devchain).
-    """
-    if rpc_url and rpc_url.startswith("embedded:"):
-        from backend.devchain import PersistentEmbeddedChain, parse_chain_url
-
-        return PersistentEmbeddedChain.open(parse_chain_url(rpc_url))  # type: ignore[arg-type]
-    if rpc_url:
-        return Chain.rpc(rpc_url, tx_timeout_s=tx_timeout_s, dev_accounts=dev_accounts)
-    return Chain.embedded()

@@ -59,7 +59,7 @@ def _db_url(settings, db: str | None) -> str:
 
 
 def _market(settings):
-    from backend.chain import open_chain
+    from backend.connect import open_settings_chain
     from backend.market import MarketClient
 
     if not settings.market_address:
@@ -67,7 +67,7 @@ def _market(settings):
             "no FedMarket address: set FEDMARKET_MARKET_ADDRESS (or --market) to the deployed "
             "contract"
         )
-    chain = open_chain(settings.rpc_url, tx_timeout_s=settings.tx_timeout_s)
+    chain = open_settings_chain(settings)
     return MarketClient.at(chain, settings.market_address)
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from backend.errors import FedMarketError
@@ -26,7 +27,8 @@ err = Console(stderr=True)
 
 def fail(exc: BaseException) -> None:
     """One line on stderr, exit code 1: the project's errors are meant to be read by people."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+    # escape: messages name TOML tables like [training], which rich would eat as markup
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -43,6 +45,9 @@ def guarded(fn: F) -> F:
             fail(ValueError(f"{loc}: {first['msg']}"))
         except (FedMarketError, ValueError) as exc:
             fail(exc)
+        except OSError as exc:  # a file the user named: say which and why, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(OSError(f"{where}{exc.strerror or exc}"))
 
     return wrapper  # type: ignore[return-value]
 

@@ -79,32 +79,17 @@ class Ctx:
     @property
     def chain(self) -> Any:
         if self._chain is None:
-            from backend.chain import Chain
-            from backend.devchain import PersistentEmbeddedChain, parse_chain_url
+            from backend.connect import open_settings_chain
 
-            s = self.settings
-            path = parse_chain_url(s.rpc_url)
-            if s.rpc_url and path is None:
-                self._chain = Chain.rpc(
-                    s.rpc_url, tx_timeout_s=s.tx_timeout_s, dev_accounts=self.want_dev
-                )
-            else:
-                self._chain = PersistentEmbeddedChain.open(
-                    path or s.chain_file or self.home / "chain.jsonl"
-                )
-            if s.chain_id is not None and self._chain.chain_id != s.chain_id:
-                raise ConfigError(
-                    f"chain id {self._chain.chain_id} is not the expected {s.chain_id}"
-                )
+            self._chain = open_settings_chain(self.settings, dev_accounts=self.want_dev)
         return self._chain
 
     @property
     def store(self) -> Any:
         if self._store is None:
-            from backend.storage import open_store
+            from backend.connect import open_settings_store
 
-            s = self.settings
-            self._store = open_store(s.ipfs_api, Path(s.store_dir), retries=s.storage_retries)
+            self._store = open_settings_store(self.settings)
         return self._store
 
     def market(self) -> Any:
@@ -150,6 +135,26 @@ class Ctx:
         return job
 
 
+def writable_file(path: Path, what: str) -> Path:
+    """`path` if a file can be written there (checked before any work is done)."""
+    path = path.expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{what} {path}: directory {parent} is not writable")
+    return path
+
+
+def atomic_write(path: Path, blob: bytes) -> None:
+    """Write all of `blob` or nothing (a temp file renamed over the target)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
 def to_wei(value: str | float | int, what: str) -> int:
     try:
         wei = Decimal(str(value)) * ETHER
@@ -162,6 +167,14 @@ def to_wei(value: str | float | int, what: str) -> int:
 
 def eth(wei: int) -> str:
     return f"{Decimal(int(wei)) / ETHER:f} ETH"
+
+
+def _field(key: str, value: Any, width: int) -> str:
+    """A status line for people: `stake_wei` (a JSON key, in wei) shows as `stake  1.5 ETH`."""
+    if key.endswith("_wei"):
+        label = key.removesuffix("_wei").replace("_", " ")
+        return f"{label:<{width}} {'-' if value is None else eth(value)}"
+    return f"{key.replace('_', ' '):<{width}} {value}"
 
 
 def _write_config(path: Path, updates: dict[str, Any]) -> None:
@@ -336,6 +349,29 @@ class JobFile(BaseModel):
         )
 
 
+def load_job_file(path: Path) -> tuple[JobFile, Any]:
+    """job.toml → (market terms, JobSpec); any typo or bad value is one line naming the key."""
+    from pydantic import ValidationError
+
+    from backend.jobspec import JobSpec, explain_validation_error
+
+    if not path.is_file():
+        raise ConfigError(f"job spec {path} does not exist")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        jf = JobFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(explain_validation_error(exc, JobFile, str(path))) from None
+    try:
+        return jf, jf.job_spec()
+    except ValidationError as exc:
+        raise ConfigError(explain_validation_error(exc, JobSpec, str(path))) from None
+
+
 def _predict_cid(store: Any, blob: bytes) -> str:
     """The cid `store.put(blob)` will return, without publishing the blob."""
     from backend.storage import LocalStore, raw_cid
@@ -373,27 +409,19 @@ def owner_create_job(
     from web3 import Web3
 
     from backend import codec
-    from backend.datasets import check_fits, load_data_file, to_npz_bytes
+    from backend.datasets import load_fitting_file, to_npz_bytes
     from backend.market import JobParams, validation_commitment
     from backend.models import build_model, get_weights
     from backend.storage import sha256_bytes
 
-    if not spec.exists():
-        raise ConfigError(f"job spec {spec} does not exist")
-    try:
-        with spec.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{spec}: not valid TOML ({exc})") from None
-    jf = JobFile.model_validate(raw)
-    job_spec = jf.job_spec()
+    jf, job_spec = load_job_file(spec)
     val_path = validation or (
         (spec.parent / jf.validation_file).resolve() if jf.validation_file else None
     )
     if val_path is None:
         raise ConfigError("no validation data: set validation_file in job.toml or --validation")
-    val = load_data_file(val_path)
-    check_fits(val, job_spec.model.input_dim, job_spec.model.num_classes, 1)
+    model = job_spec.model
+    val = load_fitting_file(val_path, model.input_dim, model.num_classes, 1)
     ctx = Ctx(config, dev_account)
     market = ctx.market()
     owner = ctx.signer(account, dev_account)
@@ -494,7 +522,7 @@ def owner_status(job_id: JobArg, config: ConfigOpt = None, as_json: JsonOpt = Fa
                     f"{p['flagged_rounds']}  claimed {p['claimed']}"
                 )
         else:
-            out.print(f"{key:<20} {eth(value) if key.endswith('_wei') else value}")
+            out.print(f"{_field(key, value, 20)}")
 
 
 def _owner_tx(name: str, doc: str) -> None:
@@ -560,6 +588,7 @@ def owner_download(
     """Download the job's current (or final) model, checked against its on-chain sha256."""
     from backend.storage import fetch_verified
 
+    out_path = writable_file(out_path, "--out")
     ctx = Ctx(config)
     market = ctx.market()
     job = ctx.job(market, job_id)
@@ -569,7 +598,7 @@ def owner_download(
         raise ConfigError(f"job {job_id}: the posted model does not match getJob's modelHash")
     with stage_progress() as bars:
         blob = fetch_verified(ctx.store, cid, model_hash, functools.partial(bars, "download"))
-    out_path.write_bytes(blob)
+    atomic_write(out_path, blob)
     out.print(
         f"wrote {out_path} ({len(blob):,} bytes, sha256 {model_hash.hex()}, round "
         f"{len(market.round_posts(job_id))} of {int(job.rounds)})"
@@ -610,17 +639,10 @@ def trainer_register(
 
 
 def _load_fitting(client_data: Path, spec: Any) -> Any:
-    from backend.datasets import check_fits, load_data_file
-    from backend.errors import DataError
+    from backend.datasets import load_fitting_file
 
-    data = load_data_file(client_data)
-    try:
-        check_fits(data, spec.model.input_dim, spec.model.num_classes, spec.min_rows)
-    except DataError as exc:
-        raise DataError(
-            f"{client_data} does not fit the job's {spec.model.family} model: {exc}"
-        ) from None
-    return data
+    m = spec.model
+    return load_fitting_file(client_data, m.input_dim, m.num_classes, spec.min_rows)
 
 
 def _job_spec(ctx: Ctx, market: Any, job_id: int) -> Any:
@@ -765,7 +787,7 @@ def trainer_status(
         return
     for key, value in info.items():
         if key != "jobs":
-            out.print(f"{key:<12} {eth(value) if key.endswith('_wei') else value}")
+            out.print(f"{_field(key, value, 20)}")
     for j in jobs:
         out.print(
             f"  job {j['job_id']}: {j['status']} round {j['round']} score "

@@ -104,9 +104,10 @@ def from_npz_bytes(blob: bytes) -> Dataset:
                 raise DataError(
                     f"an .npz data file needs arrays 'x' and 'y'; found {sorted(z.files)}"
                 )
-            return Dataset(
-                np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"]).astype(np.int64)
-            )
+            y = np.asarray(z["y"])
+            if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+                raise DataError("labels 'y' must be integers (found NaN, Inf or fractions)")
+            return Dataset(np.asarray(z["x"], dtype=np.float32), y.astype(np.int64))
     except DataError:
         raise
     except Exception as exc:
@@ -118,7 +119,10 @@ def load_data_file(path: Path) -> Dataset:
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     if path.suffix == ".npz":
-        return from_npz_bytes(path.read_bytes())
+        try:
+            return from_npz_bytes(path.read_bytes())
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
     if path.suffix == ".csv":
         try:
             arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
@@ -154,3 +158,13 @@ def check_fits(data: Dataset, input_dim: int, num_classes: int, min_rows: int = 
         )
     if not np.isfinite(data.x).all():
         raise DataError("features contain NaN or Inf values")
+
+
+def load_fitting_file(path: Path, input_dim: int, num_classes: int, min_rows: int) -> Dataset:
+    """A data file checked against a job's model; every error names the file."""
+    data = load_data_file(path)
+    try:
+        check_fits(data, input_dim, num_classes, min_rows)
+    except DataError as exc:
+        raise DataError(f"{path} does not fit the job's model: {exc}") from None
+    return data

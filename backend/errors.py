@@ -47,7 +47,15 @@ class ContractRevert(FedMarketError):
         self.error = error
         self.args_ = dict(args or {})
         shown = ", ".join(f"{k}={_short(v)}" for k, v in self.args_.items())
-        super().__init__(f"{function} reverted: {error}({shown})")
+        raw = f"{function} reverted: {error}({shown})"
+        from backend.revert_messages import explain  # lazy: it imports the status table
+
+        sentence = explain(function, error, self.args_)
+        super().__init__(f"{sentence} [{raw}]" if sentence else raw)
+
+
+class InsufficientFunds(FedMarketError):
+    """The sender cannot pay a transaction's value plus its gas."""
 
 
 class ChainUnavailable(FedMarketError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.compression import DEFAULT_TOPK_FRACTION
 from backend.models import ModelSpec
@@ -17,6 +17,8 @@ from backend.models import ModelSpec
 
 class TrainingSpec(BaseModel):
     """Hints for trainers' local training (a trainer may train differently; it is scored anyway)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -26,6 +28,8 @@ class TrainingSpec(BaseModel):
 
 class RuleSpec(BaseModel):
     """The robust rule that flags outliers (see aggregator.robust.OutlierRule)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: Literal[
         "multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus"
@@ -55,6 +59,8 @@ class RuleSpec(BaseModel):
 
 
 class AggregationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     rule: RuleSpec = Field(default_factory=RuleSpec)
     outer: Literal["sgd", "nesterov"] = "sgd"
     server_lr: float = Field(1.0, gt=0)
@@ -69,6 +75,8 @@ class AggregationSpec(BaseModel):
 
 
 class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently become a default
+
     version: Literal[1] = 1
     name: str = "fedmarket job"
     dataset: str = Field("digits", description="what data the job is about (a hint for trainers)")
@@ -95,3 +103,26 @@ class JobSpec(BaseModel):
     def from_bytes(cls, blob: bytes) -> JobSpec:
         data: dict[str, Any] = json.loads(blob)
         return cls.model_validate(data)
+
+
+def explain_validation_error(exc: ValidationError, root: type[BaseModel], source: str) -> str:
+    """One line for the first problem, naming the table and, for an unknown key, the keys
+    that are allowed there (pydantic says only "Extra inputs are not permitted")."""
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    if first["type"] != "extra_forbidden":
+        return f"{source}: {'.'.join(loc) or 'spec'}: {first['msg']}"
+    model = _model_at(root, loc[:-1])
+    table = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
+    allowed = ", ".join(model.model_fields) if model else "see the docs"
+    return f"{source}: unknown key {loc[-1]!r} in {table}; allowed there: {allowed}"
+
+
+def _model_at(root: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
+    """The pydantic model that validates the table at `path` under `root` (None if unknown)."""
+    model: type[BaseModel] | None = root
+    for part in path:
+        field = model.model_fields.get(part) if model else None
+        hint = field.annotation if field else None
+        model = hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+    return model

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from eth_abi import encode as abi_encode
@@ -17,28 +16,11 @@ from web3 import Web3
 from web3.contract import Contract
 
 from backend.chain import Chain, TxResult
+from backend.jobstatus import JobStatus, Phase
 
 CONTRACT_NAME = "FedMarket"
 SCORE_ONE = 1_000_000
 DEFAULT_ALPHA_PPM = 300_000  # reliability EMA weight of the newest job
-
-
-class JobStatus(IntEnum):
-    NONE = 0
-    CREATED = 1
-    RUNNING = 2
-    FINISHED = 3
-    SETTLED = 4
-    ABANDONED = 5
-    CANCELLED = 6
-
-
-class Phase(IntEnum):
-    NONE = 0
-    COMMIT = 1
-    REVEAL = 2
-    AWAITING_POST = 3
-    OVERDUE = 4
 
 
 @dataclass(frozen=True)

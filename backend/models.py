@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from backend.codec import Template, Tensors
@@ -20,6 +20,8 @@ from backend.codec import Template, Tensors
 
 class ModelSpec(BaseModel):
     """What model a job trains. Recorded in the job spec; every role builds the same module."""
+
+    model_config = ConfigDict(extra="forbid")
 
     family: Literal["logreg", "mlp", "cnn"] = "mlp"
     input_dim: int = Field(64, gt=0)
