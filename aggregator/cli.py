@@ -223,6 +223,11 @@ def run_round(
     service.jobs = {job: service.jobs[job]}
     action = service.poll_once(ignore_backoff=True)[job]
     view = service.job_view(job)
-    sys.stdout.write(json.dumps({"action": action, **view.model_dump()}) + "\n")
+    # the round this pass posted (reasons, scores, loss, accuracy), so a user sees the result
+    posted = (
+        [r.model_dump() for r in service.rounds_view(job)] if action.startswith("posted") else []
+    )
+    line = {"action": action, **view.model_dump(), "posted": posted[-1] if posted else None}
+    sys.stdout.write(json.dumps(line) + "\n")
     if action.startswith(("error", "post failed")):
         raise typer.Exit(1)

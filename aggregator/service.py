@@ -13,7 +13,8 @@ posting, the chain's `currentRound` is read, so no round is posted twice or skip
 JSON journal per job keeps the round reports (with human-readable details) across restarts.
 
 `create_app(service)` exposes /health, /jobs, /jobs/{id} and /jobs/{id}/rounds (OpenAPI at
-/docs and /openapi.json).
+/docs and /openapi.json). Errors are FastAPI's `{"detail": ...}`: 404 for a job this aggregator
+does not serve, 422 for a malformed or non-positive id, 405 with `Allow` for another method.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3 import Web3
 
 from aggregator.round import RoundAlreadyPosted, RoundDriver, RoundReport
+from backend.api import http_error_headers
 from backend.datasets import Dataset, load_data_file
 from backend.errors import ContractRevert, DataError, Reason
 from backend.market import JobStatus, MarketClient, Phase, validation_commitment
@@ -151,6 +156,17 @@ class RoundView(BaseModel):
     model_cid: str
     gas_used: int | None = None
     tx_hash: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    detail: str = Field(description="what went wrong, for people")
+
+
+# Job ids are the contract's: they start at 1, so 0 and negatives are malformed (422), not 404.
+JobId = Annotated[int, PathParam(ge=1, description="job id (from 1, as on chain)")]
+_NOT_SERVED: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "no job with this id is aggregated here"},
+}
 
 
 class Health(BaseModel):
@@ -547,6 +563,16 @@ def create_app(service: AggregatorService, *, start_watcher: bool = True) -> Fas
     )
     app.state.service = service
 
+    @app.exception_handler(405)
+    async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own body, with an `Allow` that names every method the path accepts
+        allow = StarletteHTTPException(405, exc.detail, http_error_headers(request, exc))
+        return await http_exception_handler(request, allow)
+
+    def served(job_id: int) -> None:
+        if job_id not in service.jobs:
+            raise HTTPException(404, f"job {job_id} is not aggregated by {service.address}")
+
     @app.get("/health", response_model=Health, summary="Liveness and the watcher's last pass")
     def health() -> Health:
         return service.health()
@@ -555,20 +581,24 @@ def create_app(service: AggregatorService, *, start_watcher: bool = True) -> Fas
     def jobs() -> list[JobView]:
         return service.jobs_view()
 
-    @app.get("/jobs/{job_id}", response_model=JobView, summary="One job's service state")
-    def job(job_id: int) -> JobView:
-        if job_id not in service.jobs:
-            raise HTTPException(404, f"job {job_id} is not aggregated by {service.address}")
+    @app.get(
+        "/jobs/{job_id}",
+        response_model=JobView,
+        summary="One job's service state",
+        responses=_NOT_SERVED,
+    )
+    def job(job_id: JobId) -> JobView:
+        served(job_id)
         return service.job_view(job_id)
 
     @app.get(
         "/jobs/{job_id}/rounds",
         response_model=list[RoundView],
         summary="Per round: reasons with details, scores, accuracy/loss, transaction",
+        responses=_NOT_SERVED,
     )
-    def rounds(job_id: int) -> list[RoundView]:
-        if job_id not in service.jobs:
-            raise HTTPException(404, f"job {job_id} is not aggregated by {service.address}")
+    def rounds(job_id: JobId) -> list[RoundView]:
+        served(job_id)
         return service.rounds_view(job_id)
 
     return app

@@ -2,7 +2,8 @@
 
 `create_api(db_url, store=...)` builds the app; `fedmarket api serve` runs it with uvicorn.
 Every list is paginated (limit/offset, bounded) and filterable; every error is JSON with a
-reason: 404 for an unknown job/round/trainer, 422 for bad parameters, never a 500.
+reason: 404 for an unknown job/round/trainer, 422 for bad parameters, 405 (with `Allow`) for
+a method a path does not serve, never a 500.
 The dashboard (`/`) is a static page in this package that draws its charts from these endpoints.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from enum import StrEnum
 from importlib import resources
 from typing import Annotated, Any, Generic, TypeVar
@@ -21,6 +23,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Scope
 
 from backend.errors import Reason
 from backend.indexer import (
@@ -255,6 +259,39 @@ def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=what)
 
 
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """Every method that some route serves at the request's path (mounts searched too)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            methods |= allowed_methods(route.routes, {**scope, **child})
+        else:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
+def http_error_headers(request: Request, exc: StarletteHTTPException) -> dict[str, str] | None:
+    """The exception's headers; on a 405, an `Allow` naming every method the path accepts.
+
+    RFC 9110 §15.5.6 requires `Allow` on a 405. Starlette's own names only the first route
+    whose path matched (two routes can share a path), so the routes are searched again from
+    the top; the union with the raiser's header keeps what an opaque mounted app allows.
+    """
+    headers = dict(exc.headers or {})
+    if exc.status_code != 405:
+        return headers or None
+    raised = [headers.pop(k) for k in list(headers) if k.lower() == "allow"]
+    given = {m.strip() for value in raised for m in value.split(",") if m.strip()}
+    # a mount rewrote root_path while routing; match from the app's own root again
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    found = allowed_methods(request.app.router.routes, {**request.scope, "root_path": root})
+    headers["Allow"] = ", ".join(sorted(given | found))
+    return headers
+
+
 def create_api(db_url: str | Engine, *, store: Any = None, title: str = "fedmarket audit API"):
     """The FastAPI app over the indexer database at `db_url` (a URL or an Engine).
 
@@ -278,6 +315,7 @@ def create_api(db_url: str | Engine, *, store: Any = None, title: str = "fedmark
         return JSONResponse(
             {"error": kind, "reason": str(exc.detail), "detail": None},
             status_code=exc.status_code,
+            headers=http_error_headers(request, exc),
         )
 
     @app.exception_handler(RequestValidationError)

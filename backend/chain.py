@@ -235,13 +235,13 @@ class Chain:
 
     def transact(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> TxResult:
         """Estimate, sign, send and wait; any revert becomes ContractRevert."""
-        params = {"from": sender.address, "value": int(value)}
+        gas = self.estimate(fn, sender, value)
         try:
-            gas = int(fn.estimate_gas(params))
             # Everything filled in here, so build_transaction makes no RPC calls of its own.
             tx = fn.build_transaction(
                 {
-                    **params,
+                    "from": sender.address,
+                    "value": int(value),
                     "gas": gas + gas // 5 + 10_000,
                     "nonce": self._nonce(sender.address),
                     "chainId": self.chain_id,
@@ -249,12 +249,32 @@ class Chain:
                 }
             )
         except Exception as exc:
-            if _is_insufficient_funds(exc):
-                raise self._short_of_funds(sender.address, int(value), fn.fn_name) from None
-            if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
-                raise self._revert(fn.fn_name, exc) from None
-            raise
+            raise self._classify(exc, sender.address, int(value), fn.fn_name) from None
         return self._sign_and_send(tx, sender, fn.fn_name)
+
+    def estimate(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> int:
+        """The gas `fn` would use; raises what sending it would (ContractRevert,
+        InsufficientFunds) without sending anything."""
+        try:
+            return int(fn.estimate_gas({"from": sender.address, "value": int(value)}))
+        except Exception as exc:
+            raise self._classify(exc, sender.address, int(value), fn.fn_name) from None
+
+    def preflight(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> None:
+        """Check that `fn` would succeed and that the sender can pay for it, before doing
+        work that cannot be undone (uploads). Nothing is sent."""
+        gas = self.estimate(fn, sender, value)
+        cost = int(value) + (gas + gas // 5 + 10_000) * self._fees()["maxFeePerGas"]
+        if self.balance(sender.address) < cost:
+            raise self._short_of_funds(sender.address, int(value), fn.fn_name)
+
+    def _classify(self, exc: Exception, sender: str, value: int, what: str) -> Exception:
+        """A send's failure as the project's error; anything unexpected passes through."""
+        if _is_insufficient_funds(exc):
+            return self._short_of_funds(sender, value, what)
+        if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
+            return self._revert(what, exc)
+        return exc
 
     # -- internals ------------------------------------------------------------------------
     def logs(self, address: str, from_block: int = 0) -> list[dict[str, Any]] | None:
@@ -299,11 +319,7 @@ class Chain:
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:
-            if _is_insufficient_funds(exc):
-                raise self._short_of_funds(sender.address, int(tx.get("value", 0)), what) from None
-            if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
-                raise self._revert(what, exc) from None
-            raise
+            raise self._classify(exc, sender.address, int(tx.get("value", 0)), what) from None
         # A dev node mines at once: poll fast rather than web3's default 0.1 s.
         receipt = self.w3.eth.wait_for_transaction_receipt(
             tx_hash, timeout=self.tx_timeout_s, poll_latency=0.01

@@ -46,6 +46,12 @@ def demo(
             " | norm_bound | cosine"
         ),
     ] = "consensus",
+    codec: Annotated[
+        str,
+        typer.Option(
+            help="what trainers send: fp32 | int8 (4x smaller) | topk (25x smaller, error feedback)"
+        ),
+    ] = "fp32",
     non_iid: Annotated[
         float | None, typer.Option(help="Dirichlet alpha for non-IID shards (default: IID)")
     ] = None,
@@ -75,6 +81,8 @@ def demo(
 
     if attack not in ("sign_flip", "noise", "label_flip", "zero"):
         fail(ValueError(f"unknown attack {attack!r}; use sign_flip, noise, label_flip or zero"))
+    if codec not in ("fp32", "int8", "topk"):
+        fail(ValueError(f"unknown codec {codec!r}; use fp32, int8 or topk"))
     if attackers > trainers:
         fail(ValueError(f"--attackers ({attackers}) cannot exceed --trainers ({trainers})"))
     cfg = DemoConfig(
@@ -84,6 +92,7 @@ def demo(
         attack=attack,
         scoring=scoring,
         rule=rule,
+        codec=codec,
         non_iid_alpha=non_iid,
         store_dir=store,
         seed=seed,
@@ -192,6 +201,7 @@ def _payout_table(summary: dict) -> Table:
 # (imported here, after `app` and `fail` exist, because the modules use them)
 from aggregator.cli import aggregator_app  # noqa: E402
 from backend.cli_audit import api_app, audit_app  # noqa: E402
+from backend.cli_data import data_app  # noqa: E402
 from backend.cli_roles import account_app, deploy_cmd, owner_app, trainer_app  # noqa: E402
 
 app.add_typer(aggregator_app, name="aggregator")
@@ -201,6 +211,7 @@ app.add_typer(account_app, name="account")
 app.command("deploy")(deploy_cmd)
 app.add_typer(owner_app, name="owner")
 app.add_typer(trainer_app, name="trainer")
+app.add_typer(data_app, name="data")
 
 
 devnet_app = typer.Typer(help="A local devnet of real parts: anvil + an IPFS daemon on loopback.")

@@ -433,9 +433,7 @@ def owner_create_job(
     val_hash, val_cid = sha256_bytes(val_blob), _predict_cid(ctx.store, val_blob)
     spec_blob = job_spec.to_bytes()
     initial_blob = codec.encode(get_weights(build_model(job_spec.model)))
-    with stage_progress() as bars:
-        spec_cid = ctx.store.put(spec_blob)
-        model_cid = ctx.store.put(initial_blob, functools.partial(bars, "upload"))
+    spec_cid, model_cid = (_predict_cid(ctx.store, b) for b in (spec_blob, initial_blob))
     params = JobParams(
         aggregator=aggregator,
         stake_required=to_wei(jf.stake_eth, "stake_eth"),
@@ -454,7 +452,17 @@ def owner_create_job(
         min_reliability_ppm=round(jf.min_reliability * 1_000_000),
         slash_bps=jf.slash_bps,
     )
-    job_id, result = market.create_job(owner, params, to_wei(jf.reward_eth, "reward_eth"))
+    reward = to_wei(jf.reward_eth, "reward_eth")
+    # Everything that can fail on chain fails here, before anything is published.
+    market.check_create_job(owner, params, reward)
+    with stage_progress() as bars:
+        published = (
+            ctx.store.put(spec_blob),
+            ctx.store.put(initial_blob, functools.partial(bars, "upload")),
+        )
+    if published != (spec_cid, model_cid):
+        raise ConfigError(f"the store returned CIDs {published}, not {(spec_cid, model_cid)}")
+    job_id, result = market.create_job(owner, params, reward)
     job_dir = _owner_dir(ctx, market, job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
     kept = job_dir / "validation.npz"
@@ -703,7 +711,7 @@ def trainer_run(
     sender = ctx.signer(account, dev_account)
 
     def report(s: runner.Step) -> None:
-        err.print(f"job {job_id} round {s.round}: {s.action} {s.detail}".rstrip())
+        err.print(f"job {job_id} round {s.round}: {s.action} {s.detail}".rstrip(), soft_wrap=True)
 
     with stage_progress() as bars:
         client = TrainerClient(
@@ -802,6 +810,7 @@ def trainer_claim(
     config: ConfigOpt = None,
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Claim your reward from a finalized job (and unlock what is left of your stake)."""
     ctx = Ctx(config, dev_account)
@@ -813,6 +822,9 @@ def trainer_claim(
     result = market.claim(sender, job_id)
     paid = [e for e in market.claims(job_id) if e["trainer"] == sender.address]
     reward = int(paid[-1]["reward"]) if paid else 0
+    if as_json:
+        _emit(json.dumps({"job_id": job_id, "reward_wei": reward, "gas": result.gas_used}))
+        return
     out.print(
         f"job {job_id}: claimed {eth(reward)} (gas {result.gas_used:,}); stake "
         f"{eth(market.account_of(sender.address)['balance'])} (was {eth(before)}), "

@@ -43,6 +43,7 @@ class DemoConfig:
     non_iid_alpha: float | None = None
     scoring: str = "loss_gain"
     rule: str = "consensus"
+    codec: str = "fp32"  # fp32 | int8 | topk: what trainers send (backend.compression)
     seed: int = 0
     store_dir: Path | None = None
     audit: bool = False  # re-verify the job at the end (backend.verify.verify_job)
@@ -96,6 +97,7 @@ def run_demo(
             scoring=cfg.scoring,  # type: ignore[arg-type]
             rule={"name": cfg.rule},
         ),
+        codec=cfg.codec,
     )  # type: ignore[arg-type]
     spec_blob = spec.to_bytes()
     initial_blob = codec.encode(get_weights(build_model(model_spec)))
@@ -187,6 +189,7 @@ def run_demo(
     summary = {
         "job_id": job_id,
         "rounds": cfg.rounds,
+        "codec": cfg.codec,
         "accuracy": accuracy,
         "escrow_wei": int(job.reward),
         "refund_wei": int(job.ownerRefund),

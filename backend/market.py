@@ -209,6 +209,10 @@ class MarketClient:
         (event,) = self.contract.events.JobCreated().process_receipt(result.receipt)
         return int(event["args"]["jobId"]), result
 
+    def check_create_job(self, owner: LocalAccount, params: JobParams, reward: int) -> None:
+        """Raise what `create_job` would (a revert, too little ETH) without sending it."""
+        self.chain.preflight(self.contract.functions.createJob(params.as_tuple()), owner, reward)
+
     def join(self, trainer: LocalAccount, job_id: int) -> TxResult:
         return self._tx(trainer, "join", job_id)
 

@@ -29,7 +29,10 @@ def test_load_account_from_keystore_and_dev_chain(tmp_path, monkeypatch, chain) 
     monkeypatch.setenv("FEDMARKET_PASSWORD", "pw")
     assert load_account(ks, None, chain).address == acct.address
     monkeypatch.setenv("FEDMARKET_PASSWORD", "wrong")
-    with pytest.raises(ConfigError, match="cannot decrypt"):
+    with pytest.raises(ConfigError, match="wrong password for keystore"):
+        load_account(ks, None, chain)
+    ks.write_text("{}")
+    with pytest.raises(ConfigError, match="not a valid keystore file"):
         load_account(ks, None, chain)
     assert load_account(None, 2, chain).address == chain.dev_account(2).address
     with pytest.raises(ConfigError):
@@ -38,12 +41,15 @@ def test_load_account_from_keystore_and_dev_chain(tmp_path, monkeypatch, chain) 
         load_account(ks, 1, chain)
 
 
-def test_serve_without_a_node_fails_in_one_line(tmp_path, monkeypatch) -> None:
+def test_serve_before_deploy_fails_in_one_line(tmp_path, monkeypatch) -> None:
+    """On the default chain (no node needed), with no market yet: say to deploy."""
     monkeypatch.delenv("FEDMARKET_RPC_URL", raising=False)
+    monkeypatch.delenv("FEDMARKET_MARKET_ADDRESS", raising=False)
+    monkeypatch.setenv("FEDMARKET_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FEDMARKET_CONFIG", str(tmp_path / "none.toml"))
     result = CliRunner().invoke(app, ["aggregator", "serve", "--dev-account", "1"])
     assert result.exit_code == 1
-    assert "JSON-RPC node" in result.output
+    assert "error: no market address: run `fedmarket deploy`" in result.output
     help_text = CliRunner().invoke(app, ["aggregator", "serve", "--help"]).output
     for opt in ("--validation", "--validation-dir", "--keystore", "--dev-account", "--port"):
         assert opt in help_text
