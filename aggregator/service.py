@@ -40,9 +40,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3 import Web3
 
 from aggregator.round import RoundAlreadyPosted, RoundDriver, RoundReport
-from backend.api import http_error_headers
 from backend.datasets import Dataset, load_data_file
 from backend.errors import ContractRevert, DataError, Reason
+from backend.http_errors import http_error_headers
 from backend.market import JobStatus, MarketClient, Phase, validation_commitment
 from backend.storage import ContentStore, raw_cid, sha256_bytes
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from enum import StrEnum
 from importlib import resources
 from typing import Annotated, Any, Generic, TypeVar
@@ -23,10 +22,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match, Mount
-from starlette.types import Scope
 
 from backend.errors import Reason
+from backend.http_errors import http_error_headers
 from backend.indexer import (
     STATUS_NAMES,
     events_t,
@@ -257,39 +255,6 @@ def _checksum(address: str) -> str:
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=what)
-
-
-def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
-    """Every method that some route serves at the request's path (mounts searched too)."""
-    methods: set[str] = set()
-    for route in routes:
-        match, child = route.matches(scope)
-        if match is Match.NONE:
-            continue
-        if isinstance(route, Mount):
-            methods |= allowed_methods(route.routes, {**scope, **child})
-        else:
-            methods |= set(getattr(route, "methods", None) or ())
-    return methods
-
-
-def http_error_headers(request: Request, exc: StarletteHTTPException) -> dict[str, str] | None:
-    """The exception's headers; on a 405, an `Allow` naming every method the path accepts.
-
-    RFC 9110 §15.5.6 requires `Allow` on a 405. Starlette's own names only the first route
-    whose path matched (two routes can share a path), so the routes are searched again from
-    the top; the union with the raiser's header keeps what an opaque mounted app allows.
-    """
-    headers = dict(exc.headers or {})
-    if exc.status_code != 405:
-        return headers or None
-    raised = [headers.pop(k) for k in list(headers) if k.lower() == "allow"]
-    given = {m.strip() for value in raised for m in value.split(",") if m.strip()}
-    # a mount rewrote root_path while routing; match from the app's own root again
-    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
-    found = allowed_methods(request.app.router.routes, {**request.scope, "root_path": root})
-    headers["Allow"] = ", ".join(sorted(given | found))
-    return headers
 
 
 def create_api(db_url: str | Engine, *, store: Any = None, title: str = "fedmarket audit API"):
