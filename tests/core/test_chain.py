@@ -131,3 +131,37 @@ def test_time_travel_on_dev_chain(chain: Chain) -> None:
 def test_unreachable_node_is_a_clear_error() -> None:
     with pytest.raises(ChainUnavailable, match="no JSON-RPC node answers"):
         Chain.rpc("http://127.0.0.1:1")
+
+
+def test_an_account_holding_its_value_plus_real_gas_can_send(
+    chain: Chain, market: MarketClient
+) -> None:
+    """Estimating at the block gas limit used to demand value + 30M gas × fee (0.03 ETH at
+    1 gwei): a trainer holding its stake plus the gas it really needs could not register."""
+    trainer = chain.new_funded_account(10**18 + 10**16)  # 1 ETH stake + 0.01 ETH for gas
+    market.register(trainer, 10**18)
+    assert market.account_of(trainer.address)["balance"] == 10**18
+
+
+def test_too_little_eth_is_one_clear_error_and_sends_nothing(
+    chain: Chain, market: MarketClient
+) -> None:
+    from backend.errors import InsufficientFunds
+
+    poor = chain.new_funded_account(10**17)
+    block = chain.w3.eth.block_number
+    with pytest.raises(InsufficientFunds, match=r"holds 0\.1 ETH and register needs 1 ETH"):
+        market.register(poor, 10**18)
+    with pytest.raises(InsufficientFunds, match="createJob needs 5 ETH"):
+        market.check_create_job(poor, _params(poor.address), 5 * 10**18)
+    assert chain.w3.eth.block_number == block and chain.balance(poor.address) == 10**17
+
+
+def test_reverts_say_what_to_do_and_keep_the_raw_error(chain: Chain, market: MarketClient) -> None:
+    owner = chain.new_funded_account(10**19)
+    job_id, _ = market.create_job(owner, _params(owner.address), 10**18)
+    with pytest.raises(ContractRevert) as info:
+        market.finalize(owner, job_id)
+    text = str(info.value)
+    assert text.startswith(f"cannot finalize: job {job_id} is open for joining")
+    assert f"finalize reverted: WrongStatus(jobId={job_id}, status=1)" in text
