@@ -144,6 +144,24 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     "InvalidDuration": lambda fn, a: "a phase duration is zero or too long",
     "InvalidSlashBps": lambda fn, a: f"slash_bps = {a.get('bps')} is above 10000",
     "ZeroAddress": lambda fn, a: "an address is zero (check the aggregator)",
+    "AmountTooLarge": lambda fn, a: f"{_eth(a.get('amount', 0))} is more than a stake can hold",
+    "TransferFailed": lambda fn, a: (
+        f"sending {_eth(a.get('amount', 0))} to {a.get('to')} "
+        "failed: the receiving address refused ETH (a contract without a payable receive)"
+    ),
+    "InvalidReliability": lambda fn, a: f"reliability weight {_ppm(a.get('ppm'))} is above 1",
+    "ReentrancyGuardReentrantCall": lambda fn, a: "a re-entrant call was refused",
+    # An aggregator's malformed post: its software is wrong, not its user.
+    "LengthMismatch": lambda fn, a: (
+        f"the post lists {a.get('scores')} scores and "
+        f"{a.get('reasons')} reasons for {a.get('expected')} trainers"
+    ),
+    "UnknownReason": lambda fn, a: f"reason code {a.get('reason')} is not one the contract knows",
+    "ScoreTooLarge": lambda fn, a: f"score {a.get('score')} is above the maximum (1e6 = 1.0)",
+    "InvalidResult": lambda fn, a: (
+        f"{a.get('trainer')} got score {a.get('score')} with "
+        f"reason {a.get('reason')}: a flagged or missing update must score 0"
+    ),
 }
 
 

@@ -165,3 +165,17 @@ def test_reverts_say_what_to_do_and_keep_the_raw_error(chain: Chain, market: Mar
     text = str(info.value)
     assert text.startswith(f"cannot finalize: job {job_id} is open for joining")
     assert f"finalize reverted: WrongStatus(jobId={job_id}, status=1)" in text
+
+
+def test_every_custom_error_of_the_contract_is_explained() -> None:
+    """A user who hits any of them gets a sentence, not only `Name(args)`."""
+    from backend.compile import load_artifact
+    from backend.revert_messages import explain
+
+    errors = [i for i in load_artifact("FedMarket")["abi"] if i["type"] == "error"]
+    assert len(errors) > 30
+    for item in errors:
+        args = {
+            i["name"]: 1 if i["type"].startswith(("uint", "int")) else "0x1" for i in item["inputs"]
+        }
+        assert explain("claim", item["name"], args), item["name"]
