@@ -13,6 +13,11 @@ Small rounds (documented behaviour of :func:`detect_outliers`):
   caller supplies an explicit ``centre`` (e.g. the previous round's aggregate).
 * For every rule, a mask that would flag *every* row is replaced by an all-False mask: a rule
   that rejects everyone carries no information about who is malicious.
+
+Evidence and selection (:func:`screen_updates`): a threshold test (a norm, a distance to a
+robust centre or a cosine beyond a bar set by this round's updates) is evidence and flags the
+update; Multi-Krum only *selects* a fixed number of updates, so the ones it leaves out are
+excluded from the aggregate without being flagged (an all-honest round always leaves some out).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import numpy as np
 from aggregator.outer import weighted_mean
 
 __all__ = [
+    "SELECTION_ONLY_RULES",
     "OutlierRule",
     "OutlierRuleName",
+    "Screening",
     "coordinate_median",
     "cosine_to_centre_flags",
     "detect_outliers",
@@ -43,6 +50,7 @@ __all__ = [
     "row_norms",
     "row_sq_norms",
     "rule_from_dict",
+    "screen_updates",
     "trimmed_mean",
 ]
 
@@ -52,6 +60,11 @@ OutlierRuleName = Literal[
 
 #: Target size (bytes) of a float64 column block used by the chunked helpers.
 _BLOCK_BYTES = 16 * 1024 * 1024
+#: Target size (bytes) of one centred block of the distance Gram: small enough to stay in cache
+#: between the centring and the product.
+_GRAM_BLOCK_BYTES = 4 * 1024 * 1024
+#: Longest run of columns one float32 product sums before the float64 accumulator takes over.
+_GRAM_MAX_WIDTH = 8192
 
 
 def _as_matrix(x: np.ndarray) -> np.ndarray:
@@ -119,16 +132,42 @@ def distances_to(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.sqrt(sq)
 
 
-def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
-    """n x n squared Euclidean distances from one Gram matrix ``x @ x.T``.
+def _centred_gram(a: np.ndarray) -> np.ndarray:
+    """Float64 Gram matrix of the rows of ``a`` after subtracting their per-column mean.
 
-    The Gram product and the norms (its diagonal) are computed in the input dtype (float32
-    stays float32: no n x d upcast); the result is float64, symmetric, clipped at 0, with an
-    exact-zero diagonal.
+    Distances do not change under a common shift, but the ``|a|^2 + |b|^2 - 2 a.b`` trick
+    loses everything below the precision of ``|a|^2``: rows that share a large component
+    (full weights rather than deltas, a common direction) had their small distances rounded
+    to 0 or to one float32 ulp of ``|a|^2``.  The column mean is the shift that minimises
+    ``sum_i |a_i - r|^2``, i.e. the rounding error of the trick; the subtraction of nearby
+    values is exact (Sterbenz), so a shared component cancels exactly and the product only
+    sees the residuals.  The residuals stay in the input dtype (float32 GEMM speed) one
+    cache-sized column block at a time, and the block products are summed in float64, so
+    no float32 sum runs longer than one block and memory stays bounded.
+    """
+    n, d = a.shape
+    g = np.zeros((n, n), dtype=np.float64)
+    if n == 0:
+        return g  # no rows: no column mean to take
+    width = min(_GRAM_MAX_WIDTH, max(1024, _GRAM_BLOCK_BYTES // (a.itemsize * max(1, n))))
+    buf = np.empty((n, min(d, width)), dtype=a.dtype)
+    for start in range(0, d, width):
+        blk = a[:, start : start + width]
+        y = buf if blk.shape[1] == buf.shape[1] else np.empty(blk.shape, dtype=a.dtype)
+        np.subtract(blk, blk.mean(axis=0), out=y)
+        g += y @ y.T
+    return (g + g.T) / 2.0  # exactly symmetric
+
+
+def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
+    """n x n squared Euclidean distances from one Gram matrix of the centred rows.
+
+    See :func:`_centred_gram` for why the rows are centred first; float32 input stays float32
+    (no n x d upcast).  The result is float64, symmetric, clipped at 0, with an exact-zero
+    diagonal.
     """
     a = _as_matrix(x)
-    g = (a @ a.T).astype(np.float64)
-    g = (g + g.T) / 2.0
+    g = _centred_gram(a)
     sq = np.diag(g).copy()
     d2 = sq[:, None] + sq[None, :] - 2.0 * g
     np.maximum(d2, 0.0, out=d2)
@@ -407,66 +446,117 @@ def _far_from(x: np.ndarray, centre: np.ndarray, ratio: float) -> np.ndarray:
     return dist > ratio * med
 
 
+#: Rules that only *select* (keep a fixed number of updates whatever the data): not being
+#: selected is no evidence of cheating, so their exclusions are never flagged.
+SELECTION_ONLY_RULES: frozenset[str] = frozenset({"multi_krum"})
+
+
+@dataclass(frozen=True, eq=False)  # masks are arrays: == would be ambiguous
+class Screening:
+    """A rule's verdict on each row (boolean masks in caller order).
+
+    ``flagged``: evidence against the update (the round posts ``Reason.OUTLIER``, slashable).
+    ``excluded``: kept out of the aggregate; a superset of ``flagged``.  A row excluded but
+    not flagged was only not selected: it scores 0 and is neither flagged nor slashed.
+    """
+
+    flagged: np.ndarray
+    excluded: np.ndarray
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """Rows excluded without evidence (not aggregated, not flagged)."""
+        return self.excluded & ~self.flagged
+
+
+def screen_updates(
+    x: np.ndarray, rule: OutlierRule, *, centre: np.ndarray | None = None
+) -> Screening:
+    """Which rows ``rule`` keeps out of the aggregate, and which of those it has evidence on.
+
+    Threshold tests (a norm, a distance or a cosine beyond a bar relative to this round's
+    updates) are evidence; a selection-only rule (:data:`SELECTION_ONLY_RULES`) excludes
+    without flagging.  ``centre`` as in :func:`detect_outliers`.
+    """
+    excluded = detect_outliers(x, rule, centre=centre)
+    if rule.name in SELECTION_ONLY_RULES:
+        return Screening(np.zeros_like(excluded), excluded)
+    return Screening(excluded.copy(), excluded)
+
+
 def detect_outliers(
     x: np.ndarray, rule: OutlierRule, *, centre: np.ndarray | None = None
 ) -> np.ndarray:
-    """Boolean mask (True = outlier) of rows flagged by ``rule``.
+    """Boolean mask (True = excluded) of the rows ``rule`` keeps out of the aggregate.
 
     ``centre`` optionally replaces the median centre of the cosine rules (works for any n).
-    See the module docstring for n < 3 and the never-flag-everyone guard.
+    See the module docstring for n < 3 and the never-exclude-everyone guard, and
+    :func:`screen_updates` for which exclusions are evidence (flags) and which only selection.
     """
     a = _as_matrix(x)
     n = a.shape[0]
-    none = np.zeros(n, dtype=bool)
     if n <= 1:
-        return none
+        return np.zeros(n, dtype=bool)
+    mask = _rule_mask(a, rule, centre)
+    if mask.all():
+        return np.zeros(n, dtype=bool)
+    return mask
+
+
+def _multi_krum_mask(a: np.ndarray, rule: OutlierRule) -> np.ndarray:
+    n = a.shape[0]
+    to_keep = rule.to_keep if rule.to_keep > 0 else max(1, n - rule.num_malicious)
+    keep = multi_krum_select(a, rule.num_malicious, min(to_keep, n))
+    mask = np.ones(n, dtype=bool)
+    mask[keep] = False
+    return mask
+
+
+def _rule_mask(a: np.ndarray, rule: OutlierRule, centre: np.ndarray | None) -> np.ndarray:
+    """The raw mask of ``rule`` on n >= 2 rows (before the never-exclude-everyone guard)."""
+    n = a.shape[0]
+    none = np.zeros(n, dtype=bool)
     small = n < 3
     name = rule.name
     if name == "multi_krum":
-        if small:
-            return none
-        to_keep = rule.to_keep if rule.to_keep > 0 else max(1, n - rule.num_malicious)
-        keep = multi_krum_select(a, rule.num_malicious, min(to_keep, n))
-        mask = np.ones(n, dtype=bool)
-        mask[keep] = False
+        mask = none if small else _multi_krum_mask(a, rule)
     elif name == "median":
         # With three updates the median distance is one honest update's own distance, so the
         # farther of two honest updates can exceed the ratio: these rules need four or more.
-        if n < 4:
-            return none
-        mask = _far_from(a, coordinate_median(a), rule.median_dist_ratio)
+        mask = none if n < 4 else _far_from(a, coordinate_median(a), rule.median_dist_ratio)
     elif name == "trimmed_mean":
-        if n < 4:
-            return none
-        mask = _far_from(a, trimmed_mean(a, rule.beta), rule.median_dist_ratio)
+        mask = none if n < 4 else _far_from(a, trimmed_mean(a, rule.beta), rule.median_dist_ratio)
     elif name == "norm_bound":
         mask = norm_bound_flags(a, rule.max_norm_ratio)
     elif name == "cosine":
         if small and centre is None:
-            mask = none.copy()
+            mask = none
         else:
             mask = cosine_to_centre_flags(a, rule.min_cosine, centre)
     elif name == "cosine_norm":
-        # Norm bound first, then the cosine rule among the survivors only: a scaled attacker
-        # must not drag the centre the others are compared with (with n = 3, the median of
-        # the two others would be half the attacker's update).
-        mask = norm_bound_flags(a, rule.max_norm_ratio)
-        rest = np.flatnonzero(~mask)
-        if rest.size >= 3 or (centre is not None and rest.size > 0):
-            cos_mask = cosine_to_centre_flags(a[rest], rule.min_cosine, centre)
-            if not cos_mask.all():
-                mask[rest[cos_mask]] = True
+        mask = _cosine_norm_mask(a, rule, centre)
     elif name == "consensus":
         # Noise-like updates: no peer points their way. Independent random directions have
         # cosine ~ N(0, 1/d), so the bar sits noise_sigmas standard deviations above that.
         # (Norms are clipped, not flagged, and compute_round adds the tests that need a
         # model: the reference direction and the harm to the validation loss.)
-        mask = np.zeros(n, dtype=bool)
+        mask = none
         if not small:
             bar = max(rule.min_pair_cosine, rule.noise_sigmas / np.sqrt(a.shape[1]))
             mask = max_pair_cosines(a) < bar
     else:  # pragma: no cover - guarded by OutlierRule.__post_init__
         raise ValueError(f"unknown outlier rule {name!r}")
-    if mask.all():
-        return none
+    return mask
+
+
+def _cosine_norm_mask(a: np.ndarray, rule: OutlierRule, centre: np.ndarray | None) -> np.ndarray:
+    # Norm bound first, then the cosine rule among the survivors only: a scaled attacker
+    # must not drag the centre the others are compared with (with n = 3, the median of
+    # the two others would be half the attacker's update).
+    mask = norm_bound_flags(a, rule.max_norm_ratio)
+    rest = np.flatnonzero(~mask)
+    if rest.size >= 3 or (centre is not None and rest.size > 0):
+        cos_mask = cosine_to_centre_flags(a[rest], rule.min_cosine, centre)
+        if not cos_mask.all():
+            mask[rest[cos_mask]] = True
     return mask

@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.copies import detect_copies
 from aggregator.fixedpoint import to_fixed_point
 from aggregator.outer import OuterOptimizer, outer_step, weighted_mean
-from aggregator.robust import OutlierRule, detect_outliers
+from aggregator.robust import OutlierRule, screen_updates
 from aggregator.scoring import leave_one_out, loss_gain_alone, shapley_monte_carlo
 from backend import codec
 from backend.codec import Template, Tensors
@@ -158,15 +158,23 @@ def compute_round(
                     10: "replay of an update from an earlier round",
                     11: "near-zero update (free rider)",
                 }[int(r)]
-    # Outliers among the remaining candidates, by the job's robust rule.
+    # Outliers among the remaining candidates, by the job's robust rule. Only evidence is
+    # flagged (slashable); an update a selection-only rule (Multi-Krum) merely did not select
+    # is held out: not aggregated, score 0, but reason ACCEPTED (not slashed).
     candidates = [i for i in valid if reasons[i] == Reason.ACCEPTED]
+    held_out: list[int] = []
     if candidates:
-        flags = detect_outliers(x[[row_of[i] for i in candidates]], rule_of(spec))
-        for i, flagged in zip(candidates, flags, strict=True):
-            if flagged:
+        verdict = screen_updates(x[[row_of[i] for i in candidates]], rule_of(spec))
+        for k, i in enumerate(candidates):
+            if verdict.flagged[k]:
                 reasons[i] = Reason.OUTLIER
                 details[i] = f"flagged by the {agg.rule.name} rule (norm {norms[i]:.4g})"
-    accepted = [i for i in candidates if reasons[i] == Reason.ACCEPTED]
+            elif verdict.excluded[k]:
+                held_out.append(i)
+                details[i] = (
+                    f"not selected by the {agg.rule.name} rule: not aggregated, not flagged"
+                )
+    accepted = [i for i in candidates if reasons[i] == Reason.ACCEPTED and i not in held_out]
 
     # Reference direction (as in FLTrust): one pass of the job's own local training on the
     # validation split. Honest updates, even from skewed shards, keep a clearly positive cosine
@@ -221,15 +229,22 @@ def compute_round(
         bound = agg.rule.max_norm_ratio * float(np.median([norms[i] for i in accepted]))
         clip = {i: (min(1.0, bound / norms[i]) if norms[i] > 0 else 1.0) for i in accepted}
     ref_loss = loss_of(np.zeros(template.size)) if momentum is not None else base_loss
-    loss_alone = {i: loss_of(share * clip[i] * x[row_of[i]].astype(np.float64)) for i in accepted}
+    # Held-out updates are tested too: harm is evidence whether or not the rule selected them.
+    loss_alone = {
+        i: loss_of(share * clip.get(i, 1.0) * x[row_of[i]].astype(np.float64))
+        for i in accepted + held_out
+    }
     harm_ratio = agg.rule.harm_ratio
     if harm_ratio > 0 and len(accepted) >= 3:
         gains = np.array([ref_loss - loss_alone[i] for i in accepted])
         helpful = gains[gains > 0]
         if helpful.size:
             # ...and a robust outlier among this round's gains (3 sigma below their median).
+            # The bar comes from the aggregated updates only, so holding some out of the
+            # aggregate does not move it.
             bar = min(-harm_ratio * float(np.median(helpful)), _low_outlier_bar(gains))
-            for i, g in zip(accepted, gains, strict=True):
+            for i in accepted + held_out:
+                g = ref_loss - loss_alone[i]
                 if g < bar:
                     reasons[i] = Reason.OUTLIER
                     details[i] = (

@@ -20,6 +20,7 @@ from aggregator.robust import (
     norm_bound_flags,
     pairwise_sq_distances,
     rule_from_dict,
+    screen_updates,
     trimmed_mean,
 )
 
@@ -167,6 +168,73 @@ def test_multi_krum_aggregate_is_mean_of_selected() -> None:
     assert mean.dtype == np.float64
     assert len(idx) == 6
     np.testing.assert_allclose(mean, x[idx].astype(np.float64).mean(axis=0), rtol=1e-12)
+
+
+# ----------------------------------------------------------------- Flower's own cases
+
+# Ported from Flower (github.com/adap/flower, framework/py/flwr/server/strategy/krum_test.py
+# and multikrum_test.py, both ``test_aggregate_fit``): three clients, float32 weights of four
+# equal values, ``num_malicious_clients=1``.  Krum keeps the client at 0.7 (index 1);
+# Multi-Krum with ``num_clients_to_keep=2`` averages 0.2 and 0.5 into 0.35 and drops 1.0.
+FLOWER_CASES = [
+    # values of the three clients, num_malicious, to_keep, expected selection, aggregate
+    pytest.param((0.2, 0.7, 1.0), 1, 0, [1], 0.7, id="krum_test"),
+    pytest.param((0.2, 0.5, 1.0), 1, 2, [0, 1], 0.35, id="multikrum_test"),
+]
+
+
+@pytest.mark.parametrize(("values", "f", "to_keep", "selected", "aggregate"), FLOWER_CASES)
+def test_flower_krum_cases(
+    values: tuple[float, ...], f: int, to_keep: int, selected: list[int], aggregate: float
+) -> None:
+    x = np.array([[v] * 4 for v in values], dtype=np.float32)
+    idx, mean = multi_krum_aggregate(x, f, to_keep)
+    assert idx.tolist() == selected
+    # Flower asserts equality of float32 arrays; our mean is float64 of the float32 rows
+    assert np.array_equal(mean.astype(np.float32), np.full(4, aggregate, dtype=np.float32))
+
+
+def _flower_rows_on_shared(
+    values: tuple[float, ...], shared: np.ndarray, scale: float
+) -> np.ndarray:
+    """Flower's clients as offsets ``scale * value`` on top of one large shared component."""
+    return np.stack([shared + scale * v for v in values]).astype(np.float32)
+
+
+SHARED_COMPONENTS = [
+    # (shared component, offset scale): Flower aggregates full weights, not deltas, so every
+    # row carries the global model; the offsets are scaled so the distances are ~1e-5
+    pytest.param(lambda: np.full(4, 200.0), 7.5e-3, id="4 weights at 200"),
+    pytest.param(lambda: np.full(4, 1000.0), 7.5e-3, id="4 weights at 1000"),
+    pytest.param(
+        lambda: np.random.default_rng(0).standard_normal(100_000), 3e-5, id="100k weights"
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "f", "to_keep", "selected", "aggregate"), FLOWER_CASES)
+@pytest.mark.parametrize(("make_shared", "scale"), SHARED_COMPONENTS)
+def test_flower_krum_cases_with_a_large_shared_component(
+    values: tuple[float, ...],
+    f: int,
+    to_keep: int,
+    selected: list[int],
+    aggregate: float,
+    make_shared,
+    scale: float,
+) -> None:
+    # Regression: the float32 Gram trick rounded these distances to 0 or 0.0156 (one ulp of
+    # |row|^2) instead of ~2e-5, and Krum then kept the malicious row.
+    shared = make_shared()
+    x = _flower_rows_on_shared(values, shared, scale)
+    exact = brute_sq_dists(x)  # float64 differences of the float32 rows: exact to ~1e-16
+    assert 1e-6 < exact[0, 1] < 1e-3
+    np.testing.assert_allclose(pairwise_sq_distances(x), exact, rtol=1e-5, atol=0.0)
+    assert flower_reference_select(x, f, to_keep).tolist() == selected
+    idx, mean = multi_krum_aggregate(x, f, to_keep)
+    assert idx.tolist() == selected
+    ulp = float(np.spacing(np.float32(np.abs(shared).max())))
+    np.testing.assert_allclose(mean - shared, scale * aggregate, rtol=0.0, atol=2 * ulp)
 
 
 # ----------------------------------------------------------------- centres
@@ -371,3 +439,38 @@ def test_distance_rules_need_four_updates() -> None:
     x = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0]])
     for name in ("median", "trimmed_mean"):
         assert not detect_outliers(x, OutlierRule(name=name)).any()
+
+
+# ----------------------------------------------------------------- evidence vs selection
+
+
+def test_multi_krum_selects_without_flagging() -> None:
+    # Multi-Krum always leaves n - to_keep updates out, even in an all-honest round: that is
+    # selection, not evidence, so nothing is flagged (issue 11.9).
+    rng = np.random.default_rng(12)
+    x, _ = honest_round(rng, 5, 300)
+    verdict = screen_updates(x.astype(np.float32), OutlierRule("multi_krum", num_malicious=1))
+    assert not verdict.flagged.any()
+    assert int(verdict.excluded.sum()) == 1
+    assert np.array_equal(verdict.held_out, verdict.excluded)
+    # an obvious attacker is still the one left out
+    x[3] = -10.0 * x[3]
+    verdict = screen_updates(x, OutlierRule("multi_krum", num_malicious=1))
+    assert np.flatnonzero(verdict.excluded).tolist() == [3]
+    assert not verdict.flagged.any()
+
+
+@pytest.mark.parametrize(
+    "name", ["median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus"]
+)
+def test_threshold_rules_flag_what_they_exclude(name: str) -> None:
+    rng = np.random.default_rng(13)
+    x, _ = honest_round(rng, 9, 400, noise=0.5)
+    x[4] = -10.0 * x[4]  # far, large and pointing the other way
+    x[7] = rng.standard_normal(400) * np.linalg.norm(x[0]) / 20.0  # noise-like
+    rule = OutlierRule(name)  # type: ignore[arg-type]
+    verdict = screen_updates(x, rule)
+    assert np.array_equal(verdict.flagged, verdict.excluded)
+    assert verdict.flagged[4] or verdict.flagged[7]
+    assert not verdict.held_out.any()
+    assert np.array_equal(verdict.excluded, detect_outliers(x, rule))

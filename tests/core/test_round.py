@@ -140,3 +140,51 @@ def test_reference_test_can_be_disabled(setting) -> None:
     )
     out = compute_round(spec2, w0, _subs(deltas), val)
     assert all(o.reason == Reason.ACCEPTED for o in out.outcomes)
+
+
+def _with_rule(spec: JobSpec, **rule) -> JobSpec:
+    new_rule = spec.aggregation.rule.model_copy(update=rule)
+    return spec.model_copy(
+        update={"aggregation": spec.aggregation.model_copy(update={"rule": new_rule})}
+    )
+
+
+def test_multi_krum_all_honest_round_flags_and_slashes_nobody(setting) -> None:
+    # Regression (issue 11.9): Multi-Krum keeps n - f updates whatever the data, so one of five
+    # honest updates was flagged OUTLIER and its trainer slashed. Not being selected is not
+    # evidence: the update is held out of the aggregate with score 0 and reason ACCEPTED.
+    spec, w0, val, deltas = setting
+    subs = _subs(deltas)
+    out = compute_round(_with_rule(spec, name="multi_krum"), w0, subs, val)
+    assert out.reasons == [int(Reason.ACCEPTED)] * 5
+    assert not any(Reason(r).slashable for r in out.reasons)
+    held = [k for k, o in enumerate(out.outcomes) if "not selected" in o.detail]
+    assert len(held) == 1  # num_malicious = 1: to_keep = n - 1
+    assert out.outcomes[held[0]].score_fp == 0
+    assert all(o.score_fp > 0 for k, o in enumerate(out.outcomes) if k not in held)
+    # not aggregated: the same round without the held-out update gives the same model and
+    # scores (norm_bound flags none of these four, and adds no test of its own)
+    selected = [s for k, s in enumerate(subs) if k not in held]
+    ref = compute_round(_with_rule(spec, name="norm_bound"), w0, selected, val)
+    assert ref.reasons == [int(Reason.ACCEPTED)] * 4
+    assert out.next_model_blob == ref.next_model_blob
+    assert [o.score_fp for k, o in enumerate(out.outcomes) if k not in held] == ref.scores_fp
+
+
+def test_multi_krum_still_excludes_a_sign_flipped_attacker(setting) -> None:
+    spec, w0, val, deltas = setting
+    flipped = codec.encode(attacks.sign_flip(deltas[1], scale=10.0))
+    attacker = Submission("0x" + "0" * 40, flipped, commit_order=9)  # sorts first
+    subs = [*_subs(deltas), attacker]
+    # with the harm test (the default), its harm to the validation loss is evidence: flagged
+    out = compute_round(_with_rule(spec, name="multi_krum"), w0, subs, val)
+    assert out.reasons == [int(Reason.ACCEPTED)] * 5 + [int(Reason.OUTLIER)]
+    assert "harmful" in out.outcomes[-1].detail and out.outcomes[-1].score_fp == 0
+    # without it, Multi-Krum alone only holds it out: excluded, score 0, not flagged
+    rule = {"name": "multi_krum", "harm_ratio": 0.0}
+    out = compute_round(_with_rule(spec, **rule), w0, subs, val)
+    assert out.reasons == [int(Reason.ACCEPTED)] * 6
+    assert "not selected" in out.outcomes[-1].detail and out.outcomes[-1].score_fp == 0
+    honest = compute_round(_with_rule(spec, name="norm_bound", harm_ratio=0.0), w0, subs[:5], val)
+    assert honest.reasons == [int(Reason.ACCEPTED)] * 5
+    assert out.next_model_blob == honest.next_model_blob
