@@ -151,10 +151,11 @@ def _centred_gram(a: np.ndarray) -> np.ndarray:
         return g  # no rows: no column mean to take
     width = min(_GRAM_MAX_WIDTH, max(1024, _GRAM_BLOCK_BYTES // (a.itemsize * max(1, n))))
     buf = np.empty((n, min(d, width)), dtype=a.dtype)
+    weights = np.full(n, 1.0 / n, dtype=a.dtype)  # the column mean as one BLAS GEMV
     for start in range(0, d, width):
         blk = a[:, start : start + width]
         y = buf if blk.shape[1] == buf.shape[1] else np.empty(blk.shape, dtype=a.dtype)
-        np.subtract(blk, blk.mean(axis=0), out=y)
+        np.subtract(blk, weights @ blk, out=y)
         g += y @ y.T
     return (g + g.T) / 2.0  # exactly symmetric
 
