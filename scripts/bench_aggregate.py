@@ -4,7 +4,8 @@
 One run, one set of seeded float32 updates (honest rows = common direction + noise, plus
 ``num_malicious`` outliers: sign-flipped x4, large-norm Gaussian noise, shifted), timing:
 
-* ``ours_s``: ``multi_krum_aggregate`` = float32 Gram -> float64 distances -> Krum scores ->
+* ``ours_s``: ``multi_krum_aggregate`` = float32 Gram of the centred rows (per column block,
+  summed in float64) -> float64 distances -> Krum scores ->
   selection -> float64 mean of the selected rows (best of ``--repeats``);
 * ``floor_s``: one float32 Gram product ``x @ x.T`` of the same updates (best of repeats);
 * ``flower_krum_s``: ``flwr.server.strategy.aggregate.aggregate_krum`` once, each client
