@@ -67,3 +67,20 @@ def test_demo_bad_arguments_fail_in_one_line() -> None:
     assert "cannot exceed" in result.output
     result = runner.invoke(app, ["demo", "--attack", "bogus"])
     assert result.exit_code == 1 and "unknown attack" in result.output
+
+
+def test_demo_codecs_go_through_the_trainer_path() -> None:
+    """--codec sends every update as the CLI's trainers do (from downloaded weights). int8
+    loses at most a point at any round against fp32; top-k still learns round over round;
+    the attacker is caught whatever the codec."""
+    args = ("--trainers", "5", "--attackers", "1", "--rounds", "3")
+    by_codec = {c: _run(*args, "--codec", c) for c in ("fp32", "int8", "topk")}
+    fp32, int8, topk = (by_codec[c]["accuracy"] for c in ("fp32", "int8", "topk"))
+    assert all(abs(a - b) <= 0.01 for a, b in zip(int8, fp32, strict=True)), (int8, fp32)
+    assert all(b > a for a, b in zip(topk, topk[1:], strict=False)), topk
+    for codec, s in by_codec.items():
+        assert s["codec"] == codec
+        flagged = [t["flagged_rounds"] for t in s["trainers"]]
+        assert flagged == [0, 0, 0, 0, 3], (codec, flagged)
+    result = runner.invoke(app, ["demo", "--codec", "zip"])
+    assert result.exit_code == 1 and "unknown codec" in result.output
