@@ -7,11 +7,12 @@ untrusted blob checks it against the template and raises UpdateRejected with the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -76,22 +77,137 @@ def decode(
 ) -> Tensors:
     """Decode an untrusted safetensors blob and check it against `template`.
 
+    The header is read and checked first (`read_header`), bounded by what the template needs,
+    so a hostile header costs microseconds, not a parse of millions of entries.
     Raises UpdateRejected with TOO_LARGE, UNDECODABLE, WRONG_SHAPE or NON_FINITE.
     """
     if max_bytes is not None and len(blob) > max_bytes:
         raise UpdateRejected(
             Reason.TOO_LARGE, f"{len(blob)} bytes is above the job's limit of {max_bytes} bytes"
         )
-    try:
-        tensors = st_load(bytes(blob))
-    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as exc:
-        raise UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
-    except Exception as exc:  # safetensors raises assorted errors on hostile headers
-        raise UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
+    names = None if template is None else template.names
+    read_header(blob, names)
+    tensors = load_checked(blob)
     if template is None:
         return tensors
     check_against(tensors, template)
     return {name: tensors[name] for name in template.names}  # the model's order, not the blob's
+
+
+def load_checked(blob: bytes) -> Tensors:
+    """safetensors' own load, its assorted errors turned into UNDECODABLE (call after
+    `read_header` has bounded what it will parse)."""
+    try:
+        return st_load(bytes(blob))
+    except Exception as exc:  # safetensors raises assorted errors on hostile input
+        raise UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
+
+
+# -- the header, read before safetensors parses anything -----------------------------------
+#: Bytes an honest header needs per tensor beyond its name: the dtype, shape and offsets
+#: (`{"dtype":"F32","shape":[..],"data_offsets":[..,..]}`, ~60 bytes plus digits), generously.
+HEADER_BYTES_PER_TENSOR = 160
+#: Room for `__metadata__` (codec name, Rice parameter, ...) and alignment padding.
+HEADER_BYTES_FOR_METADATA = 1024
+#: A header's bound when nothing says which tensors to expect.
+HEADER_BYTES_UNBOUNDED = 1 << 20
+_DTYPES = {"F16", "BF16", "F32", "F64", "I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64"}
+_DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2}
+_DTYPE_BYTES |= {"U16": 2, "I32": 4, "U32": 4, "I64": 8, "U64": 8}
+
+
+def header_bound(names: Collection[str]) -> int:
+    """The most header bytes an honest blob holding exactly `names` needs."""
+    return HEADER_BYTES_FOR_METADATA + sum(len(n.encode()) + HEADER_BYTES_PER_TENSOR for n in names)
+
+
+def read_header(
+    blob: bytes, names: Collection[str] | None, *, limit: int | None = None
+) -> dict[str, str]:
+    """Check an untrusted safetensors header against the tensor `names` a blob must hold;
+    return its metadata.
+
+    Checked before anything is parsed at length: the header's declared length against the
+    blob and against what `names` need; then (a few KB at most) the JSON, with repeated keys
+    rejected rather than "last one wins"; the tensor names; each entry's dtype, shape and
+    offsets, which must tile the data buffer exactly. `limit` overrides the header's bound
+    (by default what `names` need).
+    """
+    if len(blob) < 8:
+        raise _bad(f"{len(blob)} bytes: too short for safetensors")
+    n = int.from_bytes(bytes(blob[:8]), "little")
+    if limit is None:
+        limit = HEADER_BYTES_UNBOUNDED if names is None else header_bound(names)
+    if n > len(blob) - 8:
+        raise _bad(f"header of {n} bytes in a {len(blob)}-byte blob")
+    if n > limit:
+        raise _bad(f"header of {n} bytes; this job's update needs at most {limit}")
+    header = _parse_header(bytes(blob[8 : 8 + n]))
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _bad("__metadata__ must map strings to strings")
+    if names is not None and set(header) != set(names):
+        raise UpdateRejected(Reason.WRONG_SHAPE, _name_difference(set(names), set(header)))
+    _check_layout(header, len(blob) - 8 - n)
+    return dict(meta)
+
+
+def _parse_header(raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except UpdateRejected:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise _bad(f"header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _bad("header is not a JSON object")
+    return header
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:  # "last one wins" would let two parsers read two different blobs
+            raise _bad(f"header repeats the key {key[:64]!r}")
+        out[key] = value
+    return out
+
+
+def _name_difference(expected: set[str], got: set[str]) -> str:
+    missing, extra = sorted(expected - got), sorted(got - expected)
+    parts = [f"missing tensors {missing[:5]}"] if missing else []
+    parts += [f"unexpected tensors {[e[:64] for e in extra[:5]]}"] if extra else []
+    return "; ".join(parts)
+
+
+def _check_layout(header: Mapping[str, Any], buffer_bytes: int) -> None:
+    """Each entry well formed, and the entries' byte ranges tiling the data buffer."""
+    spans = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise _bad(f"tensor {name[:64]!r}: malformed entry")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in _DTYPES:
+            raise _bad(f"tensor {name[:64]!r}: unknown dtype {str(dtype)[:16]!r}")
+        if not _ints(shape) or not _ints(offsets) or len(offsets) != 2 or len(shape) > 8:
+            raise _bad(f"tensor {name[:64]!r}: bad shape/offsets")
+        begin, end = offsets
+        if math.prod(shape) * _DTYPE_BYTES[dtype] != end - begin:
+            raise _bad(f"tensor {name[:64]!r}: size != its shape")
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise _bad("tensor data overlaps or leaves gaps")
+        position = end
+    if position != buffer_bytes:
+        raise _bad(f"tensors cover {position} bytes of a {buffer_bytes}-byte buffer")
+
+
+def _ints(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    )
 
 
 def check_against(tensors: Mapping[str, np.ndarray], template: Template) -> None:
@@ -121,3 +237,7 @@ def check_against(tensors: Mapping[str, np.ndarray], template: Template) -> None
         if not np.isfinite(tensors[name]).all():
             bad = int((~np.isfinite(tensors[name])).sum())
             raise UpdateRejected(Reason.NON_FINITE, f"tensor {name!r} has {bad} NaN/Inf values")
+
+
+def _bad(detail: str) -> UpdateRejected:
+    return UpdateRejected(Reason.UNDECODABLE, f"not a valid safetensors blob ({detail})")

@@ -22,12 +22,10 @@ order, finiteness — and raises UpdateRejected with the on-chain reason code.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 
 import numpy as np
-from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from backend import codec as st_codec
@@ -186,14 +184,8 @@ def rice_decode(stream: np.ndarray, k: int, b: int, size: int) -> np.ndarray:
     return idx
 
 
-def _blob_meta(blob: bytes) -> dict[str, str]:
-    """A safetensors header's metadata (empty when absent or unreadable)."""
-    try:
-        n = int.from_bytes(blob[:8], "little")
-        meta = json.loads(blob[8 : 8 + n]).get("__metadata__") or {}
-        return {str(k): str(v) for k, v in meta.items()}
-    except Exception:
-        return {}
+#: The tensors of a packed update, by codec (fp32 sends the model's own tensors).
+_PACKED_NAMES = {"int8": ("q", "s"), "topk": ("i", "q", "s")}
 
 
 def _expect(arrays: Mapping[str, np.ndarray], names: set[str], codec: str) -> None:
@@ -217,20 +209,18 @@ def decode_update(
         raise _reject(
             Reason.TOO_LARGE, f"{len(blob)} bytes is above the job's limit of {max_bytes} bytes"
         )
-    meta = _blob_meta(bytes(blob))
+    # One bound for every codec's header: the model's names or the packed vectors'.
+    bound = st_codec.header_bound([*template.names, *_PACKED_NAMES["topk"]])
+    meta = st_codec.read_header(blob, None, limit=bound)
     declared = meta.get("codec")
     if codec == "fp32":
-        tensors = st_codec.decode(blob)  # undecodable
         if declared not in (None, "fp32"):
             raise _reject(Reason.UNDECODABLE, f"blob is {declared}-encoded; the job uses fp32")
-        st_codec.check_against(tensors, template)  # names, shapes, dtype, finiteness
-        return {name: tensors[name] for name in template.names}
-    try:
-        arrays = st_load(bytes(blob))
-    except Exception as exc:  # safetensors raises assorted errors on hostile headers
-        raise _reject(Reason.UNDECODABLE, f"not a valid safetensors blob ({exc})") from None
+        return st_codec.decode(blob, template)  # names, shapes, dtype, finiteness
     if declared != codec:
         raise _reject(Reason.UNDECODABLE, f"blob declares codec {declared!r}; the job uses {codec}")
+    st_codec.read_header(blob, _PACKED_NAMES[codec])
+    arrays = st_codec.load_checked(blob)
     size = template.size
     if codec == "int8":
         _expect(arrays, {"q", "s"}, codec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -77,7 +78,7 @@ def test_demo_codecs_go_through_the_trainer_path() -> None:
     by_codec = {c: _run(*args, "--codec", c) for c in ("fp32", "int8", "topk")}
     fp32, int8, topk = (by_codec[c]["accuracy"] for c in ("fp32", "int8", "topk"))
     assert all(abs(a - b) <= 0.01 for a, b in zip(int8, fp32, strict=True)), (int8, fp32)
-    assert all(b > a for a, b in zip(topk, topk[1:], strict=False)), topk
+    assert all(b > a for a, b in itertools.pairwise(topk)), topk
     for codec, s in by_codec.items():
         assert s["codec"] == codec
         flagged = [t["flagged_rounds"] for t in s["trainers"]]
