@@ -155,13 +155,15 @@ def atomic_write(path: Path, blob: bytes) -> None:
     os.replace(tmp, path)
 
 
-def to_wei(value: str | float | int, what: str) -> int:
+def to_wei(value: str | float | int, what: str, max_wei: int | None = None) -> int:
     try:
         wei = Decimal(str(value)) * ETHER
     except InvalidOperation:
         raise ValueError(f"{what}: {value!r} is not a number of ETH") from None
     if wei < 0 or wei != wei.to_integral_value():
         raise ValueError(f"{what}: {value!r} ETH is not a whole number of wei >= 0")
+    if max_wei is not None and wei > max_wei:
+        raise ValueError(f"{what}: {value!r} ETH is above the most the contract holds")
     return int(wei)
 
 
@@ -301,6 +303,9 @@ owner_app = typer.Typer(
 )
 
 
+_UINT32 = 2**32 - 1  # durations are uint32 seconds on chain
+
+
 class JobFile(BaseModel):
     """job.toml: the market parameters (top level) and the job spec (model, training, ...)."""
 
@@ -315,18 +320,18 @@ class JobFile(BaseModel):
     codec: Literal["fp32", "int8", "topk"] = "fp32"
     topk_fraction: float | None = None  # None: the JobSpec default
     min_rows: int = 10
-    rounds: int = Field(ge=1)
+    rounds: int = Field(ge=1, le=1000)  # the contract's MAX_ROUNDS
     reward_eth: str | float
     stake_eth: str | float
-    min_trainers: int = Field(ge=1)
-    max_trainers: int | None = None
+    min_trainers: int = Field(ge=1, le=256)  # the contract's MAX_TRAINERS
+    max_trainers: int | None = Field(None, ge=1, le=256)
     min_reliability: float = Field(0.0, ge=0, le=1)
     aggregator: str
     validation_file: str | None = None
-    join_duration: int = Field(7 * 24 * 3600, gt=0)
-    commit_duration: int = Field(24 * 3600, gt=0)
-    reveal_duration: int = Field(12 * 3600, gt=0)
-    post_duration: int = Field(24 * 3600, gt=0)
+    join_duration: int = Field(7 * 24 * 3600, gt=0, le=_UINT32)
+    commit_duration: int = Field(24 * 3600, gt=0, le=_UINT32)
+    reveal_duration: int = Field(12 * 3600, gt=0, le=_UINT32)
+    post_duration: int = Field(24 * 3600, gt=0, le=_UINT32)
     slash_bps: int = Field(5_000, ge=0, le=10_000)
 
     def job_spec(self) -> Any:
@@ -356,7 +361,8 @@ def load_job_file(path: Path) -> tuple[JobFile, Any]:
     from backend.jobspec import JobSpec, explain_validation_error
 
     if not path.is_file():
-        raise ConfigError(f"job spec {path} does not exist")
+        what = "is a directory, not a job.toml" if path.is_dir() else "does not exist"
+        raise ConfigError(f"job spec {path} {what}")
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
@@ -436,7 +442,7 @@ def owner_create_job(
     spec_cid, model_cid = (_predict_cid(ctx.store, b) for b in (spec_blob, initial_blob))
     params = JobParams(
         aggregator=aggregator,
-        stake_required=to_wei(jf.stake_eth, "stake_eth"),
+        stake_required=to_wei(jf.stake_eth, "stake_eth", max_wei=2**96 - 1),  # uint96
         rounds=jf.rounds,
         min_trainers=jf.min_trainers,
         max_trainers=jf.max_trainers or jf.min_trainers,

@@ -212,6 +212,21 @@ def test_unknown_spec_keys_are_errors(market: Path, table: str, key: str, allowe
     fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match=repr(name))
 
 
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("rounds = 2", "rounds: Input should be less than or equal to 1000"),
+        ('stake_eth = "1"', "stake_eth: '1e40' ETH is above the most the contract holds"),
+    ],
+)
+def test_values_the_contract_cannot_hold_are_one_line(market: Path, line: str, words: str) -> None:
+    spec = write_job(market, "huge.toml")
+    huge = {"rounds = 2": "rounds = 99999999999", 'stake_eth = "1"': 'stake_eth = "1e40"'}
+    spec.write_text(spec.read_text().replace(line, huge[line]))
+    fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match=words)
+    fails(market, "owner", "create-job", "--spec", str(market), "-a", "owner", match="directory")
+
+
 def test_claim_before_finalization_says_what_comes_first(market: Path) -> None:
     created = last_json(
         cli(
