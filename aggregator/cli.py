@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from backend.cli_common import guarded, password
+from backend.cli_common import AccountOpt, guarded, password
 from backend.errors import ConfigError
 
 aggregator_app = typer.Typer(
@@ -34,15 +34,6 @@ ValidationDirOpt = Annotated[
 KeystoreOpt = Annotated[
     Path | None,
     typer.Option(help="the aggregator's encrypted keystore JSON (password: FEDMARKET_PASSWORD)"),
-]
-AccountOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--account",
-        "-a",
-        envvar="FEDMARKET_ACCOUNT",
-        help="keystore account name or address (password: prompt or FEDMARKET_PASSWORD)",
-    ),
 ]
 DevAccountOpt = Annotated[
     int | None, typer.Option(help="use dev account N of a dev chain (anvil) instead of a keystore")

@@ -23,7 +23,13 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from backend.compile import load_artifact
-from backend.errors import ChainUnavailable, ConfigError, ContractRevert, InsufficientFunds
+from backend.errors import (
+    ChainUnavailable,
+    ConfigError,
+    ContractRevert,
+    InsufficientFunds,
+    eth_text,
+)
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")
@@ -344,8 +350,8 @@ class Chain:
             else "a transfer from a funded account"
         )
         return InsufficientFunds(
-            f"{address} cannot pay for {what}: it holds {_eth(self.balance(address))} ETH and "
-            f"{what} needs {_eth(value)} ETH plus gas; send it ETH first ({how})"
+            f"{address} cannot pay for {what}: it holds {eth_text(self.balance(address))} ETH and "
+            f"{what} needs {eth_text(value)} ETH plus gas; send it ETH first ({how})"
         )
 
     def _revert(self, what: str, exc: BaseException) -> ContractRevert:
@@ -398,12 +404,6 @@ def use_one_run_gas_estimates(backend: Any) -> None:
     outlives eth-tester's snapshot reverts (they rebuild the chain from the class)."""
     type(backend.chain).gas_estimator = staticmethod(one_run_gas_estimate)
     backend.chain.gas_estimator = one_run_gas_estimate
-
-
-def _eth(wei: int) -> str:
-    from decimal import Decimal
-
-    return f"{Decimal(int(wei)) / 10**18:f}"
 
 
 _NO_FUNDS = (

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +19,17 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from backend.errors import FedMarketError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The signing key, the same option for every role's commands.
+AccountOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account",
+        "-a",
+        envvar="FEDMARKET_ACCOUNT",
+        help="keystore account name or address (password: prompt or FEDMARKET_PASSWORD)",
+    ),
+]
 
 # Piped output gets a fixed width wide enough for the tables (rich would use 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 132)

@@ -22,8 +22,8 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from backend.cli_common import guarded, password, stage_progress
-from backend.errors import ConfigError, FedMarketError
+from backend.cli_common import AccountOpt, guarded, password, stage_progress
+from backend.errors import ConfigError, FedMarketError, eth_text
 
 ETHER = 10**18
 out = Console(width=None if sys.stdout.isatty() else 132, highlight=False)
@@ -39,15 +39,6 @@ def _emit(line: str) -> None:
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="TOML settings file (default: <home>/config.toml)"),
-]
-AccountOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--account",
-        "-a",
-        envvar="FEDMARKET_ACCOUNT",
-        help="keystore account name or address (password: prompt or FEDMARKET_PASSWORD)",
-    ),
 ]
 DevAccountOpt = Annotated[
     int | None,
@@ -168,7 +159,7 @@ def to_wei(value: str | float | int, what: str, max_wei: int | None = None) -> i
 
 
 def eth(wei: int) -> str:
-    return f"{Decimal(int(wei)) / ETHER:f} ETH"
+    return f"{eth_text(wei)} ETH"
 
 
 def _field(key: str, value: Any, width: int) -> str:

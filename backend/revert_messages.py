@@ -9,16 +9,16 @@ the end of the message, so scripts and searches still find it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any
 
+from backend.errors import eth_text
 from backend.jobstatus import JobStatus
 
 Args = Mapping[str, Any]
 
 
 def _eth(wei: Any) -> str:
-    return f"{Decimal(int(wei)) / 10**18:f} ETH"
+    return f"{eth_text(wei)} ETH"
 
 
 def _ppm(value: Any) -> str:
