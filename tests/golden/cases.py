@@ -1,0 +1,105 @@
+"""The golden cases: fixed seeds, every robust rule and scoring method, honest and hostile updates.
+
+`python -m tests.golden.cases` writes `round_golden.json`; `test_golden.py` recomputes and
+compares. Regenerate only when a behaviour change is intended, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aggregator.round import Submission, compute_round
+from backend import codec
+from backend.compression import encode_update
+from backend.datasets import load_digits_dataset, shard, split_train_validation_test
+from backend.jobspec import AggregationSpec, JobSpec, RuleSpec
+from backend.models import ModelSpec, build_model, get_weights, template_of
+from trainer_client import attacks
+from trainer_client.training import pseudo_gradient, train_local
+
+GOLDEN = Path(__file__).with_name("round_golden.json")
+RULES = ("multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus")
+SCORINGS = ("loss_gain", "loo", "shapley")
+CODECS = ("int8", "topk")
+HONEST = 6
+ROUNDS = 2
+
+
+def spec_for(rule: str, scoring: str, codec_name: str = "fp32") -> JobSpec:
+    agg = AggregationSpec(
+        rule=RuleSpec(name=rule, num_malicious=2),  # type: ignore[arg-type]
+        scoring=scoring,  # type: ignore[arg-type]
+        shapley_permutations=4,
+        outer="nesterov",
+    )
+    return JobSpec(model=ModelSpec(hidden=[16]), aggregation=agg, codec=codec_name)  # type: ignore[arg-type]
+
+
+def _round_inputs(spec: JobSpec, w: codec.Tensors, shards: list, r: int) -> list[Submission]:
+    deltas = []
+    for i, part in enumerate(shards):
+        w_local, _ = train_local(spec.model, w, part, spec.training, seed=100 * r + i)
+        deltas.append(pseudo_gradient(w, w_local))
+    rng = np.random.default_rng(r)
+    template = template_of(spec.model)
+    blobs = [encode_update(d, template, spec.codec)[0] for d in deltas]
+    hostile = [
+        codec.encode(attacks.sign_flip(deltas[0])),
+        codec.encode(attacks.gaussian_noise(deltas[1], rng)),
+        codec.encode(attacks.near_zero(deltas[2])),
+        blobs[3],  # a verbatim copy, committed later
+        b"not safetensors",
+    ]
+    subs = [Submission(f"0x{i + 1:040x}", b, commit_order=i) for i, b in enumerate(blobs)]
+    subs += [
+        Submission(f"0x{0xA0 + j:040x}", b, commit_order=HONEST + j) for j, b in enumerate(hostile)
+    ]
+    subs.append(Submission(f"0x{0xF0:040x}", None, commit_order=HONEST + len(hostile)))
+    return subs
+
+
+def run_case(spec: JobSpec) -> list[dict[str, Any]]:
+    """Two chained rounds (previous updates and momentum carried), as the driver runs them."""
+    data = load_digits_dataset()
+    train, val, _ = split_train_validation_test(data, seed=3)
+    shards = shard(train, HONEST, seed=3, non_iid_alpha=0.5)
+    w = get_weights(build_model(spec.model))
+    history: list[np.ndarray] = []
+    momentum = None
+    rounds = []
+    for r in range(1, ROUNDS + 1):
+        subs = _round_inputs(spec, w, shards, r)
+        previous = np.concatenate(history) if history else None
+        out = compute_round(spec, w, subs, val, previous, momentum)
+        rounds.append(
+            {
+                "scores_fp": out.scores_fp,
+                "reasons": out.reasons,
+                "model_sha256": hashlib.sha256(out.next_model_blob).hexdigest(),
+                "loss_after": round(out.loss_after, 12),
+            }
+        )
+        history.append(out.accepted_updates)
+        momentum, w = out.momentum, out.next_weights
+    return rounds
+
+
+def all_cases() -> dict[str, list[dict[str, Any]]]:
+    cases = {f"{r}/{s}": run_case(spec_for(r, s)) for r in RULES for s in SCORINGS}
+    cases.update(
+        {
+            f"consensus/loss_gain/{c}": run_case(spec_for("consensus", "loss_gain", c))
+            for c in CODECS
+        }
+    )
+    return cases
+
+
+if __name__ == "__main__":
+    GOLDEN.write_text(json.dumps(all_cases(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
