@@ -48,8 +48,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator.robust import multi_krum_aggregate
-from aggregator.scoring import leave_one_out, shapley_monte_carlo
+from aggregator.rules.robust import multi_krum_aggregate
+from aggregator.rules.scoring import leave_one_out, shapley_monte_carlo
 
 
 def _rss_peak_mb() -> float:

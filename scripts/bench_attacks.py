@@ -23,13 +23,13 @@ import time
 
 import numpy as np
 
-from aggregator.round import Submission, compute_round
-from backend import codec
-from backend.datasets import Dataset, load_dataset, shard, split_train_validation_test
-from backend.jobspec import AggregationSpec, JobSpec, TrainingSpec
-from backend.models import ModelSpec, build_model, evaluate, get_weights
-from trainer_client import attacks
-from trainer_client.training import pseudo_gradient, train_local
+from aggregator.round.compute import Submission, compute_round
+from backend.core import codec
+from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
+from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
+from backend.core.models import ModelSpec, build_model, evaluate, get_weights
+from backend.core.training import pseudo_gradient, train_local
+from trainer_client import adversaries as attacks
 
 ATTACKS = ("sign_flip", "noise", "label_flip", "copy", "zero")
 

@@ -22,13 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator.round import Submission, compute_round
-from backend import codec as st_codec
-from backend.compression import DEFAULT_TOPK_FRACTION, encode_update
-from backend.datasets import load_dataset, shard, split_train_validation_test
-from backend.jobspec import JobSpec, TrainingSpec
-from backend.models import ModelSpec, build_model, evaluate, get_weights, template_of
-from trainer_client.training import pseudo_gradient, train_local
+from aggregator.round.compute import Submission, compute_round
+from backend.core import codec as st_codec
+from backend.core.compression import DEFAULT_TOPK_FRACTION, encode_update
+from backend.core.datasets import load_dataset, shard, split_train_validation_test
+from backend.core.jobspec import JobSpec, TrainingSpec
+from backend.core.models import ModelSpec, build_model, evaluate, get_weights, template_of
+from backend.core.training import pseudo_gradient, train_local
 
 
 def run_codec(

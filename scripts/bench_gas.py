@@ -27,7 +27,7 @@ from eth_tester import EthereumTester, PyEVMBackend
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
 
-from backend.compile import load_artifact
+from backend.chain.contracts import load_artifact
 
 ETH = 10**18
 GAS = 15_000_000

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.chain import Chain
-from backend.datasets import load_dataset, shard, split_train_validation_test
-from backend.demo import DemoConfig, run_demo
-from backend.jobspec import TrainingSpec
-from backend.models import ModelSpec, build_model, evaluate, get_weights
-from trainer_client.training import pseudo_gradient, train_local
+from backend.chain.base import Chain
+from backend.core.datasets import load_dataset, shard, split_train_validation_test
+from backend.core.jobspec import TrainingSpec
+from backend.core.models import ModelSpec, build_model, evaluate, get_weights
+from backend.core.training import pseudo_gradient, train_local
+from backend.simulation.demo import DemoConfig, run_demo
 
 
 def plain_fedavg(trainers: int, rounds: int, seed: int) -> tuple[float, float]:
@@ -76,7 +76,7 @@ def main() -> None:
     node = None
     chain = None
     if args.real:
-        from backend.devnode import AnvilNode
+        from backend.devtools.devnode import AnvilNode
 
         node = AnvilNode().start()
         chain = Chain.rpc(node.url, dev_accounts=True)

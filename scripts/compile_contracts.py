@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compile the Solidity contracts and write backend/artifacts/<Name>.json.
+"""Compile the Solidity contracts and write backend/chain/artifacts/<Name>.json.
 
 python scripts/compile_contracts.py          # (re)write the artifacts
 python scripts/compile_contracts.py --check  # exit 1 if committed artifacts are stale
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.compile import (
+from backend.devtools.compile import (
     ARTIFACTS_DIR,
     artifact_json,
     compile_contracts,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend.chain import Chain
-from backend.market import MarketClient
-from backend.storage import LocalStore
+from backend.chain.base import Chain
+from backend.chain.market import MarketClient
+from backend.storage.stores import LocalStore
 
 
 @pytest.fixture

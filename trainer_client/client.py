@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from backend.codec import Tensors
-from backend.compression import encode_update, load_residual, save_residual
-from backend.datasets import Dataset, check_fits
-from backend.fetch import fetch_current_weights, fetch_job_spec
-from backend.jobspec import JobSpec
-from backend.market import MarketClient, commitment_hash
-from backend.models import template_of
-from backend.storage import ContentStore, Transfer, sha256_bytes
-from trainer_client import attacks
-from trainer_client.training import pseudo_gradient, train_local
+from backend.chain.market import MarketClient, commitment_hash
+from backend.core.codec import Tensors
+from backend.core.compression import encode_update, load_residual, save_residual
+from backend.core.datasets import Dataset, check_fits
+from backend.core.jobspec import JobSpec
+from backend.core.models import template_of
+from backend.core.training import pseudo_gradient, train_local
+from backend.protocol.fetch import fetch_current_weights, fetch_job_spec
+from backend.storage.stores import ContentStore, Transfer, sha256_bytes
+from trainer_client import adversaries as attacks
 
 # Progress of the round's slow stages: (stage, done, total or None); stages are "download"
 # (bytes of the global model), "train" (optimizer steps) and "upload" (bytes of the update).

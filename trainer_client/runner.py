@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.errors import ConfigError
-from backend.market import JobStatus, Phase
+from backend.chain.market import JobStatus, Phase
+from backend.core.errors import ConfigError
 from trainer_client.client import TrainerClient
 
 ENDED = (JobStatus.FINISHED, JobStatus.SETTLED, JobStatus.ABANDONED, JobStatus.CANCELLED)

@@ -1,10 +1,10 @@
-"""Tests for aggregator.copies."""
+"""Tests for aggregator.rules.copies."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from aggregator.copies import (
+from aggregator.rules.copies import (
     REASON_CLEAN,
     REASON_COPY,
     REASON_REPLAY,

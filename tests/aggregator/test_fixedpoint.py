@@ -1,4 +1,4 @@
-"""Tests for aggregator.fixedpoint."""
+"""Tests for aggregator.rules.fixedpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.fixedpoint import MAX_ROUND_SCORE, SCORE_ONE, from_fixed_point, to_fixed_point
+from aggregator.rules.fixedpoint import MAX_ROUND_SCORE, SCORE_ONE, from_fixed_point, to_fixed_point
 
 
 def test_constants() -> None:

@@ -1,4 +1,4 @@
-"""Tests for aggregator.outer."""
+"""Tests for aggregator.rules.outer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from aggregator.outer import OuterOptimizer, outer_step, weighted_mean
+from aggregator.rules.outer import OuterOptimizer, outer_step, weighted_mean
 
 
 def test_weighted_mean_basic() -> None:

@@ -1,4 +1,4 @@
-"""Tests for aggregator.robust."""
+"""Tests for aggregator.rules.robust."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.robust import (
+from aggregator.rules.robust import (
     OutlierRule,
     coordinate_median,
     cosine_to_centre_flags,
@@ -421,7 +421,7 @@ def test_cosine_norm_with_three_updates_flags_only_the_scaled_sign_flip() -> Non
 
 
 def test_max_pair_cosines_separates_noise_from_correlated_updates() -> None:
-    from aggregator.robust import max_pair_cosines
+    from aggregator.rules.robust import max_pair_cosines
 
     rng = np.random.default_rng(3)
     base = rng.standard_normal(2000)

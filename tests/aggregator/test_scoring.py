@@ -1,4 +1,4 @@
-"""Tests for aggregator.scoring."""
+"""Tests for aggregator.rules.scoring."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.scoring import (
+from aggregator.rules.scoring import (
     exact_shapley,
     leave_one_out,
     loss_gain_alone,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from backend.chain import Chain
-from backend.datasets import load_digits_dataset, split_train_validation_test
+from backend.chain.base import Chain
+from backend.core.datasets import load_digits_dataset, split_train_validation_test
 
 ETHER = 10**18
 

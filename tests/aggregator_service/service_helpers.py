@@ -5,18 +5,18 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from aggregator.service import AggregatorService
-from backend import codec
-from backend.chain import Chain
-from backend.datasets import (
+from aggregator.service.app import AggregatorService
+from backend.chain.base import Chain
+from backend.chain.market import JobParams, MarketClient, commitment_hash, validation_commitment
+from backend.core import codec
+from backend.core.datasets import (
     Dataset,
     shard,
     to_npz_bytes,
 )
-from backend.jobspec import JobSpec, TrainingSpec
-from backend.market import JobParams, MarketClient, commitment_hash, validation_commitment
-from backend.models import ModelSpec, build_model, get_weights
-from backend.storage import LocalStore, sha256_bytes
+from backend.core.jobspec import JobSpec, TrainingSpec
+from backend.core.models import ModelSpec, build_model, get_weights
+from backend.storage.stores import LocalStore, sha256_bytes
 from trainer_client.client import PendingReveal, TrainerClient
 
 ETHER = 10**18

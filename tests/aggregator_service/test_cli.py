@@ -8,9 +8,9 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
-from aggregator.cli import load_account, parse_validation
-from backend.cli import app
-from backend.errors import ConfigError
+from backend.cli.aggregator import load_account, parse_validation
+from backend.cli.main import app
+from backend.core.errors import ConfigError
 
 
 def test_parse_validation(tmp_path) -> None:

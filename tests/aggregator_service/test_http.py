@@ -12,10 +12,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from service_helpers import make_job, new_service, play_round
 
-from aggregator.service import AggregatorService, create_app
-from backend.chain import Chain
-from backend.market import MarketClient
-from backend.storage import LocalStore
+from aggregator.service.app import AggregatorService, create_app
+from backend.chain.base import Chain
+from backend.chain.market import MarketClient
+from backend.storage.stores import LocalStore
 
 ETHER = 10**18
 UNKNOWN_JOB = 999

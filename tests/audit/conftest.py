@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from backend.demo import DemoConfig, DemoResult, run_demo
-from backend.indexer import Indexer, IndexStats
+from backend.audit.indexer import Indexer, IndexStats
+from backend.simulation.demo import DemoConfig, DemoResult, run_demo
 
 ROUNDS = 3
 TRAINERS = 4
@@ -44,7 +44,7 @@ def indexed(tmp_path_factory) -> Indexed:
 def api_client(indexed: Indexed):
     from fastapi.testclient import TestClient
 
-    from backend.api import create_api
+    from backend.audit.api import create_api
 
     app = create_api(indexed.db_url, store=indexed.demo.store)
     with TestClient(app) as client:

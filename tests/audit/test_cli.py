@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import backend.cli_audit as cli_audit
-from backend.cli import app
+import backend.cli.audit as cli_audit
+from backend.cli.main import app
 from tests.audit.conftest import ROUNDS, TRAINERS
 
 runner = CliRunner()

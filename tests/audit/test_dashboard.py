@@ -42,7 +42,7 @@ def _free_port() -> int:
 def served(indexed):
     import uvicorn
 
-    from backend.api import create_api
+    from backend.audit.api import create_api
 
     port = _free_port()
     app = create_api(indexed.db_url, store=indexed.demo.store)

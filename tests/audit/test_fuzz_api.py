@@ -20,7 +20,7 @@ EXAMPLES = 20
 
 @pytest.fixture(scope="module")
 def api_schema(indexed):
-    from backend.api import create_api
+    from backend.audit.api import create_api
 
     app = create_api(indexed.db_url, store=indexed.demo.store)
     return schemathesis.openapi.from_asgi("/openapi.json", app)

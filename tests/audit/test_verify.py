@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from backend import codec
-from backend.demo import DemoConfig, DemoResult, run_demo
-from backend.market import JobParams, MarketClient
-from backend.storage import sha256_bytes
-from backend.verify import VerifyReport, verify_job
+from backend.audit.verify import VerifyReport, verify_job
+from backend.chain.market import JobParams, MarketClient
+from backend.core import codec
+from backend.simulation.demo import DemoConfig, DemoResult, run_demo
+from backend.storage.stores import sha256_bytes
 from tests.audit.conftest import ROUNDS
 
 BUMP = 12_345
@@ -55,9 +55,9 @@ def tampered(tmp_path_factory) -> Tampered:
             store = seen["store"]
             blob = store.get(model_cid)  # type: ignore[attr-defined]
             spec_hash, spec_cid = self.spec_pointer(job_id)
-            from backend.jobspec import JobSpec
-            from backend.models import template_of
-            from backend.storage import fetch_verified
+            from backend.core.jobspec import JobSpec
+            from backend.core.models import template_of
+            from backend.storage.stores import fetch_verified
 
             spec = JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))  # type: ignore[arg-type]
             tensors = codec.decode(blob, template_of(spec.model))
@@ -70,7 +70,7 @@ def tampered(tmp_path_factory) -> Tampered:
         return honest_post(self, aggregator, job_id, round_, model_hash, model_cid, scores, reasons)
 
     root = tmp_path_factory.mktemp("tampered")
-    from backend.storage import LocalStore
+    from backend.storage.stores import LocalStore
 
     seen["store"] = LocalStore(root / "store")
     with pytest.MonkeyPatch.context() as mp:
@@ -135,8 +135,8 @@ def test_unrevealed_validation_is_reported_not_guessed(tampered: Tampered) -> No
 def test_the_verify_command_exits_non_zero_on_a_mismatch(tampered: Tampered, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    import backend.cli_audit as cli_audit
-    from backend.cli import app
+    import backend.cli.audit as cli_audit
+    from backend.cli.main import app
 
     monkeypatch.setattr(cli_audit, "_market", lambda settings: tampered.demo.market)
     store = tampered.demo.summary["store"]

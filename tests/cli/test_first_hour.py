@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
+from backend.cli.main import app
 
 runner = CliRunner()
 PW = "first hour"
@@ -263,7 +263,7 @@ def test_wrong_aggregator_password(market: Path) -> None:
 
 
 def test_nan_in_the_validation_file_names_the_file(market: Path) -> None:
-    from backend.datasets import from_npz_bytes, to_npz_bytes
+    from backend.core.datasets import from_npz_bytes, to_npz_bytes
 
     data = from_npz_bytes((market / "data/val.npz").read_bytes())
     data.x[3, 5] = np.nan

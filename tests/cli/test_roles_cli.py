@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from backend.accounts import Keystore
-from backend.cli import app
-from backend.datasets import load_dataset, shard, split_train_validation_test, to_npz_bytes
-from backend.devchain import PersistentEmbeddedChain
-from backend.market import JobStatus, MarketClient
+from backend.chain.accounts import Keystore
+from backend.chain.market import JobStatus, MarketClient
+from backend.chain.persistent import PersistentEmbeddedChain
+from backend.cli.main import app
+from backend.core.datasets import load_dataset, shard, split_train_validation_test, to_npz_bytes
 
 runner = CliRunner()
 PW = "correct horse"
@@ -89,7 +89,7 @@ def test_accounts_keystore(home: Path) -> None:
 
 
 def test_owner_trainers_aggregator_full_path(home: Path, tmp_path: Path) -> None:
-    from aggregator.round import RoundDriver
+    from aggregator.round.compute import RoundDriver
 
     cli("deploy", "--dev-account", "0")
     for name in ("owner", "agg"):
@@ -273,6 +273,6 @@ local_epochs = 1
 
 
 def market_store(home: Path):
-    from backend.storage import LocalStore
+    from backend.storage.stores import LocalStore
 
     return LocalStore(home / "store")

@@ -1,6 +1,6 @@
 """In-process EVM harness for the FedMarket contract tests (web3 + eth-tester/py-evm).
 
-Contracts are deployed from the committed artifacts (``backend.compile.load_artifact``), so
+Contracts are deployed from the committed artifacts (``backend.devtools.compile.load_artifact``), so
 these tests need neither node nor solc. Reverts are asserted by custom-error *name*: the revert
 data's selector is matched against every error in the artifacts' ABIs.
 """
@@ -22,7 +22,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
-from backend.compile import load_artifact
+from backend.chain.contracts import load_artifact
 
 ETH = 10**18
 ALPHA_PPM = 300_000

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from backend.compile import ARTIFACTS_DIR, NODE_MODULES, artifact_json, load_artifact
+from backend.chain.contracts import load_artifact
+from backend.devtools.compile import ARTIFACTS_DIR, NODE_MODULES, artifact_json
 
 EIP170_LIMIT = 24_576
 
@@ -28,7 +29,7 @@ def test_committed_artifact_shape(name: str) -> None:
     not NODE_MODULES.is_dir(), reason="contracts/node_modules missing (npm install)"
 )
 def test_recompile_reproduces_committed_artifacts() -> None:
-    from backend.compile import compile_contracts
+    from backend.devtools.compile import compile_contracts
 
     fresh = compile_contracts()
     committed = sorted(p.stem for p in ARTIFACTS_DIR.glob("*.json"))

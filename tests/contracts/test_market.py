@@ -169,7 +169,7 @@ def test_create_job_errors(
 
 
 def test_constructor_rejects_alpha_above_one(chain: Chain) -> None:
-    from backend.compile import load_artifact
+    from backend.chain.contracts import load_artifact
 
     art = load_artifact("FedMarket")
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])

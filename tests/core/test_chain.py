@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend.chain import Chain
-from backend.errors import ChainUnavailable, ContractRevert
-from backend.market import JobParams, MarketClient, commitment_hash
+from backend.chain.base import Chain
+from backend.chain.market import JobParams, MarketClient, commitment_hash
+from backend.core.errors import ChainUnavailable, ContractRevert
 
 
 def _params(aggregator: str, **kw: object) -> JobParams:
@@ -56,7 +56,7 @@ def test_in_process_gas_estimate_runs_the_transaction_once_and_covers_it(
     on which estimator set the limit (the binary search's limit gives the same receipt)."""
     from eth.estimators.gas import binary_gas_search_intrinsic_tolerance
 
-    import backend.chain as chain_module
+    import backend.chain.base as chain_module
 
     backend = chain.w3.provider.ethereum_tester.backend  # type: ignore[attr-defined]
     runs = 0
@@ -146,7 +146,7 @@ def test_an_account_holding_its_value_plus_real_gas_can_send(
 def test_too_little_eth_is_one_clear_error_and_sends_nothing(
     chain: Chain, market: MarketClient
 ) -> None:
-    from backend.errors import InsufficientFunds
+    from backend.core.errors import InsufficientFunds
 
     poor = chain.new_funded_account(10**17)
     block = chain.w3.eth.block_number
@@ -169,8 +169,8 @@ def test_reverts_say_what_to_do_and_keep_the_raw_error(chain: Chain, market: Mar
 
 def test_every_custom_error_of_the_contract_is_explained() -> None:
     """A user who hits any of them gets a sentence, not only `Name(args)`."""
-    from backend.compile import load_artifact
-    from backend.revert_messages import explain
+    from backend.chain.contracts import load_artifact
+    from backend.chain.revert_messages import explain
 
     errors = [i for i in load_artifact("FedMarket")["abi"] if i["type"] == "error"]
     assert len(errors) > 30

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend import codec
-from backend.codec import Template
-from backend.errors import Reason, UpdateRejected
-from backend.models import ModelSpec, build_model, get_weights, template_of
+from backend.core import codec
+from backend.core.codec import Template
+from backend.core.errors import Reason, UpdateRejected
+from backend.core.models import ModelSpec, build_model, get_weights, template_of
 
 
 @pytest.fixture

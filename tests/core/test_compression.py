@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
-from backend.codec import Template
-from backend.compression import (
+from backend.core.codec import Template
+from backend.core.compression import (
     DEFAULT_TOPK_FRACTION,
     decode_update,
     encode_update,
@@ -15,8 +15,8 @@ from backend.compression import (
     rice_encode,
     topk_count,
 )
-from backend.errors import Reason, UpdateRejected
-from backend.models import ModelSpec, build_model, get_weights
+from backend.core.errors import Reason, UpdateRejected
+from backend.core.models import ModelSpec, build_model, get_weights
 
 
 @pytest.fixture
@@ -210,8 +210,8 @@ def test_update_order_comes_from_the_model_template_not_the_dict(codec: str) -> 
     """A trainer's Δ is built from weights it downloaded: safetensors hands them back sorted by
     name ("0.bias" before "0.weight"), not in the model's order. Packed by dict order, the
     receiver unpacked another tensor into each slot (cosine ≈ 0.01 for int8/top-k)."""
-    from backend import codec as st_codec
-    from backend.models import template_of
+    from backend.core import codec as st_codec
+    from backend.core.models import template_of
 
     spec = ModelSpec(family="mlp", input_dim=64, hidden=[64, 64])
     template = template_of(spec)

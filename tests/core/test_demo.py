@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
+from backend.cli.main import app
 
 runner = CliRunner()
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import codec as st_codec
-from backend.compression import decode_update, encode_update
-from backend.errors import Reason, UpdateRejected
-from backend.models import ModelSpec, template_of
+from backend.core import codec as st_codec
+from backend.core.compression import decode_update, encode_update
+from backend.core.errors import Reason, UpdateRejected
+from backend.core.models import ModelSpec, template_of
 
 LIMIT = 64 * 1024 * 1024
 TEMPLATE = template_of(ModelSpec(family="mlp", input_dim=64, hidden=[64, 64]))
@@ -45,9 +45,9 @@ def test_a_million_empty_tensors_at_the_size_limit_is_cheap_to_reject(tmp_path: 
         f"""
         import json, resource, sys, time
         from pathlib import Path
-        from backend.compression import decode_update
-        from backend.errors import UpdateRejected
-        from backend.models import ModelSpec, template_of
+        from backend.core.compression import decode_update
+        from backend.core.errors import UpdateRejected
+        from backend.core.models import ModelSpec, template_of
         template = template_of(ModelSpec(family="mlp", input_dim=64, hidden=[64, 64]))
         blob = Path({str(path)!r}).read_bytes()
         out = {{}}

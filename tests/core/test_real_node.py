@@ -7,11 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from backend.chain import Chain
-from backend.cli import app
-from backend.devnode import AnvilNode, find_anvil
-from backend.errors import ContractRevert
-from backend.market import MarketClient
+from backend.chain.base import Chain
+from backend.chain.market import MarketClient
+from backend.cli.main import app
+from backend.core.errors import ContractRevert
+from backend.devtools.devnode import AnvilNode, find_anvil
 
 pytestmark = pytest.mark.skipif(find_anvil() is None, reason="anvil not installed (npm)")
 

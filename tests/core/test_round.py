@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aggregator.round import Submission, compute_round
-from backend import codec
-from backend.datasets import Dataset, load_digits_dataset, shard, split_train_validation_test
-from backend.errors import Reason
-from backend.jobspec import JobSpec
-from backend.models import ModelSpec, build_model, get_weights
-from trainer_client import attacks
-from trainer_client.training import pseudo_gradient, train_local
+from aggregator.round.compute import Submission, compute_round
+from backend.core import codec
+from backend.core.datasets import Dataset, load_digits_dataset, shard, split_train_validation_test
+from backend.core.errors import Reason
+from backend.core.jobspec import JobSpec
+from backend.core.models import ModelSpec, build_model, get_weights
+from backend.core.training import pseudo_gradient, train_local
+from trainer_client import adversaries as attacks
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from aggregator.round import Submission, compute_round
-from backend import codec
-from backend.compression import encode_update
-from backend.datasets import load_digits_dataset, shard, split_train_validation_test
-from backend.jobspec import AggregationSpec, JobSpec, RuleSpec
-from backend.models import ModelSpec, build_model, get_weights, template_of
-from trainer_client import attacks
-from trainer_client.training import pseudo_gradient, train_local
+from aggregator.round.compute import Submission, compute_round
+from backend.core import codec
+from backend.core.compression import encode_update
+from backend.core.datasets import load_digits_dataset, shard, split_train_validation_test
+from backend.core.jobspec import AggregationSpec, JobSpec, RuleSpec
+from backend.core.models import ModelSpec, build_model, get_weights, template_of
+from backend.core.training import pseudo_gradient, train_local
+from trainer_client import adversaries as attacks
 
 GOLDEN = Path(__file__).with_name("round_golden.json")
 RULES = ("multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus")

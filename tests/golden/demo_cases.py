@@ -18,7 +18,7 @@ from typing import Any
 from eth_account import Account
 from typer.testing import CliRunner
 
-from backend.cli import app
+from backend.cli.main import app
 
 GOLDEN = Path(__file__).with_name("demo_golden.json")
 DEMOS = {

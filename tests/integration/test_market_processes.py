@@ -17,11 +17,16 @@ import httpx
 import numpy as np
 import pytest
 
-from backend.chain import Chain
-from backend.datasets import load_digits_dataset, shard, split_train_validation_test, to_npz_bytes
-from backend.devnet import IpfsDaemon, find_ipfs
-from backend.devnode import AnvilNode, find_anvil, free_port
-from backend.market import JobStatus, MarketClient, Phase
+from backend.chain.base import Chain
+from backend.chain.market import JobStatus, MarketClient, Phase
+from backend.core.datasets import (
+    load_digits_dataset,
+    shard,
+    split_train_validation_test,
+    to_npz_bytes,
+)
+from backend.devtools.devnet import IpfsDaemon, find_ipfs
+from backend.devtools.devnode import AnvilNode, find_anvil, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,7 +38,7 @@ pytestmark = [
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.cli", *args]
+    return [sys.executable, "-m", "backend.cli.main", *args]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,7 @@ hidden = [32]
 """)
     _run(env, "deploy", "--dev-account", "0")
     _run(env, "owner", "create-job", "--spec", str(home / "job.toml"), "--dev-account", "1")
-    from backend.settings import load_settings
+    from backend.protocol.settings import load_settings
 
     settings = load_settings(home / "config.toml")
     market = MarketClient.at(chain, str(settings.market_address))

@@ -1,0 +1,176 @@
+"""What a contract revert means to the person who caused it, and what to do about it.
+
+The contract speaks in custom errors (`WrongStatus(jobId=2, status=3)`); a user needs "job 2 is
+finished but not finalized: run `fedmarket owner finalize 2` first". `explain` turns every
+custom error a user of the role commands can hit into such a sentence; the raw error stays at
+the end of the message, so scripts and searches still find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from backend.core.errors import eth_text
+from backend.core.jobstatus import JobStatus
+
+Args = Mapping[str, Any]
+
+
+def _eth(wei: Any) -> str:
+    return f"{eth_text(wei)} ETH"
+
+
+def _ppm(value: Any) -> str:
+    return f"{int(value or 0) / 1e6:.3f}"
+
+
+def _status(args: Args) -> JobStatus:
+    try:
+        return JobStatus(int(args.get("status", 0)))
+    except ValueError:
+        return JobStatus.NONE
+
+
+# What must happen before `function` can succeed, by the status the job is in now.
+_NEXT_STEP = {
+    JobStatus.CREATED: "it must be started first (`fedmarket owner start {job}`, once "
+    "min_trainers have joined)",
+    JobStatus.RUNNING: "its rounds must all be posted by the aggregator first, then it is "
+    "finalized (`fedmarket owner finalize {job}`)",
+    JobStatus.FINISHED: "it must be finalized first: `fedmarket owner finalize {job}` "
+    "(anyone may run it)",
+}
+
+# Which statuses each function needs: in words, and the first status that satisfies it.
+_NEEDS: dict[str, tuple[str, JobStatus]] = {
+    "join": ("open for joining", JobStatus.CREATED),
+    "start": ("open for joining", JobStatus.CREATED),
+    "cancel": ("open for joining", JobStatus.CREATED),
+    "commit": ("running", JobStatus.RUNNING),
+    "reveal": ("running", JobStatus.RUNNING),
+    "postRound": ("running", JobStatus.RUNNING),
+    "abandon": ("running", JobStatus.RUNNING),
+    "finalize": ("finished", JobStatus.FINISHED),
+    "claim": ("finalized, abandoned or cancelled", JobStatus.SETTLED),
+    "claimRefund": ("finalized, abandoned or cancelled", JobStatus.SETTLED),
+    "revealValidation": ("finalized or abandoned", JobStatus.SETTLED),
+}
+
+
+def _wrong_status(fn: str, a: Args) -> str:
+    job, status = a.get("jobId"), _status(a)
+    words, first = _NEEDS.get(fn, ("in another state", JobStatus.NONE))
+    text = f"job {job} is {status.meaning}; {fn} needs it {words}"
+    step = _NEXT_STEP.get(status)
+    if step and status < first:  # it can still get there: say what comes next
+        return f"{text}: {step.format(job=job)}"
+    return f"{text}, and it is past that stage" if status > first else text
+
+
+_EXPLAIN: dict[str, Callable[[str, Args], str]] = {
+    "WrongStatus": _wrong_status,
+    "UnknownJob": lambda fn, a: f"there is no job {a.get('jobId')} on this market",
+    "NotOwner": lambda fn, a: (
+        f"only job {a.get('jobId')}'s owner may {fn}; "
+        f"{a.get('caller')} is not it (sign with --account OWNER)"
+    ),
+    "NotParticipant": lambda fn, a: (
+        f"{a.get('caller')} has not joined job {a.get('jobId')} "
+        f"(`fedmarket trainer join {a.get('jobId')}` while it is open)"
+    ),
+    "NotAggregator": lambda fn, a: f"{a.get('caller')} is not job {a.get('jobId')}'s aggregator",
+    "AlreadyJoined": lambda fn, a: f"{a.get('trainer')} has already joined job {a.get('jobId')}",
+    "JobFull": lambda fn, a: f"job {a.get('jobId')} already has its max_trainers",
+    "JoinClosed": lambda fn, a: f"job {a.get('jobId')}'s join deadline has passed",
+    "ReliabilityTooLow": lambda fn, a: (
+        f"your reliability {_ppm(a.get('have'))} is below the job's minimum {_ppm(a.get('need'))}"
+    ),
+    "NotEnoughTrainers": lambda fn, a: (
+        f"only {a.get('have')} trainer(s) joined; the job needs {a.get('need')} before it can start"
+    ),
+    "NotInCommitPhase": lambda fn, a: (
+        f"job {a.get('jobId')} round {a.get('round')} is not "
+        "taking commitments now (wait for the next round's commit phase)"
+    ),
+    "NotInRevealPhase": lambda fn, a: (
+        f"job {a.get('jobId')} round {a.get('round')} is not in its "
+        "reveal phase (it opens when every trainer has committed or the commit phase ends)"
+    ),
+    "AlreadyCommitted": lambda fn, a: (
+        f"{a.get('trainer')} already committed to round {a.get('round')} of job {a.get('jobId')}"
+    ),
+    "NothingCommitted": lambda fn, a: (
+        f"{a.get('trainer')} made no commitment in round "
+        f"{a.get('round')} of job {a.get('jobId')}, so there is nothing to reveal"
+    ),
+    "AlreadyRevealed": lambda fn, a: f"{a.get('trainer')} already revealed round {a.get('round')}",
+    "CommitmentMismatch": lambda fn, a: (
+        "the revealed hash, CID and salt do not match the "
+        f"commitment of {a.get('trainer')} in round {a.get('round')} (a different update or salt)"
+    ),
+    "WrongRound": lambda fn, a: f"the job is at round {a.get('expected')}, not {a.get('given')}",
+    "RevealPhaseOpen": lambda fn, a: f"round {a.get('round')}'s reveal phase is still open",
+    "PostDeadlinePassed": lambda fn, a: (
+        f"round {a.get('round')}'s post deadline has passed "
+        f"(anyone may now `abandon` job {a.get('jobId')})"
+    ),
+    "DeadlineNotPassed": lambda fn, a: f"job {a.get('jobId')}'s post deadline has not passed",
+    "AlreadyClaimed": lambda fn, a: (
+        f"{a.get('account')} has already claimed from job {a.get('jobId')}"
+    ),
+    "ValidationMismatch": lambda fn, a: (
+        "the validation file does not match the commitment "
+        f"made when job {a.get('jobId')} was created"
+    ),
+    "AlreadyRevealedValidation": lambda fn, a: (
+        f"job {a.get('jobId')}'s validation split is already revealed"
+    ),
+    "NotRegistered": lambda fn, a: (
+        f"{a.get('trainer')} is not registered as a trainer "
+        "(`fedmarket trainer register --stake ETH`)"
+    ),
+    "AlreadyRegistered": lambda fn, a: f"{a.get('trainer')} is already registered",
+    "ZeroAmount": lambda fn, a: "the amount must be more than 0",
+    "InsufficientFreeStake": lambda fn, a: (
+        f"only {_eth(a.get('available', 0))} of your stake "
+        f"is free and {_eth(a.get('requested', 0))} is needed "
+        "(`fedmarket trainer register --stake ETH` adds stake)"
+    ),
+    "InvalidRounds": lambda fn, a: f"rounds = {a.get('rounds')} is out of the allowed range",
+    "InvalidTrainerBounds": lambda fn, a: (
+        f"min_trainers = {a.get('min')} and max_trainers = {a.get('max')} are not a valid range"
+    ),
+    "InvalidDuration": lambda fn, a: "a phase duration is zero or too long",
+    "InvalidSlashBps": lambda fn, a: f"slash_bps = {a.get('bps')} is above 10000",
+    "ZeroAddress": lambda fn, a: "an address is zero (check the aggregator)",
+    "AmountTooLarge": lambda fn, a: f"{_eth(a.get('amount', 0))} is more than a stake can hold",
+    "TransferFailed": lambda fn, a: (
+        f"sending {_eth(a.get('amount', 0))} to {a.get('to')} "
+        "failed: the receiving address refused ETH (a contract without a payable receive)"
+    ),
+    "InvalidReliability": lambda fn, a: f"reliability weight {_ppm(a.get('ppm'))} is above 1",
+    "ReentrancyGuardReentrantCall": lambda fn, a: "a re-entrant call was refused",
+    # An aggregator's malformed post: its software is wrong, not its user.
+    "LengthMismatch": lambda fn, a: (
+        f"the post lists {a.get('scores')} scores and "
+        f"{a.get('reasons')} reasons for {a.get('expected')} trainers"
+    ),
+    "UnknownReason": lambda fn, a: f"reason code {a.get('reason')} is not one the contract knows",
+    "ScoreTooLarge": lambda fn, a: f"score {a.get('score')} is above the maximum (1e6 = 1.0)",
+    "InvalidResult": lambda fn, a: (
+        f"{a.get('trainer')} got score {a.get('score')} with "
+        f"reason {a.get('reason')}: a flagged or missing update must score 0"
+    ),
+}
+
+
+def explain(function: str, error: str, args: Args) -> str | None:
+    """A sentence for `error` raised by contract `function`, or None if it has none."""
+    how = _EXPLAIN.get(error)
+    if how is None:
+        return None
+    try:
+        return f"cannot {function}: {how(function, args)}"
+    except (TypeError, ValueError):  # odd args from a foreign contract: fall back to the raw error
+        return None

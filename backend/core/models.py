@@ -1,0 +1,117 @@
+"""Models by spec, never by pickle: a JSON-able spec builds a torch module; weights are safetensors.
+
+Families: `logreg` (linear softmax), `mlp` (hidden layers with ReLU), `cnn` (a small CNN for
+28×28 single-channel images).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from backend.core.codec import Template, Tensors
+
+
+class ModelSpec(BaseModel):
+    """What model a job trains. Recorded in the job spec; every role builds the same module."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: Literal["logreg", "mlp", "cnn"] = "mlp"
+    input_dim: int = Field(64, gt=0)
+    num_classes: int = Field(10, ge=2)
+    hidden: list[int] = Field(default_factory=lambda: [64])
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.family == "cnn" and self.input_dim != 28 * 28:
+            raise ValueError("the cnn family takes 28x28 images: input_dim must be 784")
+        if any(h <= 0 for h in self.hidden):
+            raise ValueError("hidden layer sizes must be positive")
+        return self
+
+
+class _SmallCNN(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 7 * 7, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 1, 28, 28)
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+def build_model(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A freshly initialised module (seeded by spec.seed, so every party gets the same one)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(spec.seed)
+    try:
+        if spec.family == "logreg":
+            model: nn.Module = nn.Sequential(nn.Linear(spec.input_dim, spec.num_classes))
+        elif spec.family == "mlp":
+            layers: list[nn.Module] = []
+            prev = spec.input_dim
+            for width in spec.hidden:
+                layers += [nn.Linear(prev, width), nn.ReLU()]
+                prev = width
+            layers.append(nn.Linear(prev, spec.num_classes))
+            model = nn.Sequential(*layers)
+        else:
+            model = _SmallCNN(spec.num_classes)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return model.to(dtype)
+
+
+def get_weights(model: nn.Module) -> Tensors:
+    return {
+        k: v.detach().cpu().numpy().astype(np.float32, copy=True)
+        for k, v in model.state_dict().items()
+    }
+
+
+def set_weights(model: nn.Module, tensors: Mapping[str, np.ndarray]) -> None:
+    ref = model.state_dict()
+    dtype = next(iter(ref.values())).dtype
+    model.load_state_dict({k: torch.as_tensor(np.asarray(tensors[k])).to(dtype) for k in ref})
+
+
+def template_of(spec: ModelSpec) -> Template:
+    """Names and shapes of the spec's tensors (cached: building a module just to read them
+    would otherwise happen on every fetch and every round)."""
+    return _template_of_json(spec.model_dump_json())
+
+
+@functools.lru_cache(maxsize=64)
+def _template_of_json(spec_json: str) -> Template:
+    return Template.of(get_weights(build_model(ModelSpec.model_validate_json(spec_json))))
+
+
+def evaluate(
+    spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `weights` on (x, y), in float64 for reproducibility."""
+    model = build_model(spec, dtype=torch.float64)
+    set_weights(model, weights)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.as_tensor(x, dtype=torch.float64))
+        target = torch.as_tensor(y, dtype=torch.long)
+        loss = nn.functional.cross_entropy(logits, target).item()
+        acc = (logits.argmax(1) == target).double().mean().item()
+    return float(loss), float(acc)
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
+    return ModelSpec.model_validate(dict(data))
