@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from backend import cli_common
+from backend.cli import common as cli_common
 
 
 def test_stage_bars_show_bytes_and_steps(monkeypatch) -> None:
