@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator.rules.robust import multi_krum_aggregate
+from aggregator.rules.multi_krum import multi_krum_aggregate
 from aggregator.rules.scoring import leave_one_out, shapley_monte_carlo
 
 

@@ -29,8 +29,10 @@ from backend.core.datasets import Dataset, load_dataset, shard, split_train_vali
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, build_model, evaluate, get_weights
 from backend.core.training import pseudo_gradient, train_local
-from trainer_client import adversaries as attacks
+from trainer_client.adversaries import poison_data, poison_update
 
+# The simulated trainers' attacks (trainer_client.adversaries.ATTACKS) plus `copy`: resubmitting
+# an honest peer's update, which only a simulation that sees every update can play.
 ATTACKS = ("sign_flip", "noise", "label_flip", "copy", "zero")
 
 
@@ -55,22 +57,18 @@ def simulate(
     for r in range(1, rounds + 1):
         deltas = []
         for i, data in enumerate(shards):
-            if attack == "label_flip" and i in malicious:
-                data = Dataset(data.x, attacks.flip_labels(data.y, spec.model.num_classes))
+            if attack is not None and i in malicious:
+                data = poison_data(attack, data, spec.model.num_classes)
             w_local, _ = train_local(
                 spec.model, weights, data, spec.training, seed=seed * 7919 + r * 101 + i
             )
             deltas.append(pseudo_gradient(weights, w_local))
         honest = [i for i in range(n) if i not in malicious]
         for i in sorted(malicious):
-            if attack == "sign_flip":
-                deltas[i] = attacks.sign_flip(deltas[i])
-            elif attack == "noise":
-                deltas[i] = attacks.gaussian_noise(deltas[i], rng)
-            elif attack == "zero":
-                deltas[i] = attacks.near_zero(deltas[i])
-            elif attack == "copy":
+            if attack == "copy":  # needs the others' updates: a simulation-only attack
                 deltas[i] = {k: v.copy() for k, v in deltas[int(rng.choice(honest))].items()}
+            elif attack is not None:
+                deltas[i] = poison_update(attack, deltas[i], rng)
         # A copier needs the original before it commits, so it commits later; others in order.
         order = {i: (n + i if i in malicious else i) for i in range(n)}
         subs = [
@@ -107,6 +105,27 @@ def centralized(
     return round(evaluate(spec.model, w, test.x, test.y)[1], 4)
 
 
+def bench_spec(args: argparse.Namespace, name: str, data: Dataset) -> JobSpec:
+    """The benchmark's job: an MLP, one local epoch, the rule and thresholds from the flags."""
+    rule: dict = {"name": args.rule}
+    if args.harm_ratio is not None:
+        rule["harm_ratio"] = args.harm_ratio
+    if args.max_norm_ratio is not None:
+        rule["max_norm_ratio"] = args.max_norm_ratio
+    return JobSpec(
+        dataset=name,
+        model=ModelSpec(family="mlp", input_dim=int(data.x.shape[1]), hidden=[64], seed=args.seed),
+        training=TrainingSpec(local_epochs=1, lr=0.1, batch_size=16),
+        # DiLoCo-style outer Nesterov: many small non-IID shards need the outer momentum.
+        aggregation=AggregationSpec(
+            rule=rule,
+            outer="nesterov",  # type: ignore[arg-type]
+            server_lr=0.7,
+            momentum=0.9,
+        ),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,23 +150,7 @@ def main() -> None:
     data = load_dataset(name)
     train, validation, test = split_train_validation_test(data, seed=args.seed)
     shards = shard(train, args.trainers, seed=args.seed, non_iid_alpha=args.alpha)
-    rule: dict = {"name": args.rule}
-    if args.harm_ratio is not None:
-        rule["harm_ratio"] = args.harm_ratio
-    if args.max_norm_ratio is not None:
-        rule["max_norm_ratio"] = args.max_norm_ratio
-    spec = JobSpec(
-        dataset=name,
-        model=ModelSpec(family="mlp", input_dim=int(data.x.shape[1]), hidden=[64], seed=args.seed),
-        training=TrainingSpec(local_epochs=1, lr=0.1, batch_size=16),
-        # DiLoCo-style outer Nesterov: many small non-IID shards need the outer momentum.
-        aggregation=AggregationSpec(
-            rule=rule,
-            outer="nesterov",  # type: ignore[arg-type]
-            server_lr=0.7,
-            momentum=0.9,
-        ),
-    )
+    spec = bench_spec(args, name, data)
     k = round(args.fraction * args.trainers)
     rng = np.random.default_rng(args.seed)
     malicious = {int(i) for i in rng.choice(args.trainers, size=k, replace=False)}

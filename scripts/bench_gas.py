@@ -46,10 +46,11 @@ class Bench:
         self.owner, self.agg, self.trainers = accts[0], accts[1], accts[2:]
         art = load_artifact("FedMarketSeparatePost")
         factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        receipt = self._send(factory.constructor(300_000), self.owner)
+        receipt = self.send(factory.constructor(300_000), self.owner)
         self.m = self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
 
-    def _send(self, fn: Any, sender: str, value: int = 0) -> Any:
+    def send(self, fn: Any, sender: str, value: int = 0) -> Any:
+        """Send `fn` from `sender` and return its receipt; a revert raises RuntimeError."""
         h = fn.transact({"from": sender, "value": value, "gas": GAS})
         receipt = self.w3.eth.get_transaction_receipt(h)
         if receipt["status"] != 1:
@@ -57,7 +58,7 @@ class Bench:
         return receipt
 
     def gas(self, fn: Any, sender: str, value: int = 0) -> int:
-        return int(self._send(fn, sender, value)["gasUsed"])
+        return int(self.send(fn, sender, value)["gasUsed"])
 
     def create_job(self, rounds: int) -> int:
         n = len(self.trainers)
@@ -80,7 +81,7 @@ class Bench:
             "bafy-model-0",
             keccak(abi_encode(["bytes32", "string"], [b"\x03" * 32, "bafy-val"])),
         )
-        self._send(self.m.functions.createJob(params), self.owner, 1000 * ETH + 7)
+        self.send(self.m.functions.createJob(params), self.owner, 1000 * ETH + 7)
         return job
 
     def commit_reveal(self, job: int, rnd: int, stats: dict[str, list[int]]) -> None:
@@ -121,11 +122,11 @@ def results(n: int, rnd: int) -> tuple[list[int], list[int]]:
 def run_bench(trainers: int = 50, rounds: int = 10) -> dict[str, Any]:
     b = Bench(trainers)
     for t in b.trainers:
-        b._send(b.m.functions.register(), t, 10 * ETH)
+        b.send(b.m.functions.register(), t, 10 * ETH)
     job_a, job_b = b.create_job(rounds), b.create_job(rounds)
     for job in (job_a, job_b):
         for t in b.trainers:
-            b._send(b.m.functions.join(job), t)  # the last join starts the job
+            b.send(b.m.functions.join(job), t)  # the last join starts the job
     stats: dict[str, list[int]] = {"commit": [], "reveal": [], "batched": [], "separate": []}
     for rnd in range(1, rounds + 1):
         scores, reasons = results(trainers, rnd)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.chain.base import Chain
+from backend.chain.rpc import rpc_chain
 from backend.core.datasets import load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import TrainingSpec
 from backend.core.models import ModelSpec, build_model, evaluate, get_weights
@@ -79,7 +79,7 @@ def main() -> None:
         from backend.devtools.devnode import AnvilNode
 
         node = AnvilNode().start()
-        chain = Chain.rpc(node.url, dev_accounts=True)
+        chain = rpc_chain(node.url, dev_accounts=True)
     profiler = None
     if args.profile:
         from pyinstrument import Profiler

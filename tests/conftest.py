@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from backend.chain.base import Chain
+from backend.chain.embedded import embedded_chain
 from backend.chain.market import MarketClient
-from backend.storage.stores import LocalStore
+from backend.storage import LocalStore
 
 
 @pytest.fixture
 def chain() -> Chain:
-    return Chain.embedded()
+    return embedded_chain()
 
 
 @pytest.fixture

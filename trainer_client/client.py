@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from backend.chain.market import MarketClient, commitment_hash
@@ -25,8 +24,7 @@ from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
 from backend.core.training import pseudo_gradient, train_local
 from backend.protocol.fetch import fetch_current_weights, fetch_job_spec
-from backend.storage.stores import ContentStore, Transfer, sha256_bytes
-from trainer_client import adversaries as attacks
+from backend.storage import ContentStore, Transfer, sha256_bytes
 
 # Progress of the round's slow stages: (stage, done, total or None); stages are "download"
 # (bytes of the global model), "train" (optimizer steps) and "upload" (bytes of the update).
@@ -56,7 +54,11 @@ class Contribution:
 
 
 class TrainerClient:
-    """One trainer on one market. `attack` simulates a malicious trainer (demo and benchmarks)."""
+    """One honest trainer on one market.
+
+    `local_data` and `make_update` are the hooks a simulated adversary overrides (see
+    `trainer_client.adversaries.AdversarialClient`); this class never tampers with anything.
+    """
 
     def __init__(
         self,
@@ -65,18 +67,14 @@ class TrainerClient:
         account: LocalAccount,
         data: Dataset,
         *,
-        attack: str | None = None,
         seed: int = 0,
         state_file: Path | None = None,
         progress: StageProgress | None = None,
     ) -> None:
-        if attack is not None and attack not in attacks.ATTACKS:
-            raise ValueError(f"unknown attack {attack!r}; known: {', '.join(attacks.ATTACKS)}")
         self.market = market
         self.store = store
         self.account = account
         self.data = data
-        self.attack = attack
         self.seed = seed
         self.state_file = state_file
         self.progress = progress
@@ -102,25 +100,29 @@ class TrainerClient:
         spec = self.spec(job_id)
         return fetch_current_weights(self.market, self.store, spec, job_id, self._stage("download"))
 
+    def local_data(self, spec: JobSpec) -> Dataset:
+        """The data to train on for a job: the private shard (a hook for simulated adversaries)."""
+        return self.data
+
+    def make_update(self, w_global: Tensors, w_local: Tensors, seed: int) -> Tensors:
+        """The Δ to submit after local training (a hook for simulated adversaries); `seed` is
+        the round's training seed."""
+        return pseudo_gradient(w_global, w_local)
+
     def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:
         """Train on the private shard from the current global model; return (Δ, train loss)."""
         spec = self.spec(job_id)
         w_global = self.global_weights(job_id)
-        data = self.data
-        if self.attack == "label_flip":
-            data = Dataset(data.x, attacks.flip_labels(data.y, spec.model.num_classes))
         seed = self.seed * 1_000_003 + round_
         w_local, loss = train_local(
-            spec.model, w_global, data, spec.training, seed=seed, on_step=self._stage("train")
+            spec.model,
+            w_global,
+            self.local_data(spec),
+            spec.training,
+            seed=seed,
+            on_step=self._stage("train"),
         )
-        delta = pseudo_gradient(w_global, w_local)
-        if self.attack == "sign_flip":
-            delta = attacks.sign_flip(delta)
-        elif self.attack == "noise":
-            delta = attacks.gaussian_noise(delta, np.random.default_rng(seed))
-        elif self.attack == "zero":
-            delta = attacks.near_zero(delta)
-        return delta, loss
+        return self.make_update(w_global, w_local, seed), loss
 
     def _residual_path(self, job_id: int) -> Path | None:
         if self.state_file is None:
@@ -162,7 +164,7 @@ class TrainerClient:
             path = self._residual_path(job_id)
             if path is not None:
                 save_residual(path, new_residual)
-        self._save_state()  # before the commit: a crash after it must still be able to reveal
+        self.save_state()  # before the commit: a crash after it must still be able to reveal
         gas = self.send_commit(job_id, round_)
         return cid, content_hash, gas
 
@@ -194,7 +196,7 @@ class TrainerClient:
             self.account, job_id, bytes.fromhex(p.content_hash), p.cid, bytes.fromhex(p.salt)
         )
         p.revealed = True
-        self._save_state()
+        self.save_state()
         return result.gas_used
 
     # -- state ----------------------------------------------------------------------------
@@ -204,7 +206,8 @@ class TrainerClient:
         raw = json.loads(self.state_file.read_text())
         return {(p["job_id"], p["round"]): PendingReveal(**p) for p in raw.get("pending", [])}
 
-    def _save_state(self) -> None:
+    def save_state(self) -> None:
+        """Write the pending reveals to the state file (if any), atomically."""
         if self.state_file is None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def step(client: TrainerClient, job_id: int) -> Step:
     if revealed:
         if pending is not None and not pending.revealed:
             pending.revealed = True
-            client._save_state()
+            client.save_state()
         return Step("round-done", round_, "revealed; waiting for the next round")
     if phase == Phase.COMMIT:
         if committed:

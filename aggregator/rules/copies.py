@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aggregator.rules.robust import gram64, row_sq_norms
+from aggregator.rules.kernels import gram64, row_sq_norms
 
 __all__ = ["REASON_CLEAN", "REASON_COPY", "REASON_REPLAY", "REASON_ZERO", "detect_copies"]
 

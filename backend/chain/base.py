@@ -1,40 +1,30 @@
-"""The chain adapter: one class over web3 for both the in-process EVM and a JSON-RPC node.
+"""The chain interface: one class over web3, whatever runs the EVM.
 
-Transactions are always signed locally with the sender's key (the same path works against
-eth-tester and a real node). A revert — raised in-process by eth-tester, or as a
-ContractLogicError / failed receipt over RPC — always surfaces as one ContractRevert naming
-the Solidity custom error and its arguments.
+`Chain` holds what every backend shares: local signing (the same path works against eth-tester
+and a real node), fees, nonces, deploys, calls and the mapping of failures to the project's
+errors. A revert — raised in-process by eth-tester, or as a ContractLogicError / failed receipt
+over RPC — always surfaces as one ContractRevert naming the Solidity custom error and its
+arguments. The backends live in their own modules: `embedded` (in-process EVM), `persistent`
+(the in-process EVM saved as a journal) and `rpc` (a JSON-RPC node).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from backend.chain.contracts import load_artifact
-from backend.core.errors import (
-    ChainUnavailable,
-    ConfigError,
-    ContractRevert,
-    InsufficientFunds,
-    eth_text,
-)
-
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
-_PANIC_SELECTOR = bytes.fromhex("4e487b71")
-_ERROR_SELECTOR = bytes.fromhex("08c379a0")
-_HEX_RE = re.compile(r"0x[0-9a-fA-F]{8,}")
+from backend.chain.revert import ErrorDecoder, contract_revert
+from backend.core.errors import ConfigError, InsufficientFunds, eth_text
 
 
 @dataclass(frozen=True)
@@ -47,75 +37,11 @@ class TxResult:
     receipt: Any
 
 
-class ErrorDecoder:
-    """Maps 4-byte custom-error selectors from contract ABIs to names and argument names."""
-
-    def __init__(self, abis: Iterable[list[dict[str, Any]]] = ()) -> None:
-        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
-        for abi in abis:
-            self.add(abi)
-
-    def add(self, abi: list[dict[str, Any]]) -> None:
-        for item in abi:
-            if item.get("type") != "error":
-                continue
-            types = [_abi_type(i) for i in item.get("inputs", [])]
-            names = [i.get("name") or f"arg{n}" for n, i in enumerate(item.get("inputs", []))]
-            sig = f"{item['name']}({','.join(types)})"
-            self._errors[function_signature_to_4byte_selector(sig)] = (item["name"], types, names)
-
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        selector, body = data[:4], data[4:]
-        if selector == _ERROR_SELECTOR:
-            (msg,) = abi_decode(["string"], body)
-            return "Error", {"message": msg}
-        if selector == _PANIC_SELECTOR:
-            (code,) = abi_decode(["uint256"], body)
-            return "Panic", {"code": hex(code)}
-        if selector in self._errors:
-            name, types, names = self._errors[selector]
-            try:
-                values = abi_decode(types, body)
-            except Exception:
-                return name, {}
-            return name, dict(zip(names, values, strict=True))
-        if not data:
-            return "Revert", {}
-        return "UnknownError", {"data": "0x" + data.hex()}
-
-
-def _abi_type(item: dict[str, Any]) -> str:
-    t = item["type"]
-    if t.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item["components"])
-        return f"({inner}){t[5:]}"
-    return t
-
-
-def revert_data(exc: BaseException) -> bytes | None:
-    """Dig the raw revert data out of whatever exception web3 / eth-tester raised."""
-    candidates: list[Any] = [getattr(exc, "data", None), *getattr(exc, "args", ())]
-    for cand in candidates:
-        if isinstance(cand, bytes | bytearray):
-            return bytes(cand)
-        if isinstance(cand, str):
-            m = _HEX_RE.search(cand)
-            if m:
-                return bytes.fromhex(m.group(0)[2:])
-        if isinstance(cand, dict) and "data" in cand:
-            inner = cand["data"]
-            if isinstance(inner, str) and inner.startswith("0x"):
-                return bytes.fromhex(inner[2:])
-    if isinstance(exc, ContractLogicError | ContractCustomError):
-        return b""
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc:
-        return revert_data(cause)
-    return None
-
-
-class Chain:
+class Chain(ABC):
     """web3 plus local signing, dev-chain helpers and error mapping."""
+
+    # Tip on top of twice the base fee; a real node's miners want one, py-evm does not.
+    priority_fee_wei: int = 0
 
     def __init__(
         self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None, tx_timeout_s: float = 120.0
@@ -126,46 +52,6 @@ class Chain:
         self.tx_timeout_s = tx_timeout_s
         self.errors = ErrorDecoder()
         self._chain_id: int | None = None
-        # In-process only: eth-tester's get_logs re-decodes every block on every call (seconds
-        # per query after a few hundred blocks), so the embedded chain keeps its own log index,
-        # reading each block's receipts once.
-        self._log_index: list[dict[str, Any]] = []
-        self._indexed_to = -1
-
-    # -- construction ---------------------------------------------------------------------
-    @classmethod
-    def embedded(cls) -> Chain:
-        """A fresh in-process EVM (eth-tester + py-evm): no servers, gone with the process."""
-        from eth_tester import EthereumTester, PyEVMBackend
-        from web3 import EthereumTesterProvider
-
-        backend = PyEVMBackend()
-        use_one_run_gas_estimates(backend)
-        tester = EthereumTester(backend)
-        w3 = Web3(EthereumTesterProvider(tester))
-        keys = [k.to_hex() for k in backend.account_keys]
-        return cls(w3, kind="embedded", dev_keys=keys)
-
-    @classmethod
-    def rpc(cls, url: str, *, tx_timeout_s: float = 120.0, dev_accounts: bool = False) -> Chain:
-        """A JSON-RPC node over HTTP. `dev_accounts` exposes anvil's well-known keys."""
-        # web3's validation middleware asks the node for eth_chainId on every call and
-        # estimate (2-3 round trips per transaction); the chain id cannot change under us.
-        w3 = Web3(
-            Web3.HTTPProvider(url, request_kwargs={"timeout": 30}, cache_allowed_requests=True)
-        )
-        try:
-            _ = w3.eth.chain_id  # a cheap call that proves the node answers
-        except Exception as exc:
-            raise ChainUnavailable(f"no JSON-RPC node answers at {url} ({exc})") from None
-        keys: list[str] = []
-        if dev_accounts:
-            Account.enable_unaudited_hdwallet_features()
-            keys = [
-                Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
-                for i in range(10)
-            ]
-        return cls(w3, kind="rpc", dev_keys=keys, tx_timeout_s=tx_timeout_s)
 
     # -- accounts -------------------------------------------------------------------------
     def dev_account(self, index: int = 0) -> LocalAccount:
@@ -199,16 +85,23 @@ class Chain:
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
+    @abstractmethod
     def advance_time(self, seconds: int) -> int:
-        """Move the chain's clock forward and mine a block (dev chains only)."""
-        if self.kind == "embedded":
-            tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
-            tester.time_travel(self.now() + int(seconds))
-            tester.mine_blocks(1)  # time_travel leaves `latest` one second short of the target
-        else:
-            self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
-            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        return self.now()
+        """Move the chain's clock forward and mine a block (dev chains only); the new time."""
+
+    # -- backend hooks --------------------------------------------------------------------
+    def logs(self, address: str, from_block: int = 0) -> list[dict[str, Any]] | None:
+        """Raw logs emitted by `address` since `from_block` when the backend indexes them
+        itself; None (the default) when a node answers eth_getLogs efficiently."""
+        return None
+
+    def sending(self) -> AbstractContextManager[None]:
+        """Held around each signed send, from nonce to receipt (a backend may lock here)."""
+        return nullcontext()
+
+    def on_mined(self, raw_tx: bytes, receipt: Any) -> None:
+        """Called with each signed transaction once mined (a backend may record it)."""
+        return None  # nothing to record by default
 
     # -- contracts ------------------------------------------------------------------------
     def contract(self, name: str, address: str) -> Contract:
@@ -237,7 +130,7 @@ class Chain:
         try:
             return fn.call()
         except (ContractLogicError, ContractCustomError) as exc:
-            raise self._revert(fn.fn_name, exc) from None
+            raise self.errors.to_revert(fn.fn_name, exc) from None
 
     def transact(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> TxResult:
         """Estimate, sign, send and wait; any revert becomes ContractRevert."""
@@ -274,74 +167,57 @@ class Chain:
         if self.balance(sender.address) < cost:
             raise self._short_of_funds(sender.address, int(value), fn.fn_name)
 
+    # -- internals ------------------------------------------------------------------------
     def _classify(self, exc: Exception, sender: str, value: int, what: str) -> Exception:
         """A send's failure as the project's error; anything unexpected passes through."""
         if _is_insufficient_funds(exc):
             return self._short_of_funds(sender, value, what)
         if isinstance(exc, Web3Exception | ValueError) or _is_tester_failure(exc):
-            return self._revert(what, exc)
+            return self.errors.to_revert(what, exc)
         return exc
 
-    # -- internals ------------------------------------------------------------------------
-    def logs(self, address: str, from_block: int = 0) -> list[dict[str, Any]] | None:
-        """Raw logs emitted by `address` since `from_block`, from the local index (embedded
-        chains only; None elsewhere: a node answers eth_getLogs efficiently itself)."""
-        if self.kind != "embedded":
-            return None
-        latest = int(self.w3.eth.block_number)
-        for number in range(self._indexed_to + 1, latest + 1):
-            block = self.w3.eth.get_block(number)
-            for tx_hash in block["transactions"]:
-                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-                self._log_index.extend(dict(log) for log in receipt["logs"])
-            self._indexed_to = number
-        address = Web3.to_checksum_address(address)
-        return [
-            log
-            for log in self._log_index
-            if log["address"] == address and int(log["blockNumber"]) >= from_block
-        ]
-
-    def _on_mined(self, raw_tx: bytes, receipt: Any) -> None:
-        """Hook: a signed transaction was mined (backend.chain.persistent journals it)."""
-
     def _fees(self) -> dict[str, int]:
-        """EIP-1559 fees: twice the latest base fee (room for rises) plus a tip on real nodes."""
+        """EIP-1559 fees: twice the latest base fee (room for rises) plus the backend's tip."""
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
-        tip = 10**9 if self.kind == "rpc" else 0
+        tip = self.priority_fee_wei
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
 
     def _nonce(self, address: str) -> int:
         return int(self.w3.eth.get_transaction_count(address, "pending"))
 
     def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
-        tx = dict(tx)
-        if "nonce" not in tx:  # not setdefault: that would ask the node even when it is set
-            tx["nonce"] = self._nonce(sender.address)
-        tx.setdefault("chainId", self.chain_id)
-        if "maxFeePerGas" not in tx and "gasPrice" not in tx:
-            tx.update(self._fees())
-        signed = sender.sign_transaction(tx)
-        try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            raise self._classify(exc, sender.address, int(tx.get("value", 0)), what) from None
-        # A dev node mines at once: poll fast rather than web3's default 0.1 s.
-        receipt = self.w3.eth.wait_for_transaction_receipt(
-            tx_hash, timeout=self.tx_timeout_s, poll_latency=0.01
-        )
-        self._on_mined(bytes(signed.raw_transaction), receipt)
-        if receipt["status"] != 1:
-            # Replay the call at the failing block to learn why (a node does not say in receipts).
-            call = {k: tx[k] for k in ("from", "to", "value", "data") if k in tx}
+        with self.sending():
+            tx = dict(tx)
+            if "nonce" not in tx:  # not setdefault: that would ask the node even when it is set
+                tx["nonce"] = self._nonce(sender.address)
+            tx.setdefault("chainId", self.chain_id)
+            if "maxFeePerGas" not in tx and "gasPrice" not in tx:
+                tx.update(self._fees())
+            signed = sender.sign_transaction(tx)
             try:
-                self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
-                raise self._revert(what, exc) from None
-            raise ContractRevert(what, "Revert", {"tx": tx_hash.hex()})
+                raise self._classify(exc, sender.address, int(tx.get("value", 0)), what) from None
+            # A dev node mines at once: poll fast rather than web3's default 0.1 s.
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self.tx_timeout_s, poll_latency=0.01
+            )
+            self.on_mined(bytes(signed.raw_transaction), receipt)
+            if receipt["status"] != 1:
+                self._raise_failed(tx, receipt, what, tx_hash.hex())
         return TxResult(
             tx_hash.hex(), int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt
         )
+
+    def _raise_failed(self, tx: dict[str, Any], receipt: Any, what: str, tx_hash: str) -> None:
+        """Replay a failed transaction at its block to learn why (a node's receipt does not
+        say) and raise that as ContractRevert."""
+        call = {k: tx[k] for k in ("from", "to", "value", "data") if k in tx}
+        try:
+            self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise self.errors.to_revert(what, exc) from None
+        raise contract_revert(what, "Revert", {"tx": tx_hash})
 
     def _short_of_funds(self, address: str, value: int, what: str) -> InsufficientFunds:
         how = (
@@ -353,57 +229,6 @@ class Chain:
             f"{address} cannot pay for {what}: it holds {eth_text(self.balance(address))} ETH and "
             f"{what} needs {eth_text(value)} ETH plus gas; send it ETH first ({how})"
         )
-
-    def _revert(self, what: str, exc: BaseException) -> ContractRevert:
-        data = revert_data(exc)
-        if data is None:
-            return ContractRevert(what, "Error", {"message": str(exc)})
-        name, args = self.errors.decode(data)
-        if name == "Revert" and str(exc):
-            args = {"message": str(exc)}
-        return ContractRevert(what, name, args)
-
-
-def one_run_gas_estimate(state: Any, transaction: Any) -> int:
-    """py-evm gas estimator: one execution at the block gas limit, returning the gas it
-    consumed before refunds (what the limit must cover).
-
-    py-evm's default binary search runs the transaction about 13 times; this runs it once.
-    `Chain.transact` adds a margin (20% + 10,000) for the 63/64 rule on calls, so a limit
-    from here never runs out where the search's would not. A failing transaction raises
-    its VMError, exactly as the search does.
-    """
-    from eth.vm.spoof import SpoofTransaction
-
-    limit = _affordable_gas(state, transaction)
-    at_limit = SpoofTransaction(transaction, gas=limit, gas_price=0)
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(at_limit)
-        if computation.is_error:
-            raise computation.error
-        return int(limit - computation.get_gas_remaining())
-    finally:
-        state.revert(snapshot)
-
-
-def _affordable_gas(state: Any, transaction: Any) -> int:
-    """The block gas limit, capped by what the sender can pay for after the value (as geth
-    does): otherwise an account holding its stake plus real gas cost could not even be
-    estimated, since 30M gas at the fee cap costs far more than the transaction will."""
-    fee = int(getattr(transaction, "max_fee_per_gas", 0) or 0)
-    spare = state.get_balance(transaction.sender) - int(transaction.value)
-    if fee <= 0 or spare < 0:
-        return int(state.gas_limit)  # nothing to cap by; an unaffordable value fails as it is
-    return int(min(state.gas_limit, spare // fee))
-
-
-def use_one_run_gas_estimates(backend: Any) -> None:
-    """Give an eth-tester PyEVMBackend's chain the one-run estimator: the instance (py-evm
-    copies the default onto it at construction) and its class, which is made per backend and
-    outlives eth-tester's snapshot reverts (they rebuild the chain from the class)."""
-    type(backend.chain).gas_estimator = staticmethod(one_run_gas_estimate)
-    backend.chain.gas_estimator = one_run_gas_estimate
 
 
 _NO_FUNDS = (

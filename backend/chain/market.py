@@ -307,6 +307,16 @@ class MarketClient:
                 out.append(decoded)
         return out
 
+    def jobs_aggregated_by(self, aggregator: str, from_block: int, to_block: int) -> list[int]:
+        """Ids of the jobs created in blocks `from_block`..`to_block` (inclusive) naming
+        `aggregator`, filtered by topic on the node (JobCreated)."""
+        logs = self.contract.events.JobCreated().get_logs(
+            from_block=from_block,
+            to_block=to_block,
+            argument_filters={"aggregator": Web3.to_checksum_address(aggregator)},
+        )
+        return [int(entry["args"]["jobId"]) for entry in logs]
+
     def job_created(self, job_id: int) -> dict[str, Any]:
         if job_id in self._created:
             return self._created[job_id]

@@ -1,6 +1,6 @@
 """A persistent embedded chain: the in-process EVM, saved as a journal and rebuilt on open.
 
-`Chain.embedded()` lives and dies with its process, so separate command invocations on one
+`embedded_chain()` lives and dies with its process, so separate command invocations on one
 machine (owner, trainers, aggregator) could not share it. `PersistentEmbeddedChain` keeps a
 JSON-lines journal next to the settings: a header with the genesis timestamp, then one line per
 mined block — ``{"tx": "0x<raw signed tx>", "ts": T}`` or ``{"block": T}`` (a time-travel /
@@ -21,26 +21,24 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from backend.chain.base import Chain, TxResult, use_one_run_gas_estimates
+from backend.chain.embedded import EmbeddedChain, new_tester, tester_dev_keys
 from backend.core.errors import ConfigError
 
 JOURNAL_VERSION = 1
 
 
-class PersistentEmbeddedChain(Chain):
-    """`Chain.embedded()` whose state persists in a journal file (see the module docstring)."""
+class PersistentEmbeddedChain(EmbeddedChain):
+    """An `EmbeddedChain` whose state persists in a journal file (see the module docstring)."""
 
     def __init__(self, path: Path, w3: Web3, tester: Any, dev_keys: list[str]) -> None:
-        super().__init__(w3, kind="embedded", dev_keys=dev_keys)
+        super().__init__(w3, tester, dev_keys)
         self.path = Path(path)
-        self.tester = tester
         self._offset = 0  # bytes of the journal already applied
         self._replaying = False
 
@@ -48,8 +46,6 @@ class PersistentEmbeddedChain(Chain):
     @classmethod
     def open(cls, path: Path | str) -> PersistentEmbeddedChain:
         """Open (or create) the chain stored at `path` and replay its journal."""
-        from eth_tester import EthereumTester, PyEVMBackend
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
@@ -66,13 +62,10 @@ class PersistentEmbeddedChain(Chain):
                 raise ValueError("unknown journal version")
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{path} is not a fedmarket dev-chain journal") from None
-        params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": genesis_ts})
-        backend = PyEVMBackend(genesis_parameters=params)
-        use_one_run_gas_estimates(backend)
-        tester = EthereumTester(backend)
+        tester = new_tester(genesis_ts)
         holder: dict[str, PersistentEmbeddedChain] = {}
         w3 = Web3(_syncing_provider(tester, holder))
-        chain = cls(path, w3, tester, [k.to_hex() for k in backend.account_keys])
+        chain = cls(path, w3, tester, tester_dev_keys(tester))
         holder["chain"] = chain
         chain._offset = len(first)
         chain.sync()
@@ -134,12 +127,11 @@ class PersistentEmbeddedChain(Chain):
         self._offset += len(line)
 
     # -- Chain overrides ------------------------------------------------------------------
-    def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
-        with _locked(self.path):
-            self.sync()
-            return super()._sign_and_send(tx, sender, what)
+    def sending(self) -> AbstractContextManager[None]:
+        """Hold the journal's lock, caught up with other processes, around each send."""
+        return _synced_lock(self)
 
-    def _on_mined(self, raw_tx: bytes, receipt: Any) -> None:
+    def on_mined(self, raw_tx: bytes, receipt: Any) -> None:
         ts = int(self.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
         self._append({"tx": "0x" + raw_tx.hex(), "ts": ts})
 
@@ -152,6 +144,13 @@ class PersistentEmbeddedChain(Chain):
             self.tester.mine_blocks(1)
             self._append({"block": target})
         return self.now()
+
+
+@contextmanager
+def _synced_lock(chain: PersistentEmbeddedChain) -> Iterator[None]:
+    with _locked(chain.path):
+        chain.sync()
+        yield
 
 
 @contextmanager

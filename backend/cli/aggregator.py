@@ -6,12 +6,18 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from backend.cli.common import AccountOpt, guarded, password
 from backend.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the heavy modules load only when a command runs
+    from eth_account.signers.local import LocalAccount
+
+    from aggregator.service import AggregatorService
+    from backend.chain.base import Chain
 
 aggregator_app = typer.Typer(
     name="aggregator",
@@ -63,8 +69,12 @@ def parse_validation(items: list[str] | None) -> dict[int, Path]:
 
 
 def load_account(
-    keystore: Path | None, dev_account: int | None, chain, account: str | None = None, home=None
-):
+    keystore: Path | None,
+    dev_account: int | None,
+    chain: Chain,
+    account: str | None = None,
+    home: Path | str | None = None,
+) -> LocalAccount:
     """The aggregator's key: a keystore account by name, a keystore file, or dev account N."""
     from backend.chain.accounts import Keystore, decrypt_keystore_file
 
@@ -80,6 +90,7 @@ def load_account(
             raise ConfigError(f"--dev-account must be 0..{len(chain.dev_keys) - 1}")
         return chain.dev_account(dev_account)
     if account is not None:
+        assert home is not None, "an --account needs the settings' home directory"
         return Keystore(Path(home) / "keystore").unlock(
             account, password(f"password for account {account}")
         )
@@ -104,8 +115,9 @@ def build_service(
     poll_interval: float,
     fetch_timeout: float,
     from_block: int = 0,
-):
-    from aggregator.service.app import AggregatorService
+) -> AggregatorService:
+    """The service the settings and options describe, with its chain, store and key."""
+    from aggregator.service import AggregatorService
     from backend.chain.market import MarketClient
     from backend.protocol.connect import open_settings_chain, open_settings_store
     from backend.protocol.settings import load_settings
@@ -155,7 +167,7 @@ def serve(
     """Run the aggregator: watch the chain, post every round once, serve /jobs over HTTP."""
     import uvicorn
 
-    from aggregator.service.app import create_app
+    from aggregator.service import create_app
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -12,13 +12,21 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from backend.cli.common import guarded
-from backend.core.errors import ConfigError, FedMarketError
+from backend.core.errors import ConfigError, FedMarketError, Reason
+
+if TYPE_CHECKING:  # the CLI imports these lazily, to start fast
+    from rich.console import Console
+
+    from backend.audit.indexer import IndexStats
+    from backend.audit.verify import VerifyReport
+    from backend.chain.market import MarketClient
+    from backend.protocol.settings import Settings
 
 audit_app = typer.Typer(
     name="audit",
@@ -44,13 +52,13 @@ IndexOpt = Annotated[bool, typer.Option("--index", help="bring the index up to d
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
 
-def _settings(config: Path | None, rpc: str | None, market: str | None):
+def _settings(config: Path | None, rpc: str | None, market: str | None) -> Settings:
     from backend.protocol.settings import load_settings
 
     return load_settings(config, rpc_url=rpc, market_address=market)
 
 
-def _db_url(settings, db: str | None) -> str:
+def _db_url(settings: Settings, db: str | None) -> str:
     if db:
         return db
     home = Path(settings.home)
@@ -58,7 +66,7 @@ def _db_url(settings, db: str | None) -> str:
     return f"sqlite:///{home / 'index.db'}"
 
 
-def _market(settings):
+def _market(settings: Settings) -> MarketClient:
     from backend.chain.market import MarketClient
     from backend.protocol.connect import open_settings_chain
 
@@ -71,7 +79,13 @@ def _market(settings):
     return MarketClient.at(chain, settings.market_address)
 
 
-def _index(settings, db_url: str, batch: int = 500, from_block: int = 0, confirmations: int = 0):
+def _index(
+    settings: Settings,
+    db_url: str,
+    batch: int = 500,
+    from_block: int = 0,
+    confirmations: int = 0,
+) -> IndexStats:
     from backend.audit.indexer import Indexer
 
     market = _market(settings)
@@ -127,7 +141,7 @@ def _reader(
     return _Reader(url)
 
 
-def _out():
+def _out() -> Console:
     from backend.cli.common import out
 
     return out
@@ -238,15 +252,7 @@ def job_cmd(
         highlight=False,
     )
     trainers = [p["trainer"] for p in rec["payouts"]]
-    cells: dict[tuple[int, str], str] = {}
-    for s in rec["submissions"]:
-        if s["reason"] is None:
-            cell = "pending"
-        elif s["reason"] == 0:
-            cell = _score(s["score"])
-        else:
-            cell = f"[red]{s['reason_label']}[/]" if s["flagged"] else s["reason_label"]
-        cells[(s["round"], s["trainer"])] = cell
+    cells = {(s["round"], s["trainer"]): _submission_cell(s) for s in rec["submissions"]}
     table = Table(title=f"Job {job_id}: rounds (score, or reason)")
     table.add_column("round", justify="right")
     for t in trainers:
@@ -264,6 +270,16 @@ def job_cmd(
         )
     out.print(table)
     out.print(_payouts_table(rec["payouts"], job))
+
+
+def _submission_cell(submission: dict[str, Any]) -> str:
+    """A submission in the rounds table: its score if accepted, else its reason (red if flagged)."""
+    if submission["reason"] is None:
+        return "pending"
+    if submission["reason"] == Reason.ACCEPTED:
+        return _score(submission["score"])
+    label = submission["reason_label"]
+    return f"[red]{label}[/]" if submission["flagged"] else label
 
 
 def _payouts_table(payouts: list[dict[str, Any]], job: dict[str, Any] | None) -> Table:
@@ -343,7 +359,7 @@ def verify_cmd(
     """Re-run every round of JOB from public artifacts; exit 1 on any mismatch."""
     from backend.audit.verify import verify_job
     from backend.protocol.settings import load_settings
-    from backend.storage.stores import open_store
+    from backend.storage import open_store
 
     settings = load_settings(
         config, rpc_url=rpc, market_address=market, ipfs_api=ipfs_api, store_dir=store_dir
@@ -356,7 +372,7 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
-def print_report(report, as_json: bool = False) -> None:
+def print_report(report: VerifyReport, as_json: bool = False) -> None:
     """A VerifyReport as a table (per round ok / mismatch) or JSON; errors go to stderr."""
     from backend.cli.common import err
 
@@ -416,7 +432,7 @@ def serve_cmd(
     import uvicorn
 
     from backend.audit.api import create_api
-    from backend.storage.stores import open_store
+    from backend.storage import open_store
 
     settings = _settings(config, rpc, market)
     url = _db_url(settings, db)

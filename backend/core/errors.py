@@ -27,8 +27,33 @@ class Reason(IntEnum):
         return self >= Reason.HASH_MISMATCH
 
     @property
+    def is_absence(self) -> bool:
+        """Reasons 1 and 2: the update was not there to judge (not revealed, not fetchable)."""
+        return self in (Reason.MISSING, Reason.UNAVAILABLE)
+
+    @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def absence_codes(cls) -> frozenset[Reason]:
+        """Every reason that means "missing" in a round's tally."""
+        return frozenset(r for r in cls if r.is_absence)
+
+    @classmethod
+    def slashable_codes(cls) -> frozenset[Reason]:
+        """Every reason that flags an update (and slashes its trainer)."""
+        return frozenset(r for r in cls if r.slashable)
+
+    @classmethod
+    def label_of(cls, code: int | None) -> str | None:
+        """The label of a raw code as read from the chain; `unknown-N` for one not defined."""
+        if code is None:
+            return None
+        try:
+            return cls(code).label
+        except ValueError:
+            return f"unknown-{code}"
 
 
 class FedMarketError(Exception):
@@ -40,18 +65,27 @@ class ConfigError(FedMarketError):
 
 
 class ContractRevert(FedMarketError):
-    """A contract call reverted. `error` is the Solidity custom error's name (or 'Revert')."""
+    """A contract call reverted. `error` is the Solidity custom error's name (or 'Revert').
 
-    def __init__(self, function: str, error: str, args: dict[str, object] | None = None) -> None:
+    `explanation` is what the revert means to the user (the chain layer writes it); the raw
+    error follows it in the message, so scripts and searches still find it.
+    """
+
+    def __init__(
+        self,
+        function: str,
+        error: str,
+        args: dict[str, object] | None = None,
+        *,
+        explanation: str | None = None,
+    ) -> None:
         self.function = function
         self.error = error
         self.args_ = dict(args or {})
+        self.explanation = explanation
         shown = ", ".join(f"{k}={_short(v)}" for k, v in self.args_.items())
         raw = f"{function} reverted: {error}({shown})"
-        from backend.chain.revert_messages import explain  # lazy: it imports the status table
-
-        sentence = explain(function, error, self.args_)
-        super().__init__(f"{sentence} [{raw}]" if sentence else raw)
+        super().__init__(f"{explanation} [{raw}]" if explanation else raw)
 
 
 class InsufficientFunds(FedMarketError):

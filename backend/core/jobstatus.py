@@ -19,6 +19,19 @@ class JobStatus(IntEnum):
         """What the status means to a user, in a few words."""
         return _STATUS_MEANING[self]
 
+    @property
+    def label(self) -> str:
+        """The lowercase name the API, the indexer and the CLI show, e.g. `settled`."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> JobStatus:
+        """The status whose `label` is `label`; ValueError for an unknown one."""
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            raise ValueError(f"unknown job status {label!r}") from None
+
 
 class Phase(IntEnum):
     NONE = 0

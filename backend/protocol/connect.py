@@ -12,7 +12,7 @@ from pathlib import Path
 from backend.chain.base import Chain
 from backend.core.errors import ConfigError
 from backend.protocol.settings import Settings
-from backend.storage.stores import ContentStore, open_store
+from backend.storage import ContentStore, open_store
 
 
 def chain_journal(settings: Settings) -> Path | None:
@@ -30,13 +30,14 @@ def chain_journal(settings: Settings) -> Path | None:
 def open_settings_chain(settings: Settings, *, dev_accounts: bool = False) -> Chain:
     """A JSON-RPC node when `rpc_url` is a URL, else the persistent in-process chain."""
     from backend.chain.persistent import PersistentEmbeddedChain
+    from backend.chain.rpc import rpc_chain
 
     journal = chain_journal(settings)
     if journal is not None:
         chain: Chain = PersistentEmbeddedChain.open(journal)
     else:
         assert settings.rpc_url is not None
-        chain = Chain.rpc(
+        chain = rpc_chain(
             settings.rpc_url, tx_timeout_s=settings.tx_timeout_s, dev_accounts=dev_accounts
         )
     if settings.chain_id is not None and chain.chain_id != settings.chain_id:

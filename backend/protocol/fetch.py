@@ -11,7 +11,7 @@ from backend.core import codec
 from backend.core.codec import Tensors
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
-from backend.storage.stores import ContentStore, Transfer, fetch_verified
+from backend.storage import ContentStore, Transfer, fetch_verified
 
 
 def fetch_job_spec(market: MarketClient, store: ContentStore, job_id: int) -> JobSpec:

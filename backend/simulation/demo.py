@@ -13,17 +13,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aggregator.round.compute import RoundDriver, RoundReport
+from eth_account.signers.local import LocalAccount
+
+from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
-from backend.chain.market import SCORE_ONE, JobParams, MarketClient, validation_commitment
-from backend.core import codec
-from backend.core.datasets import load_dataset, shard, split_train_validation_test, to_npz_bytes
+from backend.chain.embedded import embedded_chain
+from backend.chain.market import SCORE_ONE, JobInfo, MarketClient
+from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
-from backend.core.models import ModelSpec, build_model, evaluate, get_weights
-from backend.storage.stores import ContentStore, LocalStore, sha256_bytes
+from backend.core.models import ModelSpec, evaluate
+from backend.owner.lifecycle import (
+    check_validation,
+    create_job,
+    finalize_job,
+    preflight_job,
+    refund_job,
+    reveal_validation,
+)
+from backend.owner.publish import job_params, prepare_job
+from backend.storage import ContentStore, LocalStore
+from trainer_client.adversaries import ATTACKS, AdversarialClient
 from trainer_client.client import TrainerClient
 
 ETHER = 10**18
+CODECS = ("fp32", "int8", "topk")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -58,6 +71,228 @@ class DemoResult:
     store: ContentStore
 
 
+def check_demo_options(attack: str, codec: str, trainers: int, attackers: int) -> None:
+    """The checks of `fedmarket demo`'s flags, in the order it reports them (ValueError)."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; use sign_flip, noise, label_flip or zero")
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; use fp32, int8 or topk")
+    if attackers > trainers:
+        raise ValueError(f"--attackers ({attackers}) cannot exceed --trainers ({trainers})")
+
+
+@dataclass
+class DemoMarket:
+    """The market's parties as the demo plays them."""
+
+    chain: Chain
+    market: MarketClient
+    store: LocalStore
+    owner: LocalAccount
+    aggregator: LocalAccount
+
+
+@dataclass
+class DemoJob:
+    """The posted job and the owner's data split."""
+
+    job_id: int
+    spec: JobSpec
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+    validation_blob: bytes
+
+
+@dataclass
+class RoundsRun:
+    reports: list[RoundReport] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    submit_gas: list[int] = field(default_factory=list)
+
+
+def deploy(chain: Chain, store: LocalStore, gas: dict[str, int]) -> DemoMarket:
+    """Deploy the contract; fund the owner and the aggregator."""
+    market, deployed = MarketClient.deploy(chain, chain.dev_account(0))
+    gas["deploy"] = deployed.gas_used
+    owner = chain.new_funded_account(100 * ETHER)
+    aggregator = chain.new_funded_account(10 * ETHER)
+    return DemoMarket(chain, market, store, owner, aggregator)
+
+
+def demo_spec(cfg: DemoConfig, data: Dataset) -> JobSpec:
+    """The job the demo's owner posts: an MLP on `cfg.dataset`."""
+    model_spec = ModelSpec(
+        family="mlp",
+        input_dim=int(data.x.shape[1]),
+        num_classes=int(data.y.max()) + 1,
+        hidden=list(cfg.hidden),
+        seed=cfg.seed,
+    )
+    return JobSpec(
+        name=f"{cfg.dataset} demo",
+        dataset=cfg.dataset,
+        model=model_spec,
+        training=TrainingSpec(local_epochs=cfg.local_epochs, lr=cfg.lr),
+        aggregation=AggregationSpec(
+            scoring=cfg.scoring,  # type: ignore[arg-type]
+            rule={"name": cfg.rule},
+        ),
+        codec=cfg.codec,  # type: ignore[arg-type]
+    )
+
+
+def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
+    """The owner splits the data, publishes spec and weights, commits the validation split and
+    creates the job, through `backend.owner` as `fedmarket owner create-job` does."""
+    data = load_dataset(cfg.dataset)
+    train, validation, test = split_train_validation_test(data, seed=cfg.seed)
+    spec = demo_spec(cfg, data)
+    artifacts = prepare_job(spec, validation, demo.store)
+    params = job_params(
+        artifacts,
+        aggregator=demo.aggregator.address,
+        stake_required=cfg.stake_wei,
+        rounds=cfg.rounds,
+        min_trainers=cfg.trainers,
+        max_trainers=cfg.trainers,
+        slash_bps=cfg.slash_bps,
+    )
+    preflight_job(demo.market, demo.owner, params, cfg.reward_wei)
+    job_id, created = create_job(
+        demo.market, demo.store, demo.owner, artifacts, params, cfg.reward_wei
+    )
+    gas["create_job"] = created.gas_used
+    return DemoJob(job_id, spec, train, validation, test, artifacts.validation_blob)
+
+
+def register_trainers(
+    cfg: DemoConfig, demo: DemoMarket, job: DemoJob, tick: Progress
+) -> list[TrainerClient]:
+    """Trainers register with stake and join; the last `cfg.attackers` are adversaries."""
+    shards = shard(job.train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
+    clients: list[TrainerClient] = []
+    for i in range(cfg.trainers):
+        tick("registering trainers", i, cfg.trainers)
+        acct = demo.chain.new_funded_account(cfg.stake_wei + 5 * ETHER)
+        seed = cfg.seed + i
+        if i >= cfg.trainers - cfg.attackers:
+            client: TrainerClient = AdversarialClient(
+                demo.market, demo.store, acct, shards[i], attack=cfg.attack, seed=seed
+            )
+        else:
+            client = TrainerClient(demo.market, demo.store, acct, shards[i], seed=seed)
+        demo.market.register(acct, cfg.stake_wei)
+        client.spec(job.job_id)  # checks the shard fits the job's model before staking on it
+        demo.market.join(acct, job.job_id)
+        clients.append(client)
+    tick("registering trainers", cfg.trainers, cfg.trainers)
+    return clients
+
+
+def run_rounds(
+    cfg: DemoConfig, demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], tick: Progress
+) -> RoundsRun:
+    """Every round: all trainers commit, then reveal; the aggregator posts; test accuracy."""
+    driver = RoundDriver(demo.market, demo.store, demo.aggregator, job.job_id, job.validation)
+    run = RoundsRun()
+    steps = cfg.rounds * (cfg.trainers + 1)
+    for r in range(1, cfg.rounds + 1):
+        for k, client in enumerate(clients):
+            tick(f"round {r}: local training", (r - 1) * (cfg.trainers + 1) + k, steps)
+            run.submit_gas.append(client.participate(job.job_id, r).commit_gas)
+        for k, client in enumerate(clients):
+            run.submit_gas[-cfg.trainers + k] += client.reveal(job.job_id, r)
+        tick(f"round {r}: aggregating", r * (cfg.trainers + 1) - 1, steps)
+        report = driver.run_round()
+        run.reports.append(report)
+        _, acc = evaluate(job.spec.model, report.outcome.next_weights, job.test.x, job.test.y)
+        run.accuracy.append(round(acc, 4))
+    tick("settling", steps, steps)
+    return run
+
+
+def settle(
+    demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], gas: dict[str, int]
+) -> JobInfo:
+    """Finalize, every trainer claims, the owner takes the refund and reveals the validation
+    split. Returns the job as it stood before the refund (escrow, refund, slashed pool)."""
+    gas["finalize"] = finalize_job(demo.market, demo.owner, job.job_id).gas_used
+    for client in clients:
+        demo.market.claim(client.account, job.job_id)
+    settled = demo.market.job(job.job_id)
+    refund_job(demo.market, demo.owner, job.job_id)
+    checked = check_validation(
+        settled, demo.store, job.validation_blob, "the demo's validation split"
+    )
+    reveal_validation(demo.market, demo.store, demo.owner, job.job_id, checked)
+    return settled
+
+
+def trainer_summaries(
+    demo: DemoMarket, job_id: int, clients: list[TrainerClient]
+) -> list[dict[str, Any]]:
+    """Per trainer: attack, score, reward, slashed stake, flagged rounds, reliability."""
+    slashed: dict[str, int] = {}
+    for ev in demo.market.slashes(job_id):
+        slashed[ev["trainer"]] = slashed.get(ev["trainer"], 0) + int(ev["amount"])
+    paid = {ev["trainer"]: int(ev["reward"]) for ev in demo.market.claims(job_id)}
+    summaries = []
+    for client in clients:
+        p = demo.market.participant(job_id, client.address)
+        rel_ppm, _ = demo.market.reliability_of(client.address)
+        summaries.append(
+            {
+                "address": client.address,
+                "attack": client.attack if isinstance(client, AdversarialClient) else None,
+                "score_total": int(p["totalScore"]) / SCORE_ONE,
+                "reward_wei": paid.get(client.address, 0),
+                "slashed_wei": slashed.get(client.address, 0),
+                "flagged_rounds": int(p["flaggedRounds"]),
+                "reliability": rel_ppm / 1_000_000,
+            }
+        )
+    return summaries
+
+
+def summarise(
+    cfg: DemoConfig,
+    demo: DemoMarket,
+    settled: JobInfo,
+    trainers: list[dict[str, Any]],
+    run: RoundsRun,
+    gas: dict[str, int],
+) -> dict[str, Any]:
+    """The `--json` summary (its keys and their order are part of the interface)."""
+    gas["submit"] = round(sum(run.submit_gas) / len(run.submit_gas))
+    gas["post_round"] = round(sum(rp.gas_used for rp in run.reports) / len(run.reports))
+    return {
+        "job_id": settled.job_id,
+        "rounds": cfg.rounds,
+        "codec": cfg.codec,
+        "accuracy": run.accuracy,
+        "escrow_wei": int(settled.reward),
+        "refund_wei": int(settled.ownerRefund),
+        "slashed_to_pool_wei": int(settled.slashedPool),
+        "trainers": trainers,
+        "gas": gas,
+        "store": str(demo.store.root),
+        "market": demo.market.address,
+    }
+
+
+def audit(demo: DemoMarket, job_id: int, tick: Progress) -> dict[str, int]:
+    """Re-verify every round as `fedmarket audit verify` does."""
+    from backend.audit.verify import verify_job
+
+    tick("auditing", 0, 1)
+    result = verify_job(demo.market, demo.store, job_id)
+    return {
+        "rounds_verified": result.rounds_verified,
+        "mismatches": len(result.mismatches) + (1 if result.error else 0),
+    }
+
+
 def run_demo(
     cfg: DemoConfig, progress: Progress | None = None, chain: Chain | None = None
 ) -> DemoResult:
@@ -68,144 +303,15 @@ def run_demo(
         raise ValueError("--trainers and --rounds must be at least 1")
     tick = progress or (lambda stage, done, total: None)
     store_dir = cfg.store_dir or Path(tempfile.mkdtemp(prefix="fedmarket-demo-"))
-    store = LocalStore(store_dir)
-    chain = chain or Chain.embedded()
     gas: dict[str, int] = {}
-
     tick("deploying contracts", 0, 1)
-    market, deploy = MarketClient.deploy(chain, chain.dev_account(0))
-    gas["deploy"] = deploy.gas_used
-    owner = chain.new_funded_account(100 * ETHER)
-    aggregator = chain.new_funded_account(10 * ETHER)
-
-    # -- the owner: data split, model, spec, validation commitment, job -----------------------
-    data = load_dataset(cfg.dataset)
-    train, validation, test = split_train_validation_test(data, seed=cfg.seed)
-    model_spec = ModelSpec(
-        family="mlp",
-        input_dim=int(data.x.shape[1]),
-        num_classes=int(data.y.max()) + 1,
-        hidden=list(cfg.hidden),
-        seed=cfg.seed,
-    )
-    spec = JobSpec(
-        name=f"{cfg.dataset} demo",
-        dataset=cfg.dataset,
-        model=model_spec,
-        training=TrainingSpec(local_epochs=cfg.local_epochs, lr=cfg.lr),
-        aggregation=AggregationSpec(
-            scoring=cfg.scoring,  # type: ignore[arg-type]
-            rule={"name": cfg.rule},
-        ),
-        codec=cfg.codec,
-    )  # type: ignore[arg-type]
-    spec_blob = spec.to_bytes()
-    initial_blob = codec.encode(get_weights(build_model(model_spec)))
-    validation_blob = to_npz_bytes(validation)
-    spec_cid, model_cid, val_cid = (
-        store.put(b) for b in (spec_blob, initial_blob, validation_blob)
-    )
-    val_hash = sha256_bytes(validation_blob)
-    params = JobParams(
-        aggregator=aggregator.address,
-        stake_required=cfg.stake_wei,
-        rounds=cfg.rounds,
-        min_trainers=cfg.trainers,
-        max_trainers=cfg.trainers,
-        spec_hash=sha256_bytes(spec_blob),
-        spec_cid=spec_cid,
-        initial_model_hash=sha256_bytes(initial_blob),
-        initial_model_cid=model_cid,
-        validation_commitment=validation_commitment(val_hash, val_cid),
-        slash_bps=cfg.slash_bps,
-    )
-    job_id, created = market.create_job(owner, params, cfg.reward_wei)
-    gas["create_job"] = created.gas_used
-
-    # -- trainers: register with stake, join (the last join starts the job) ------------------
-    shards = shard(train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
-    clients: list[TrainerClient] = []
-    for i in range(cfg.trainers):
-        tick("registering trainers", i, cfg.trainers)
-        acct = chain.new_funded_account(cfg.stake_wei + 5 * ETHER)
-        attack = cfg.attack if i >= cfg.trainers - cfg.attackers else None
-        client = TrainerClient(market, store, acct, shards[i], attack=attack, seed=cfg.seed + i)
-        market.register(acct, cfg.stake_wei)
-        client.spec(job_id)  # checks the shard fits the job's model before staking on it
-        market.join(acct, job_id)
-        clients.append(client)
-    tick("registering trainers", cfg.trainers, cfg.trainers)
-
-    driver = RoundDriver(market, store, aggregator, job_id, validation)
-    reports: list[RoundReport] = []
-    accuracy: list[float] = []
-    submit_gas: list[int] = []
-    steps = cfg.rounds * (cfg.trainers + 1)
-    for r in range(1, cfg.rounds + 1):
-        for k, client in enumerate(clients):
-            tick(f"round {r}: local training", (r - 1) * (cfg.trainers + 1) + k, steps)
-            contribution = client.participate(job_id, r)
-            submit_gas.append(contribution.commit_gas)
-        for k, client in enumerate(clients):
-            submit_gas[-cfg.trainers + k] += client.reveal(job_id, r)
-        tick(f"round {r}: aggregating", r * (cfg.trainers + 1) - 1, steps)
-        report = driver.run_round()
-        reports.append(report)
-        _, acc = evaluate(model_spec, report.outcome.next_weights, test.x, test.y)
-        accuracy.append(round(acc, 4))
-    tick("settling", steps, steps)
-
-    gas["finalize"] = market.finalize(owner, job_id).gas_used
-    rewards: dict[str, int] = {}
-    for client in clients:
-        expected = market.reward_of(job_id, client.address)
-        market.claim(client.account, job_id)
-        rewards[client.address] = expected
-    job = market.job(job_id)
-    market.claim_refund(owner, job_id)
-    market.reveal_validation(owner, job_id, val_hash, val_cid)
-
-    slashed: dict[str, int] = {}
-    for ev in market.slashes(job_id):
-        slashed[ev["trainer"]] = slashed.get(ev["trainer"], 0) + int(ev["amount"])
-    paid = {ev["trainer"]: int(ev["reward"]) for ev in market.claims(job_id)}
-    trainers_out = []
-    for client in clients:
-        p = market.participant(job_id, client.address)
-        rel_ppm, _ = market.reliability_of(client.address)
-        trainers_out.append(
-            {
-                "address": client.address,
-                "attack": client.attack,
-                "score_total": int(p["totalScore"]) / SCORE_ONE,
-                "reward_wei": paid.get(client.address, 0),
-                "slashed_wei": slashed.get(client.address, 0),
-                "flagged_rounds": int(p["flaggedRounds"]),
-                "reliability": rel_ppm / 1_000_000,
-            }
-        )
-    gas["submit"] = round(sum(submit_gas) / len(submit_gas))
-    gas["post_round"] = round(sum(rp.gas_used for rp in reports) / len(reports))
-    summary = {
-        "job_id": job_id,
-        "rounds": cfg.rounds,
-        "codec": cfg.codec,
-        "accuracy": accuracy,
-        "escrow_wei": int(job.reward),
-        "refund_wei": int(job.ownerRefund),
-        "slashed_to_pool_wei": int(job.slashedPool),
-        "trainers": trainers_out,
-        "gas": gas,
-        "store": str(store_dir),
-        "market": market.address,
-    }
+    demo = deploy(chain or embedded_chain(), LocalStore(store_dir), gas)
+    job = post_job(cfg, demo, gas)
+    clients = register_trainers(cfg, demo, job, tick)
+    run = run_rounds(cfg, demo, job, clients, tick)
+    settled = settle(demo, job, clients, gas)
+    trainers = trainer_summaries(demo, job.job_id, clients)
+    summary = summarise(cfg, demo, settled, trainers, run, gas)
     if cfg.audit:
-        from backend.audit.verify import verify_job
-
-        tick("auditing", 0, 1)
-        audit = verify_job(market, store, job_id)
-        summary["audit"] = {
-            "rounds_verified": audit.rounds_verified,
-            "mismatches": len(audit.mismatches) + (1 if audit.error else 0),
-        }
-    return DemoResult(summary, reports, chain, market, store)
+        summary["audit"] = audit(demo, job.job_id, tick)
+    return DemoResult(summary, run.reports, demo.chain, demo.market, demo.store)

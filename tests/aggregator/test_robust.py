@@ -1,4 +1,4 @@
-"""Tests for aggregator.rules.robust."""
+"""Tests for the robust rules (aggregator.rules.screening and one module per rule)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.rules.robust import (
-    OutlierRule,
-    coordinate_median,
-    cosine_to_centre_flags,
-    detect_outliers,
-    gram64,
-    krum_scores,
-    loo_median_cosines,
-    multi_krum_aggregate,
-    multi_krum_select,
-    norm_bound_flags,
-    pairwise_sq_distances,
-    rule_from_dict,
-    screen_updates,
-    trimmed_mean,
-)
+from aggregator.rules.cosine import cosine_to_centre_flags, loo_median_cosines
+from aggregator.rules.kernels import gram64, pairwise_sq_distances
+from aggregator.rules.median import coordinate_median
+from aggregator.rules.multi_krum import krum_scores, multi_krum_aggregate, multi_krum_select
+from aggregator.rules.norm_bound import norm_bound_flags
+from aggregator.rules.screening import OutlierRule, detect_outliers, rule_from_dict, screen_updates
+from aggregator.rules.trimmed_mean import trimmed_mean
 
 
 def brute_sq_dists(x: np.ndarray) -> np.ndarray:
@@ -421,7 +412,7 @@ def test_cosine_norm_with_three_updates_flags_only_the_scaled_sign_flip() -> Non
 
 
 def test_max_pair_cosines_separates_noise_from_correlated_updates() -> None:
-    from aggregator.rules.robust import max_pair_cosines
+    from aggregator.rules.consensus import max_pair_cosines
 
     rng = np.random.default_rng(3)
     base = rng.standard_normal(2000)

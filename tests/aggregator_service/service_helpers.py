@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from aggregator.service.app import AggregatorService
+from aggregator.service import AggregatorService
 from backend.chain.base import Chain
 from backend.chain.market import JobParams, MarketClient, commitment_hash, validation_commitment
 from backend.core import codec
@@ -16,7 +16,7 @@ from backend.core.datasets import (
 )
 from backend.core.jobspec import JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, build_model, get_weights
-from backend.storage.stores import LocalStore, sha256_bytes
+from backend.storage import LocalStore, sha256_bytes
 from trainer_client.client import PendingReveal, TrainerClient
 
 ETHER = 10**18

@@ -12,10 +12,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from service_helpers import make_job, new_service, play_round
 
-from aggregator.service.app import AggregatorService, create_app
-from backend.chain.base import Chain
+from aggregator.service import AggregatorService, create_app
+from backend.chain.embedded import embedded_chain
 from backend.chain.market import MarketClient
-from backend.storage.stores import LocalStore
+from backend.storage import LocalStore
 
 ETHER = 10**18
 UNKNOWN_JOB = 999
@@ -33,7 +33,7 @@ class Served:
 def served(tmp_path_factory, digits) -> Served:
     """One job with round 1 posted: module-scoped, building it is the slow part."""
     root = tmp_path_factory.mktemp("aggregator-http")
-    chain = Chain.embedded()
+    chain = embedded_chain()
     market, _ = MarketClient.deploy(chain, chain.dev_account(0))
     store = LocalStore(root / "store")
     account = chain.new_funded_account(10 * ETHER)

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import make_job, new_service, play_round
 
-from aggregator.round.compute import RoundAlreadyPosted, RoundDriver
-from aggregator.service.app import WAITING_FOR_VALIDATION, create_app
+from aggregator.round.driver import RoundAlreadyPosted, RoundDriver
+from aggregator.service import WAITING_FOR_VALIDATION, create_app
 from backend.chain.market import JobStatus
 from backend.core import codec
 from backend.core.errors import ChainUnavailable, Reason, StorageUnavailable
@@ -165,7 +165,7 @@ def test_bad_blobs_get_reasons_on_chain_and_the_round_closes(
     missing = codec.encode(template.unflatten(np.ones(template.size) * 0.02))
     raw = {3: b"garbage", 4: codec.encode(nan), 5: tampered, 6: missing}
     play_round(job, 1, raw=raw)
-    from backend.storage.stores import raw_cid
+    from backend.storage import raw_cid
 
     (store.blobs / raw_cid(tampered)).write_bytes(b"tampered" + tampered)
     (store.blobs / raw_cid(missing)).unlink()

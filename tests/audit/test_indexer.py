@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from backend.audit.indexer import INDEXED_EVENTS, Indexer, make_engine
+from backend.audit.indexer import INDEXED_EVENTS, Indexer
+from backend.audit.schema import make_engine
 from tests.audit.conftest import ROUNDS, TRAINERS
 
 

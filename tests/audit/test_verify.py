@@ -11,7 +11,7 @@ from backend.audit.verify import VerifyReport, verify_job
 from backend.chain.market import JobParams, MarketClient
 from backend.core import codec
 from backend.simulation.demo import DemoConfig, DemoResult, run_demo
-from backend.storage.stores import sha256_bytes
+from backend.storage import sha256_bytes
 from tests.audit.conftest import ROUNDS
 
 BUMP = 12_345
@@ -57,7 +57,7 @@ def tampered(tmp_path_factory) -> Tampered:
             spec_hash, spec_cid = self.spec_pointer(job_id)
             from backend.core.jobspec import JobSpec
             from backend.core.models import template_of
-            from backend.storage.stores import fetch_verified
+            from backend.storage import fetch_verified
 
             spec = JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))  # type: ignore[arg-type]
             tensors = codec.decode(blob, template_of(spec.model))
@@ -70,7 +70,7 @@ def tampered(tmp_path_factory) -> Tampered:
         return honest_post(self, aggregator, job_id, round_, model_hash, model_cid, scores, reasons)
 
     root = tmp_path_factory.mktemp("tampered")
-    from backend.storage.stores import LocalStore
+    from backend.storage import LocalStore
 
     seen["store"] = LocalStore(root / "store")
     with pytest.MonkeyPatch.context() as mp:

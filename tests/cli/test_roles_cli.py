@@ -89,7 +89,7 @@ def test_accounts_keystore(home: Path) -> None:
 
 
 def test_owner_trainers_aggregator_full_path(home: Path, tmp_path: Path) -> None:
-    from aggregator.round.compute import RoundDriver
+    from aggregator.round.driver import RoundDriver
 
     cli("deploy", "--dev-account", "0")
     for name in ("owner", "agg"):
@@ -273,6 +273,6 @@ local_epochs = 1
 
 
 def market_store(home: Path):
-    from backend.storage.stores import LocalStore
+    from backend.storage import LocalStore
 
     return LocalStore(home / "store")

@@ -4,6 +4,7 @@ import pytest
 
 from backend.chain.base import Chain
 from backend.chain.market import JobParams, MarketClient, commitment_hash
+from backend.chain.rpc import rpc_chain
 from backend.core.errors import ChainUnavailable, ContractRevert
 
 
@@ -56,7 +57,7 @@ def test_in_process_gas_estimate_runs_the_transaction_once_and_covers_it(
     on which estimator set the limit (the binary search's limit gives the same receipt)."""
     from eth.estimators.gas import binary_gas_search_intrinsic_tolerance
 
-    import backend.chain.base as chain_module
+    import backend.chain.embedded as chain_module
 
     backend = chain.w3.provider.ethereum_tester.backend  # type: ignore[attr-defined]
     runs = 0
@@ -130,7 +131,7 @@ def test_time_travel_on_dev_chain(chain: Chain) -> None:
 
 def test_unreachable_node_is_a_clear_error() -> None:
     with pytest.raises(ChainUnavailable, match="no JSON-RPC node answers"):
-        Chain.rpc("http://127.0.0.1:1")
+        rpc_chain("http://127.0.0.1:1")
 
 
 def test_an_account_holding_its_value_plus_real_gas_can_send(

@@ -9,7 +9,7 @@ import pytest
 from backend.core.errors import ContentMismatch, StorageUnavailable
 from backend.devtools.devnet import IpfsDaemon, find_ipfs
 from backend.devtools.devnode import free_port
-from backend.storage.stores import IpfsStore, fetch_verified, sha256_bytes
+from backend.storage import IpfsStore, fetch_verified, sha256_bytes
 
 pytestmark = pytest.mark.skipif(
     find_ipfs() is None, reason="IPFS daemon not installed (scripts/install_devnet.sh)"

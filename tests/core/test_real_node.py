@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from backend.chain.base import Chain
 from backend.chain.market import MarketClient
+from backend.chain.rpc import rpc_chain
 from backend.cli.main import app
 from backend.core.errors import ContractRevert
 from backend.devtools.devnode import AnvilNode, find_anvil
@@ -23,7 +23,7 @@ def anvil():
 
 
 def test_reverts_over_rpc_name_the_custom_error(anvil: AnvilNode) -> None:
-    chain = Chain.rpc(anvil.url, dev_accounts=True)
+    chain = rpc_chain(anvil.url, dev_accounts=True)
     market, _ = MarketClient.deploy(chain, chain.dev_account(0))
     trainer = chain.new_funded_account(10**19)
     market.register(trainer, 10**18)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from backend.core.errors import ContentMismatch, ContentNotFound, StorageUnavailable
-from backend.storage.stores import IpfsStore, LocalStore, fetch_verified, raw_cid, sha256_bytes
+from backend.storage import IpfsStore, LocalStore, fetch_verified, raw_cid, sha256_bytes
 
 
 def test_local_store_round_trip_and_cid_is_content_address(store: LocalStore) -> None:
@@ -65,7 +65,7 @@ def test_dead_ipfs_daemon_reports_clearly_after_retries() -> None:
 
 
 def test_open_store_picks_backend(tmp_path) -> None:
-    from backend.storage.stores import open_store
+    from backend.storage import open_store
 
     assert isinstance(open_store(None, tmp_path), LocalStore)
     assert isinstance(open_store("/ip4/127.0.0.1/tcp/5001", tmp_path), IpfsStore)

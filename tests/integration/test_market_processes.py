@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from backend.chain.base import Chain
 from backend.chain.market import JobStatus, MarketClient, Phase
+from backend.chain.rpc import rpc_chain
 from backend.core.datasets import (
     load_digits_dataset,
     shard,
@@ -92,7 +92,7 @@ def test_market_as_separate_processes_survives_an_aggregator_kill(devnet) -> Non
         f.write_bytes(to_npz_bytes(part))
         files.append(f)
     (home / "val.npz").write_bytes(to_npz_bytes(validation))
-    chain = Chain.rpc(node.url, dev_accounts=True)
+    chain = rpc_chain(node.url, dev_accounts=True)
     aggregator = chain.dev_account(2).address
     (home / "job.toml").write_text(f"""
 name = "integration"

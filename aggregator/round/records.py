@@ -1,0 +1,59 @@
+"""The round's inputs and results: what each participant submitted and what the round decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.core.codec import Tensors
+from backend.core.errors import Reason
+
+__all__ = ["RoundOutcome", "Submission", "TrainerOutcome"]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A participant's input to a round, as the aggregator (or an auditor) obtained it."""
+
+    trainer: str
+    blob: bytes | None = None  # None: not revealed, or not obtainable
+    reason: Reason = Reason.ACCEPTED  # a reason found while obtaining it (missing, unavailable…)
+    detail: str = ""
+    commit_order: int = 0  # position of its commit on chain (copy detection: earlier = original)
+
+
+@dataclass(frozen=True)
+class TrainerOutcome:
+    """One participant's result: reason code, why, score (float and fixed point), update norm."""
+
+    trainer: str
+    reason: Reason
+    detail: str
+    score: float
+    score_fp: int
+    update_norm: float
+
+
+@dataclass
+class RoundOutcome:
+    """Everything a round decides, plus what later rounds carry (accepted updates, momentum)."""
+
+    outcomes: list[TrainerOutcome]  # in the order of the submissions given (participant order)
+    next_weights: Tensors
+    next_model_blob: bytes
+    loss_before: float
+    loss_after: float
+    accuracy_after: float
+    accepted_updates: np.ndarray  # (k, d) float32, for replay detection in later rounds
+    momentum: np.ndarray | None = None
+
+    @property
+    def scores_fp(self) -> list[int]:
+        """Fixed-point scores as posted on chain, in participant order."""
+        return [o.score_fp for o in self.outcomes]
+
+    @property
+    def reasons(self) -> list[int]:
+        """Reason codes as posted on chain, in participant order."""
+        return [int(o.reason) for o in self.outcomes]

@@ -1,0 +1,97 @@
+"""The one replay: walk a job's posted rounds and recompute each from chain + store.
+
+Used by the aggregator's driver (to rebuild its history and momentum after a restart) and by
+the auditor (to verify every round). Each round is recomputed with `compute_round` from the
+model the previous post named, the submissions `gather` builds and the carried history and
+momentum, exactly as an uninterrupted aggregator computed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregator.round.compute import compute_round
+from aggregator.round.gather import FetchPolicy, gather
+from aggregator.round.records import RoundOutcome
+from backend.chain.market import MarketClient, RoundPost
+from backend.core.datasets import Dataset
+from backend.core.errors import FedMarketError
+from backend.core.jobspec import JobSpec
+from backend.protocol.fetch import fetch_weights
+from backend.storage import ContentStore, sha256_bytes
+
+__all__ = [
+    "HISTORY_ROUNDS",
+    "InputModelUnavailable",
+    "ReplayedRound",
+    "previous_updates",
+    "replay",
+]
+
+#: How many earlier rounds' accepted updates replay detection compares with.
+HISTORY_ROUNDS = 3
+
+
+def previous_updates(history: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The accepted updates of the last `HISTORY_ROUNDS` rounds, stacked (None before any)."""
+    return np.concatenate(history[-HISTORY_ROUNDS:]) if history else None
+
+
+@dataclass
+class ReplayedRound:
+    """A posted round recomputed from chain + store."""
+
+    post: RoundPost
+    outcome: RoundOutcome
+    matches: bool  # recomputed model hash and reasons equal what was posted
+    model_hash: bytes = b""  # sha256 of the recomputed next model
+
+
+class InputModelUnavailable(FedMarketError):
+    """The model a round started from (named by the previous post) cannot be fetched."""
+
+    def __init__(self, post: RoundPost, model_hash: bytes, cause: Exception) -> None:
+        super().__init__(f"round {post.round}: input model 0x{model_hash.hex()}: {cause}")
+        self.post = post
+        self.model_hash = model_hash
+        self.cause = cause
+
+
+def replay(
+    market: MarketClient,
+    store: ContentStore,
+    spec: JobSpec,
+    job_id: int,
+    validation: Dataset,
+    policy: FetchPolicy = FetchPolicy(),
+    posts: Sequence[RoundPost] | None = None,
+) -> Iterator[ReplayedRound]:
+    """Recompute every posted round (or `posts`) in order, carrying history and momentum.
+
+    Raises InputModelUnavailable when a round's input model cannot be fetched (nothing after
+    it can be recomputed), StoreOutage as `gather` does.
+    """
+    participants = market.participants(job_id)
+    params = market.job_created(job_id)["params"]
+    model = (bytes(params["initialModelHash"]), str(params["initialModelCid"]))
+    history: list[np.ndarray] = []
+    momentum: np.ndarray | None = None
+    for post in market.round_posts(job_id) if posts is None else posts:
+        try:
+            weights = fetch_weights(store, spec, *model)
+        except FedMarketError as exc:
+            raise InputModelUnavailable(post, model[0], exc) from exc
+        posted = dict(zip(participants, post.reasons, strict=False))
+        submissions = gather(market, store, job_id, post.round, posted, policy)
+        outcome = compute_round(
+            spec, weights, submissions, validation, previous_updates(history), momentum
+        )
+        model_hash = sha256_bytes(outcome.next_model_blob)
+        matches = model_hash == post.model_hash and outcome.reasons == post.reasons
+        history.append(outcome.accepted_updates)
+        momentum = outcome.momentum
+        yield ReplayedRound(post, outcome, matches, model_hash)
+        model = (post.model_hash, post.model_cid)

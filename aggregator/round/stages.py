@@ -1,0 +1,392 @@
+"""The round as named pure stages: decode → copies → outliers → reference → losses alone → harm
+→ scores → aggregate.
+
+Each stage takes the round's inputs and the previous stages' small records and returns a new
+record; none does I/O, and the floating-point operations run in the same order as they always
+have (the golden test pins scores, reasons and model hash bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregator.round.records import RoundOutcome, Submission, TrainerOutcome
+from aggregator.rules.consensus import clip_factors, reference_direction, reference_test
+from aggregator.rules.copies import detect_copies
+from aggregator.rules.fixedpoint import to_fixed_point
+from aggregator.rules.harm import harm_bar
+from aggregator.rules.outer import OuterOptimizer, outer_step, weighted_mean
+from aggregator.rules.scoring import leave_one_out, loss_gain_alone, shapley_monte_carlo
+from aggregator.rules.screening import OutlierRule, screen_updates
+from backend.core import codec
+from backend.core.codec import Template, Tensors
+from backend.core.compression import decode_update
+from backend.core.datasets import Dataset
+from backend.core.errors import Reason, UpdateRejected
+from backend.core.jobspec import JobSpec
+from backend.core.models import evaluate
+
+__all__ = [
+    "Decoded",
+    "LossProbe",
+    "RoundInputs",
+    "Scored",
+    "Selection",
+    "Verdicts",
+    "aggregate",
+    "check_harm",
+    "check_reference",
+    "clip_of",
+    "decode",
+    "find_copies",
+    "losses_alone",
+    "rule_of",
+    "score",
+    "screen",
+]
+
+_COPY_DETAILS = {
+    Reason.COPY: "copy or scaled copy of another update this round",
+    Reason.REPLAY: "replay of an update from an earlier round",
+    Reason.NEAR_ZERO: "near-zero update (free rider)",
+}
+
+
+def rule_of(spec: JobSpec) -> OutlierRule:
+    """The job's robust rule (the round-level tests' settings are not part of it)."""
+    return OutlierRule(**spec.aggregation.rule.model_dump(exclude={"harm_ratio", "ref_cos_ratio"}))
+
+
+@dataclass(frozen=True, eq=False)  # arrays and tensors: == would be ambiguous
+class RoundInputs:
+    """The public inputs of one round (see `compute_round`)."""
+
+    spec: JobSpec
+    template: Template
+    global_weights: Tensors
+    submissions: Sequence[Submission]
+    validation: Dataset
+    previous_updates: np.ndarray | None = None
+    momentum: np.ndarray | None = None
+
+    def by_trainer(self, indices: Sequence[int]) -> list[int]:
+        """``indices`` in trainer-address order (a fixed, public order)."""
+        return sorted(indices, key=lambda i: self.submissions[i].trainer.lower())
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Each submission's reason and detail so far, in submission order."""
+
+    reasons: tuple[Reason, ...]
+    details: tuple[str, ...]
+
+    def updated(self, changes: Mapping[int, tuple[Reason, str]]) -> Verdicts:
+        """A copy with ``changes`` (submission index → (reason, detail)) applied."""
+        reasons, details = list(self.reasons), list(self.details)
+        for i, (reason, detail) in changes.items():
+            reasons[i], details[i] = reason, detail
+        return Verdicts(tuple(reasons), tuple(details))
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """The decodable updates as rows of ``x`` and the verdicts on the others."""
+
+    x: np.ndarray  # (rows, d) float32
+    row_of: dict[int, int]  # submission index → its row in x
+    valid: list[int]  # decodable submissions, in trainer-address order
+    norms: np.ndarray  # (n,) L2 norm of each decodable update, 0 for the others
+    verdicts: Verdicts
+
+    def rows(self, indices: Sequence[int]) -> np.ndarray:
+        """The rows of the submissions ``indices`` (a copy, in that order)."""
+        return self.x[[self.row_of[i] for i in indices]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Verdicts plus which updates are aggregated and which are held out without evidence."""
+
+    verdicts: Verdicts
+    accepted: list[int]  # aggregated, in trainer-address order
+    held_out: list[int]  # not selected by a selection-only rule: not aggregated, not flagged
+
+    def flag(self, changes: Mapping[int, tuple[Reason, str]]) -> Selection:
+        """A copy with ``changes`` applied and the flagged updates dropped from ``accepted``."""
+        verdicts = self.verdicts.updated(changes)
+        accepted = [i for i in self.accepted if verdicts.reasons[i] == Reason.ACCEPTED]
+        return Selection(verdicts, accepted, self.held_out)
+
+
+def _decode_one(inputs: RoundInputs, blob: bytes) -> np.ndarray | UpdateRejected:
+    """The flattened float32 row of one revealed update, or why it was rejected."""
+    spec = inputs.spec
+    try:
+        tensors = decode_update(
+            blob, inputs.template, spec.codec, spec.aggregation.max_update_bytes
+        )
+    except UpdateRejected as rej:
+        return rej
+    return inputs.template.flatten(tensors, np.float32)
+
+
+def decode(inputs: RoundInputs) -> Decoded:
+    """Decode every obtained update, in trainer-address order; reject the undecodable ones."""
+    subs = inputs.submissions
+    n = len(subs)
+    changes: dict[int, tuple[Reason, str]] = {}
+    rows: list[np.ndarray] = []
+    row_of: dict[int, int] = {}
+    for i in inputs.by_trainer(range(n)):
+        if subs[i].reason != Reason.ACCEPTED:
+            continue
+        blob = subs[i].blob
+        if blob is None:
+            changes[i] = (Reason.MISSING, "no update revealed this round")
+            continue
+        row = _decode_one(inputs, blob)
+        if isinstance(row, UpdateRejected):
+            changes[i] = (row.reason, row.detail)
+            continue
+        row_of[i] = len(rows)
+        rows.append(row)
+    valid = inputs.by_trainer(row_of)
+    x = np.stack(rows) if rows else np.zeros((0, inputs.template.size), np.float32)
+    norms = np.zeros(n)
+    for i in valid:
+        norms[i] = float(np.linalg.norm(x[row_of[i]].astype(np.float64)))
+    verdicts = Verdicts(tuple(s.reason for s in subs), tuple(s.detail for s in subs))
+    return Decoded(x, row_of, valid, norms, verdicts.updated(changes))
+
+
+def find_copies(inputs: RoundInputs, decoded: Decoded) -> Verdicts:
+    """Copies, replays and free riders, in commit order: the earlier commit is the original."""
+    if not decoded.valid:
+        return decoded.verdicts
+    agg, subs = inputs.spec.aggregation, inputs.submissions
+    by_commit = sorted(decoded.valid, key=lambda i: (subs[i].commit_order, subs[i].trainer.lower()))
+    copy_reasons = detect_copies(
+        decoded.rows(by_commit),
+        inputs.previous_updates,
+        rel_tol=agg.copy_rel_tol,
+        scale_cos=agg.copy_scale_cos,
+        zero_ratio=agg.zero_ratio,
+    )
+    changes = {
+        i: (Reason(int(r)), _COPY_DETAILS[Reason(int(r))])
+        for i, r in zip(by_commit, copy_reasons, strict=True)
+        if int(r) != 0
+    }
+    return decoded.verdicts.updated(changes)
+
+
+def screen(inputs: RoundInputs, decoded: Decoded, verdicts: Verdicts) -> Selection:
+    """Outliers among the remaining candidates, by the job's robust rule.
+
+    Only evidence is flagged (slashable); an update a selection-only rule (Multi-Krum) merely
+    did not select is held out: not aggregated, score 0, but reason ACCEPTED (not slashed).
+    """
+    name = inputs.spec.aggregation.rule.name
+    candidates = [i for i in decoded.valid if verdicts.reasons[i] == Reason.ACCEPTED]
+    if not candidates:
+        return Selection(verdicts, [], [])
+    verdict = screen_updates(decoded.rows(candidates), rule_of(inputs.spec))
+    changes: dict[int, tuple[Reason, str]] = {}
+    held_out: list[int] = []
+    for k, i in enumerate(candidates):
+        if verdict.flagged[k]:
+            detail = f"flagged by the {name} rule (norm {decoded.norms[i]:.4g})"
+            changes[i] = (Reason.OUTLIER, detail)
+        elif verdict.excluded[k]:
+            held_out.append(i)
+            detail = f"not selected by the {name} rule: not aggregated, not flagged"
+            changes[i] = (Reason.ACCEPTED, detail)
+    verdicts = verdicts.updated(changes)
+    accepted = [
+        i for i in candidates if verdicts.reasons[i] == Reason.ACCEPTED and i not in held_out
+    ]
+    return Selection(verdicts, accepted, held_out)
+
+
+def check_reference(inputs: RoundInputs, decoded: Decoded, selection: Selection) -> Selection:
+    """The consensus rule's reference-direction test (`aggregator.rules.consensus`)."""
+    rule = inputs.spec.aggregation.rule
+    ratio = rule.ref_cos_ratio
+    accepted = selection.accepted
+    if not (rule.name == "consensus" and ratio > 0 and len(accepted) >= 3):
+        return selection
+    ref = reference_direction(
+        inputs.spec, inputs.global_weights, inputs.validation, inputs.template
+    )
+    verdict = reference_test(decoded.rows(accepted), ref, ratio)
+    if not verdict.median > 0:
+        return selection
+    changes = {
+        i: (
+            Reason.OUTLIER,
+            f"off the reference direction: cosine {c:.3f} < {ratio:g} x "
+            f"the median {verdict.median:.3f}",
+        )
+        for i, c, flagged in zip(accepted, verdict.cosines, verdict.flagged, strict=True)
+        if flagged
+    }
+    return selection.flag(changes)
+
+
+@dataclass(frozen=True, eq=False)
+class LossProbe:
+    """Validation loss of the model one outer step with a candidate delta would give."""
+
+    inputs: RoundInputs
+    w: np.ndarray  # the global model, flattened in float64
+    opt: OuterOptimizer
+
+    @classmethod
+    def of(cls, inputs: RoundInputs) -> LossProbe:
+        """The probe for this round's global model, optimizer settings and momentum."""
+        agg = inputs.spec.aggregation
+        opt = OuterOptimizer(kind=agg.outer, lr=agg.server_lr, momentum=agg.momentum)
+        return cls(inputs, inputs.template.flatten(inputs.global_weights, np.float64), opt)
+
+    def step(self, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(next flat weights, next momentum) after one outer step with ``delta``."""
+        return outer_step(self.w, delta, self.opt, self.inputs.momentum)
+
+    def loss_of(self, delta: np.ndarray) -> float:
+        """Validation loss after the step (1e9 when not finite)."""
+        w_new, _ = self.step(delta)
+        val, template = self.inputs.validation, self.inputs.template
+        loss, _ = evaluate(self.inputs.spec.model, template.unflatten(w_new), val.x, val.y)
+        return loss if np.isfinite(loss) else 1e9
+
+
+def clip_of(inputs: RoundInputs, decoded: Decoded, accepted: Sequence[int]) -> dict[int, float]:
+    """Each accepted update's clip factor: the consensus rule clips norms, others keep 1."""
+    rule = inputs.spec.aggregation.rule
+    if not (rule.name == "consensus" and len(accepted) >= 3):
+        return {i: 1.0 for i in accepted}
+    factors = clip_factors([decoded.norms[i] for i in accepted], rule.max_norm_ratio)
+    return dict(zip(accepted, factors, strict=True))
+
+
+def losses_alone(
+    probe: LossProbe, decoded: Decoded, selection: Selection, clip: Mapping[int, float]
+) -> dict[int, float]:
+    """Validation loss of each accepted or held-out update applied alone, at its share.
+
+    Each update is applied at its share of the aggregate (Δ_i / k), against the step the outer
+    optimizer takes anyway (momentum only): applied at full weight, one non-IID shard's update
+    overshoots and looks harmful when it is not. Held-out updates are measured too: harm is
+    evidence whether or not the rule selected them.
+    """
+    share = 1.0 / max(len(selection.accepted), 1)
+    return {
+        i: probe.loss_of(share * clip.get(i, 1.0) * decoded.x[decoded.row_of[i]].astype(np.float64))
+        for i in selection.accepted + selection.held_out
+    }
+
+
+def check_harm(
+    inputs: RoundInputs, selection: Selection, loss_alone: Mapping[int, float], ref_loss: float
+) -> Selection:
+    """Flag an update that alone hurts the validation loss (`aggregator.rules.harm`)."""
+    harm_ratio = inputs.spec.aggregation.rule.harm_ratio
+    if not (harm_ratio > 0 and len(selection.accepted) >= 3):
+        return selection
+    bar = harm_bar(np.array([ref_loss - loss_alone[i] for i in selection.accepted]), harm_ratio)
+    if bar is None:
+        return selection
+    changes: dict[int, tuple[Reason, str]] = {}
+    for i in selection.accepted + selection.held_out:
+        g = ref_loss - loss_alone[i]
+        if g < bar:
+            changes[i] = (
+                Reason.OUTLIER,
+                f"harmful: alone it raises the validation loss by {-g:.4g}, "
+                f"more than {harm_ratio:g}x the median gain {-bar / harm_ratio:.4g}",
+            )
+    return selection.flag(changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """Each submission's score (0 unless aggregated) and the aggregated delta."""
+
+    scores: np.ndarray  # (n,) float64
+    delta: np.ndarray  # (d,) float64: mean of the clipped accepted rows
+
+
+def score(
+    probe: LossProbe,
+    decoded: Decoded,
+    accepted: Sequence[int],
+    clip: Mapping[int, float],
+    loss_alone: Mapping[int, float],
+    ref_loss: float,
+) -> Scored:
+    """Score the aggregated updates by the job's scoring method; aggregate them."""
+    agg = probe.inputs.spec.aggregation
+    scores = np.zeros(len(probe.inputs.submissions))
+    if not accepted:
+        return Scored(scores, np.zeros(probe.inputs.template.size))
+    acc_x = decoded.rows(accepted)
+    factors = np.array([clip[i] for i in accepted])
+    if agg.scoring == "loss_gain":
+        s = loss_gain_alone(ref_loss, np.array([loss_alone[i] for i in accepted]))
+    else:
+
+        def value(mask: np.ndarray) -> float:
+            if not mask.any():
+                return 0.0
+            wts = mask.astype(np.float64) * factors
+            mean = weighted_mean(acc_x, wts) * (float(wts.sum()) / int(mask.sum()))
+            return ref_loss - probe.loss_of(mean)
+
+        if agg.scoring == "loo":
+            s = leave_one_out(value, len(accepted))
+        else:
+            s = shapley_monte_carlo(
+                value, len(accepted), permutations=agg.shapley_permutations, seed=agg.seed
+            )
+    for k, i in enumerate(accepted):
+        scores[i] = float(s[k])
+    # mean of the clipped rows = weighted mean with the clip factors, rescaled
+    delta = weighted_mean(acc_x, factors) * (float(factors.sum()) / len(accepted))
+    return Scored(scores, delta)
+
+
+def aggregate(
+    probe: LossProbe, decoded: Decoded, verdicts: Verdicts, scored: Scored, loss_before: float
+) -> RoundOutcome:
+    """Take the outer step with the aggregated delta and assemble the round's outcome."""
+    inputs = probe.inputs
+    w_next, momentum_next = probe.step(scored.delta)
+    next_weights = inputs.template.unflatten(w_next)
+    val = inputs.validation
+    loss_after, acc_after = evaluate(inputs.spec.model, next_weights, val.x, val.y)
+    fixed = to_fixed_point(scored.scores)
+    outcomes = [
+        TrainerOutcome(
+            s.trainer,
+            verdicts.reasons[i],
+            verdicts.details[i],
+            float(scored.scores[i]),
+            int(fixed[i]),
+            float(decoded.norms[i]),
+        )
+        for i, s in enumerate(inputs.submissions)
+    ]
+    return RoundOutcome(
+        outcomes,
+        next_weights,
+        codec.encode(next_weights),
+        loss_before,
+        loss_after,
+        acc_after,
+        decoded.rows(decoded.valid) if decoded.valid else decoded.x,
+        momentum_next,
+    )

@@ -1,0 +1,171 @@
+"""The API's response models (pydantic): what every endpoint returns, as its OpenAPI shows."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from backend.core.jobstatus import JobStatus
+
+T = TypeVar("T")
+
+# The models carry no docstrings on purpose: pydantic would publish them as schema descriptions
+# and change the OpenAPI document.
+
+# The statuses a job can be listed by: every JobStatus but NONE, named by its label.
+StatusName = StrEnum(  # type: ignore[misc]
+    "StatusName", [(s.label, s.label) for s in JobStatus if s is not JobStatus.NONE]
+)
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="not_found | invalid_request | internal_error")
+    reason: str = Field(description="what went wrong, for people")
+    detail: Any = None
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    limit: int
+    offset: int
+    items: list[T]
+
+
+class Job(BaseModel):
+    job_id: int
+    status: str
+    owner: str
+    aggregator: str
+    reward_wei: str
+    stake_required_wei: str
+    rounds: int
+    posted_rounds: int
+    min_trainers: int
+    max_trainers: int
+    trainers: int
+    slash_bps: int
+    min_reliability_ppm: int
+    spec_hash: str
+    spec_cid: str
+    initial_model_hash: str
+    initial_model_cid: str
+    model_hash: str
+    model_cid: str
+    validation_commitment: str
+    validation_hash: str | None
+    validation_cid: str | None
+    validation_revealed: bool
+    slashed_pool_wei: str
+    reward_pool_wei: str | None
+    owner_refund_wei: str | None
+    total_score: int | None
+    refund_claimed: bool
+    created_block: int
+    created_tx: str
+
+
+class Round(BaseModel):
+    job_id: int
+    round: int
+    commit_end: int | None
+    reveal_end: int | None
+    post_deadline: int | None
+    commits: int
+    reveals: int
+    posted: bool
+    model_hash: str | None
+    model_cid: str | None
+    total_score: int | None = Field(None, description="sum of posted scores (1e6 = 1.0)")
+    accepted: int | None
+    flagged: int | None = Field(None, description="updates with a slashable reason (3..11)")
+    missing: int | None = Field(None, description="missing reveal or unavailable content")
+    posted_block: int | None
+    posted_tx: str | None
+
+
+class Submission(BaseModel):
+    job_id: int
+    round: int
+    trainer: str
+    commitment: str | None
+    commit_order: int | None
+    content_hash: str | None
+    cid: str | None
+    score: int | None = Field(None, description="posted score, fixed point (1e6 = 1.0)")
+    reason: int | None = Field(None, description="posted reason code (0 accepted)")
+    reason_label: str | None
+    flagged: bool = Field(description="reason is slashable (3..11)")
+    slashed_wei: str | None
+
+
+class Payout(BaseModel):
+    job_id: int
+    trainer: str
+    join_order: int
+    total_score: int
+    flagged_rounds: int
+    slashed_wei: str
+    locked_stake_wei: str
+    reward_wei: str | None
+    stake_unlocked_wei: str | None
+    claimed: bool
+    contribution_ppm: int | None
+    reliability_ppm_after: int | None
+
+
+class Slash(BaseModel):
+    job_id: int
+    round: int
+    trainer: str
+    amount_wei: str
+    reason: int
+    reason_label: str
+    block_number: int
+    tx_hash: str
+
+
+class Trainer(BaseModel):
+    address: str
+    registered: bool
+    stake_balance_wei: str
+    reliability_ppm: int
+    reliability_jobs: int
+    jobs_joined: int
+
+
+class TrainerDetail(Trainer):
+    history: list[Payout]
+
+
+class Event(BaseModel):
+    block_number: int
+    tx_hash: str
+    log_index: int
+    name: str
+    job_id: int | None
+    round: int | None
+    trainer: str | None
+    args: dict[str, Any]
+
+
+class RoundMetric(BaseModel):
+    round: int
+    validation_loss: float
+    validation_accuracy: float
+
+
+class Metrics(BaseModel):
+    job_id: int
+    available: bool
+    reason: str
+    initial: RoundMetric | None = None
+    rounds: list[RoundMetric] = []
+
+
+# The error bodies every data endpoint documents (the handlers in `app` produce them).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "unknown job, round or trainer"},
+    422: {"model": ErrorBody, "description": "invalid parameters"},
+}

@@ -1,0 +1,74 @@
+"""Trainers: stake, cross-job reliability, and each one's history, submissions and slashes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from backend.audit import queries
+from backend.audit.api.deps import (
+    MAX_ID,
+    Address,
+    Context,
+    Flagged,
+    Limit,
+    Offset,
+    require_trainer,
+)
+from backend.audit.api.models import (
+    ERROR_RESPONSES,
+    Page,
+    Slash,
+    Submission,
+    Trainer,
+    TrainerDetail,
+)
+
+router = APIRouter(tags=["trainers"], responses=ERROR_RESPONSES)
+
+
+@router.get("/trainers", response_model=Page[Trainer])
+def list_trainers(
+    context: Context,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    min_reliability_ppm: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    job_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only its trainers")] = None,
+) -> dict[str, Any]:
+    """Trainers with stake and cross-job reliability (ppm), most reliable first."""
+    q = queries.trainers_query(min_reliability_ppm, job_id)
+    return queries.page(context.engine, q, limit, offset, queries.trainer_row)
+
+
+@router.get("/trainers/{address}", response_model=TrainerDetail)
+def trainer(context: Context, address: Address) -> dict[str, Any]:
+    """A trainer's stake, reliability and per-job history (scores, flags, rewards)."""
+    record = require_trainer(context, address)
+    record["history"] = queries.trainer_history(context.engine, record["address"])
+    return record
+
+
+@router.get("/trainers/{address}/submissions", response_model=Page[Submission])
+def trainer_submissions(
+    context: Context,
+    address: Address,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    flagged: Flagged = None,
+) -> dict[str, Any]:
+    """Every submission of a trainer across jobs."""
+    record = require_trainer(context, address)
+    q = queries.trainer_submissions_query(record["address"], job_id, flagged)
+    return queries.page(context.engine, q, limit, offset, queries.submission_row)
+
+
+@router.get("/trainers/{address}/slashes", response_model=Page[Slash])
+def trainer_slashes(
+    context: Context, address: Address, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Stake a trainer lost, per job and round."""
+    record = require_trainer(context, address)
+    q = queries.trainer_slashes_query(record["address"])
+    return queries.page(context.engine, q, limit, offset, queries.slash_row)

@@ -1,0 +1,243 @@
+"""`fedmarket trainer ...`: the trainer's commands over `trainer_client`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from backend.cli.common import AccountOpt, guarded, stage_progress
+from backend.cli.context import (
+    ConfigOpt,
+    Ctx,
+    DevAccountOpt,
+    JobArg,
+    JsonOpt,
+    emit,
+    err,
+    eth,
+    out,
+    status_line,
+    to_wei,
+)
+from backend.core.errors import ConfigError
+
+trainer_app = typer.Typer(
+    help="The trainer: stake, join jobs, train on private data, commit and reveal updates, "
+    "claim rewards. Data files: .npz (arrays x, y) or .csv (last column the label).",
+    no_args_is_help=True,
+)
+
+
+def _state_file(ctx: Ctx, market: Any, address: str) -> Path:
+    return ctx.home / "trainer" / market.address.lower() / f"{address.lower()}.json"
+
+
+@trainer_app.command("register")
+@guarded
+def trainer_register(
+    stake: Annotated[str, typer.Option("--stake", help="ETH to put in the stake vault")],
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+) -> None:
+    """Register as a trainer with a stake (or add stake if already registered)."""
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    sender = ctx.signer(account, dev_account)
+    wei = to_wei(stake, "--stake")
+    if market.account_of(sender.address)["registered"]:
+        market.deposit(sender, wei)
+    else:
+        market.register(sender, wei)
+    acct = market.account_of(sender.address)
+    out.print(f"{sender.address}: stake {eth(acct['balance'])} ({eth(acct['locked'])} locked)")
+
+
+def _load_fitting(client_data: Path, spec: Any) -> Any:
+    from backend.core.datasets import load_fitting_file
+
+    m = spec.model
+    return load_fitting_file(client_data, m.input_dim, m.num_classes, spec.min_rows)
+
+
+def _job_spec(ctx: Ctx, market: Any, job_id: int) -> Any:
+    from backend.protocol.fetch import fetch_job_spec
+
+    return fetch_job_spec(market, ctx.store, job_id)
+
+
+@trainer_app.command("join")
+@guarded
+def trainer_join(
+    job_id: JobArg,
+    data: Annotated[
+        Path | None, typer.Option(help="check that this data file fits the job before staking")
+    ] = None,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+) -> None:
+    """Join a job: locks the job's stake from your vault balance."""
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    ctx.job(market, job_id)
+    if data is not None:
+        _load_fitting(data, _job_spec(ctx, market, job_id))
+    sender = ctx.signer(account, dev_account)
+    result = market.join(sender, job_id)
+    out.print(f"{sender.address} joined job {job_id} (gas {result.gas_used:,})")
+
+
+@trainer_app.command("run")
+@guarded
+def trainer_run(
+    job_id: JobArg,
+    data: Annotated[Path, typer.Option(help="your private data: .npz (x, y) or .csv")],
+    once: Annotated[bool, typer.Option(help="do one round (commit and reveal), then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between chain polls")] = 5.0,
+    timeout: Annotated[
+        float | None, typer.Option(help="give up (exit 1) after this many seconds of waiting")
+    ] = None,
+    step_only: Annotated[
+        bool, typer.Option("--step", help="do at most one action now (no waiting), then exit")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of local training")] = 0,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+) -> None:
+    """Train and submit every round: commit in the commit phase, reveal in the reveal phase.
+    Safe to restart: a pending commitment is revealed, never replaced."""
+    from trainer_client import runner
+    from trainer_client.client import TrainerClient
+
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    ctx.job(market, job_id)
+    dataset = _load_fitting(data, _job_spec(ctx, market, job_id))
+    sender = ctx.signer(account, dev_account)
+
+    def report(s: runner.Step) -> None:
+        err.print(f"job {job_id} round {s.round}: {s.action} {s.detail}".rstrip(), soft_wrap=True)
+
+    with stage_progress() as bars:
+        client = TrainerClient(
+            market,
+            ctx.store,
+            sender,
+            dataset,
+            seed=seed,
+            state_file=_state_file(ctx, market, sender.address),
+            progress=bars,
+        )
+        if step_only:
+            s = runner.step(client, job_id)
+            report(s)
+            emit(json.dumps({"action": s.action, "round": s.round}))
+            return
+        done = runner.run(client, job_id, once=once, poll_s=poll, timeout_s=timeout, report=report)
+    emit(json.dumps({"actions": [[s.action, s.round] for s in done]}))
+
+
+@trainer_app.command("status")
+@guarded
+def trainer_status(
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    address: Annotated[
+        str | None, typer.Option(help="look at this address (no key needed)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stake balance, locked stake, reliability, and the jobs this trainer is in."""
+    from trainer_client.status import trainer_status as status_of
+
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    info = status_of(market, _whose_status(ctx, account, dev_account, address))
+    if as_json:
+        emit(json.dumps(info))
+        return
+    for key, value in info.items():
+        if key != "jobs":
+            out.print(f"{status_line(key, value, 20)}")
+    for j in info["jobs"]:
+        out.print(
+            f"  job {j['job_id']}: {j['status']} round {j['round']} score "
+            f"{j['score_total']:.4f} claimed {j['claimed']}"
+        )
+
+
+def _whose_status(
+    ctx: Ctx, account: str | None, dev_account: int | None, address: str | None
+) -> str:
+    """The address `trainer status` looks at: --address, --dev-account, or a keystore account."""
+    from web3 import Web3
+
+    if address:
+        return str(Web3.to_checksum_address(address))
+    if dev_account is not None:
+        return str(ctx.signer(None, dev_account).address)
+    ks = ctx.keystore()
+    entries = ks.list()
+    if not account and len(entries) != 1:
+        raise ConfigError("say whose status: --account NAME, --dev-account N or --address")
+    return str(ks.find(account or entries[0].name).address)
+
+
+@trainer_app.command("claim")
+@guarded
+def trainer_claim(
+    job_id: JobArg,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Claim your reward from a finalized job (and unlock what is left of your stake)."""
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    ctx.job(market, job_id)
+    sender = ctx.signer(account, dev_account)
+    before = market.account_of(sender.address)["balance"]
+    wallet = ctx.chain.balance(sender.address)
+    result = market.claim(sender, job_id)
+    paid = [e for e in market.claims(job_id) if e["trainer"] == sender.address]
+    reward = int(paid[-1]["reward"]) if paid else 0
+    if as_json:
+        emit(json.dumps({"job_id": job_id, "reward_wei": reward, "gas": result.gas_used}))
+        return
+    out.print(
+        f"job {job_id}: claimed {eth(reward)} (gas {result.gas_used:,}); stake "
+        f"{eth(market.account_of(sender.address)['balance'])} (was {eth(before)}), "
+        f"wallet was {eth(wallet)}"
+    )
+
+
+@trainer_app.command("withdraw")
+@guarded
+def trainer_withdraw(
+    amount: Annotated[
+        str | None, typer.Argument(help="ETH to withdraw (default: all free stake)")
+    ] = None,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+) -> None:
+    """Withdraw free (unlocked) stake to your wallet."""
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    sender = ctx.signer(account, dev_account)
+    acct = market.account_of(sender.address)
+    free = acct["balance"] - acct["locked"]
+    wei = free if amount is None else to_wei(amount, "AMOUNT")
+    if wei <= 0:
+        raise ConfigError(f"no free stake to withdraw ({eth(acct['locked'])} is locked)")
+    if wei > free:
+        raise ConfigError(f"only {eth(free)} is free to withdraw ({eth(acct['locked'])} locked)")
+    market.withdraw(sender, wei)
+    out.print(f"withdrew {eth(wei)}; stake now {eth(market.account_of(sender.address)['balance'])}")

@@ -1,0 +1,165 @@
+"""job.toml: the owner's description of a job, read, checked and written.
+
+Top-level keys are the market terms (reward, stake, rounds, trainers, deadlines, aggregator);
+the tables `[model]`, `[training]`, `[aggregation]` are the job spec trainers download.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend.chain.market import JobParams
+from backend.core.errors import ConfigError
+from backend.core.jobspec import JobSpec, explain_validation_error
+from backend.owner.publish import JobArtifacts, job_params
+
+ETHER = 10**18
+UINT32_MAX = 2**32 - 1  # durations are uint32 seconds on chain
+UINT96_MAX = 2**96 - 1  # the contract keeps stakes in uint96
+
+
+def eth_to_wei(value: str | float | int, what: str, max_wei: int | None = None) -> int:
+    """`value` ETH as a whole number of wei; `what` names the setting in error messages."""
+    try:
+        wei = Decimal(str(value)) * ETHER
+    except InvalidOperation:
+        raise ValueError(f"{what}: {value!r} is not a number of ETH") from None
+    if wei < 0 or wei != wei.to_integral_value():
+        raise ValueError(f"{what}: {value!r} ETH is not a whole number of wei >= 0")
+    if max_wei is not None and wei > max_wei:
+        raise ValueError(f"{what}: {value!r} ETH is above the most the contract holds")
+    return int(wei)
+
+
+class JobFile(BaseModel):
+    """job.toml: the market parameters (top level) and the job spec (model, training, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "fedmarket job"
+    dataset: str = "custom"
+    model: dict[str, Any]
+    training: dict[str, Any] = Field(default_factory=dict)
+    aggregation: dict[str, Any] = Field(default_factory=dict)
+    outlier_rule: str | None = None
+    codec: Literal["fp32", "int8", "topk"] = "fp32"
+    topk_fraction: float | None = None  # None: the JobSpec default
+    min_rows: int = 10
+    rounds: int = Field(ge=1, le=1000)  # the contract's MAX_ROUNDS
+    reward_eth: str | float
+    stake_eth: str | float
+    min_trainers: int = Field(ge=1, le=256)  # the contract's MAX_TRAINERS
+    max_trainers: int | None = Field(None, ge=1, le=256)
+    min_reliability: float = Field(0.0, ge=0, le=1)
+    aggregator: str
+    validation_file: str | None = None
+    join_duration: int = Field(7 * 24 * 3600, gt=0, le=UINT32_MAX)
+    commit_duration: int = Field(24 * 3600, gt=0, le=UINT32_MAX)
+    reveal_duration: int = Field(12 * 3600, gt=0, le=UINT32_MAX)
+    post_duration: int = Field(24 * 3600, gt=0, le=UINT32_MAX)
+    slash_bps: int = Field(5_000, ge=0, le=10_000)
+
+    def job_spec(self) -> JobSpec:
+        """The spec trainers download (`outlier_rule` is shorthand for aggregation.rule.name)."""
+        aggregation = dict(self.aggregation)
+        if self.outlier_rule:
+            aggregation["rule"] = {**aggregation.get("rule", {}), "name": self.outlier_rule}
+        return JobSpec.model_validate(
+            {
+                "name": self.name,
+                "dataset": self.dataset,
+                "model": self.model,
+                "training": self.training,
+                "aggregation": aggregation,
+                "codec": self.codec,
+                "min_rows": self.min_rows,
+            }
+            | ({} if self.topk_fraction is None else {"topk_fraction": self.topk_fraction})
+        )
+
+    def validation_path(self, job_file: Path, override: Path | None = None) -> Path:
+        """The validation data: `override`, else `validation_file` relative to the job file."""
+        if override is not None:
+            return override
+        if self.validation_file:
+            return (job_file.parent / self.validation_file).resolve()
+        raise ConfigError("no validation data: set validation_file in job.toml or --validation")
+
+    def job_params(self, artifacts: JobArtifacts, aggregator: str) -> JobParams:
+        """createJob's arguments: these terms plus the published artifacts' hashes and CIDs."""
+        return job_params(
+            artifacts,
+            aggregator=aggregator,
+            stake_required=eth_to_wei(self.stake_eth, "stake_eth", max_wei=UINT96_MAX),
+            rounds=self.rounds,
+            min_trainers=self.min_trainers,
+            max_trainers=self.max_trainers or self.min_trainers,
+            join_duration=self.join_duration,
+            commit_duration=self.commit_duration,
+            reveal_duration=self.reveal_duration,
+            post_duration=self.post_duration,
+            min_reliability_ppm=round(self.min_reliability * 1_000_000),
+            slash_bps=self.slash_bps,
+        )
+
+    def reward_wei(self) -> int:
+        """The reward to escrow, in wei."""
+        return eth_to_wei(self.reward_eth, "reward_eth")
+
+
+def load_job_file(path: Path) -> tuple[JobFile, JobSpec]:
+    """job.toml → (market terms, JobSpec); any typo or bad value is one line naming the key."""
+    if not path.is_file():
+        what = "is a directory, not a job.toml" if path.is_dir() else "does not exist"
+        raise ConfigError(f"job spec {path} {what}")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        job_file = JobFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(explain_validation_error(exc, JobFile, str(path))) from None
+    try:
+        return job_file, job_file.job_spec()
+    except ValidationError as exc:
+        raise ConfigError(explain_validation_error(exc, JobSpec, str(path))) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)  # inf and nan are spelled the same in TOML
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are valid in TOML basic strings
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to a job file")
+
+
+def _toml_table(name: str, table: dict[str, Any]) -> list[str]:
+    lines = [f"[{name}]"] if name else []
+    lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += ["", *_toml_table(f"{name}.{key}" if name else key, value)]
+    return lines
+
+
+def job_file_toml(job_file: JobFile) -> str:
+    """The text of a job.toml that `load_job_file` reads back as `job_file`."""
+    return "\n".join(_toml_table("", job_file.model_dump(exclude_none=True))) + "\n"
+
+
+def write_job_file(path: Path, job_file: JobFile) -> Path:
+    """Write `job_file` as TOML at `path` (the template an owner edits); returns `path`."""
+    path.write_text(job_file_toml(job_file))
+    return path

@@ -1,0 +1,51 @@
+"""A trainer's standing on a market: stake, reliability, and the jobs it joined."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.chain.market import SCORE_ONE, MarketClient
+from backend.core.errors import FedMarketError
+
+PPM = 1_000_000  # reliability is parts per million on chain
+
+
+def joined_jobs(market: MarketClient, address: str) -> list[dict[str, Any]]:
+    """Every job `address` joined: status, round, score, and the reward (None until known)."""
+    jobs = []
+    for job_id in range(1, market.next_job_id()):
+        record = market.participant(job_id, address)
+        if not record["joined"]:
+            continue
+        job = market.job(job_id)
+        try:
+            reward = market.reward_of(job_id, address)
+        except FedMarketError:  # not settled yet: there is no reward to tell
+            reward = None
+        jobs.append(
+            {
+                "job_id": job_id,
+                "status": job.status_enum.name.lower(),
+                "round": int(job.currentRound),
+                "score_total": int(record["totalScore"]) / SCORE_ONE,
+                "claimed": bool(record["claimed"]),
+                "reward_wei": reward,
+            }
+        )
+    return jobs
+
+
+def trainer_status(market: MarketClient, address: str) -> dict[str, Any]:
+    """The `trainer status --json` record of `address`."""
+    account = market.account_of(address)
+    reliability_ppm, jobs_rated = market.reliability_of(address)
+    return {
+        "address": address,
+        "wallet_wei": market.chain.balance(address),
+        "stake_wei": account["balance"],
+        "locked_wei": account["locked"],
+        "registered": account["registered"],
+        "reliability": reliability_ppm / PPM,
+        "jobs_rated": jobs_rated,
+        "jobs": joined_jobs(market, address),
+    }
