@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.chain.market import SCORE_ONE, MarketClient
+from backend.chain.market import MarketClient
 from backend.core.errors import FedMarketError
-
-PPM = 1_000_000  # reliability is parts per million on chain
+from backend.core.units import PPM, SCORE_ONE
 
 
 def joined_jobs(market: MarketClient, address: str) -> list[dict[str, Any]]:

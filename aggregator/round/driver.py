@@ -117,7 +117,8 @@ class RoundDriver:
     def rebuild(self) -> list[ReplayedRound]:
         """Recompute `history` and `momentum` by replaying every posted round (deterministic).
 
-        Each replay's model hash and reasons are checked against the post; a mismatch is logged
+        Each replay's model hash, reasons and scores are checked against the post; a mismatch is
+        logged
         (the state is still rebuilt from the recomputation, the best available).
         """
         self.history, self.momentum = [], None
@@ -129,7 +130,7 @@ class RoundDriver:
             if not step.matches:
                 log.warning(
                     "job %d round %d: replay does not reproduce the posted result "
-                    "(model hash or reasons differ); continuing from the recomputation",
+                    "(model hash, reasons or scores differ); continuing from the recomputation",
                     self.job_id,
                     step.post.round,
                 )

@@ -35,10 +35,16 @@ class StoreOutage(StorageUnavailable):
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """How long missing or unreachable content is retried (0: a single try)."""
+    """How long missing or unreachable content is retried (0: a single try).
+
+    `strict` (the auditor's): an unreachable store raises instead of marking the update
+    UNAVAILABLE, so the auditor's own outage is reported as "cannot verify", never as a
+    recomputed reason that would look like the aggregator's fault.
+    """
 
     timeout_s: float = 0.0
     retry_s: float = 0.5
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ def fetch_reveal(store: ContentStore, reveal: Reveal, policy: FetchPolicy) -> Fe
             return Fetched(None, Reason.HASH_MISMATCH, str(exc))
         except (ContentNotFound, StorageUnavailable) as exc:
             down = isinstance(exc, StorageUnavailable)
+            if down and policy.strict:
+                raise
             if time.monotonic() >= deadline:
                 what = "store unreachable" if down else "content not found"
                 detail = f"{what} after {policy.timeout_s:g}s: {exc}"

@@ -46,7 +46,7 @@ class ReplayedRound:
 
     post: RoundPost
     outcome: RoundOutcome
-    matches: bool  # recomputed model hash and reasons equal what was posted
+    matches: bool  # recomputed model hash, reasons and scores equal what was posted
     model_hash: bytes = b""  # sha256 of the recomputed next model
 
 
@@ -90,7 +90,11 @@ def replay(
             spec, weights, submissions, validation, previous_updates(history), momentum
         )
         model_hash = sha256_bytes(outcome.next_model_blob)
-        matches = model_hash == post.model_hash and outcome.reasons == post.reasons
+        matches = (
+            model_hash == post.model_hash
+            and outcome.reasons == list(post.reasons)
+            and outcome.scores_fp == list(post.scores)
+        )
         history.append(outcome.accepted_updates)
         momentum = outcome.momentum
         yield ReplayedRound(post, outcome, matches, model_hash)

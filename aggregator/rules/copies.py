@@ -16,13 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from aggregator.rules.kernels import gram64, row_sq_norms
+from backend.core.errors import Reason
 
 __all__ = ["REASON_CLEAN", "REASON_COPY", "REASON_REPLAY", "REASON_ZERO", "detect_copies"]
 
-REASON_CLEAN = 0
-REASON_COPY = 9
-REASON_REPLAY = 10
-REASON_ZERO = 11
+# The codes come from the one table (backend.core.errors.Reason), as plain ints for numpy.
+REASON_CLEAN = int(Reason.ACCEPTED)
+REASON_COPY = int(Reason.COPY)
+REASON_REPLAY = int(Reason.REPLAY)
+REASON_ZERO = int(Reason.NEAR_ZERO)
 
 
 def _matches(

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from backend.core.units import SCORE_ONE
+
 __all__ = ["MAX_ROUND_SCORE", "SCORE_ONE", "from_fixed_point", "to_fixed_point"]
 
-SCORE_ONE = 1_000_000
 MAX_ROUND_SCORE = 10**12
 
 

@@ -161,15 +161,12 @@ def rounds_query(job_id: int, posted: bool | None) -> Select:
 
 
 def _only_flagged(q: Select, flagged: bool | None) -> Select:
-    # slashable reasons are the codes from HASH_MISMATCH up (Reason.slashable)
+    slashable = [int(r) for r in sorted(Reason.slashable_codes())]
     if flagged is True:
-        return q.where(submissions_t.c.reason >= Reason.HASH_MISMATCH.value)
+        return q.where(submissions_t.c.reason.in_(slashable))
     if flagged is False:
         return q.where(
-            or_(
-                submissions_t.c.reason < Reason.HASH_MISMATCH.value,
-                submissions_t.c.reason.is_(None),
-            )
+            or_(submissions_t.c.reason.not_in(slashable), submissions_t.c.reason.is_(None))
         )
     return q
 

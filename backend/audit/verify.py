@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aggregator.round.gather import FetchPolicy
 from aggregator.round.replay import InputModelUnavailable, ReplayedRound, replay
 from backend.audit.settlement import expected_payouts, expected_slashes, score_totals
 from backend.chain.market import JobStatus, MarketClient, RoundPost
@@ -158,7 +159,8 @@ def _check_rounds(
     participants = market.participants(job_id)
     checks: list[RoundCheck] = []
     try:
-        for step in replay(market, store, spec, job_id, validation, posts=posts):
+        strict = FetchPolicy(strict=True)  # our store down: "cannot verify", not a mismatch
+        for step in replay(market, store, spec, job_id, validation, strict, posts):
             checks.append(_round_check(step, participants, store))
     except InputModelUnavailable as exc:
         check = _posted_check(exc.post)

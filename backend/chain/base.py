@@ -24,7 +24,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError, Web3Excepti
 
 from backend.chain.contracts import load_artifact
 from backend.chain.revert import ErrorDecoder, contract_revert
-from backend.core.errors import ConfigError, InsufficientFunds, eth_text
+from backend.core.errors import ConfigError, InsufficientFunds
+from backend.core.units import eth_text
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from backend.chain.base import Chain, TxResult
 from backend.core.jobstatus import JobStatus, Phase
 
 CONTRACT_NAME = "FedMarket"
-SCORE_ONE = 1_000_000
 DEFAULT_ALPHA_PPM = 300_000  # reliability EMA weight of the newest job
 
 

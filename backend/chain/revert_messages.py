@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from backend.core.errors import eth_text
 from backend.core.jobstatus import JobStatus
+from backend.core.units import eth_text
 
 Args = Mapping[str, Any]
 

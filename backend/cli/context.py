@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 
 from backend.cli.common import password
-from backend.core.errors import ConfigError, eth_text
+from backend.core.errors import ConfigError
+from backend.core.units import eth_text
 
 # The role commands print plain text: no highlighting of numbers and addresses.
 out = Console(width=None if sys.stdout.isatty() else 132, highlight=False)

@@ -125,13 +125,6 @@ class DataError(FedMarketError):
     """A trainer's or owner's data file does not fit the job."""
 
 
-def eth_text(wei: int | str) -> str:
-    """An amount of wei as exact decimal ETH, e.g. 1.5 (for messages)."""
-    from decimal import Decimal
-
-    return f"{Decimal(int(wei)) / 10**18:f}"
-
-
 def _short(value: object) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()

@@ -27,7 +27,7 @@ class TrainingSpec(BaseModel):
 
 
 class RuleSpec(BaseModel):
-    """The robust rule that flags outliers (see aggregator.rules.robust.OutlierRule)."""
+    """The robust rule that flags outliers (see aggregator.rules.screening.OutlierRule)."""
 
     model_config = ConfigDict(extra="forbid")
 

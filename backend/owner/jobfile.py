@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backend.chain.market import JobParams
 from backend.core.errors import ConfigError
 from backend.core.jobspec import JobSpec, explain_validation_error
+from backend.core.units import ETHER, PPM
 from backend.owner.publish import JobArtifacts, job_params
 
-ETHER = 10**18
 UINT32_MAX = 2**32 - 1  # durations are uint32 seconds on chain
 UINT96_MAX = 2**96 - 1  # the contract keeps stakes in uint96
 
@@ -104,7 +104,7 @@ class JobFile(BaseModel):
             commit_duration=self.commit_duration,
             reveal_duration=self.reveal_duration,
             post_duration=self.post_duration,
-            min_reliability_ppm=round(self.min_reliability * 1_000_000),
+            min_reliability_ppm=round(self.min_reliability * PPM),
             slash_bps=self.slash_bps,
         )
 

@@ -15,9 +15,10 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from backend.chain.base import TxResult
-from backend.chain.market import SCORE_ONE, JobInfo, JobParams, MarketClient, validation_commitment
+from backend.chain.market import JobInfo, JobParams, MarketClient, validation_commitment
 from backend.core.errors import ConfigError
 from backend.core.jobstatus import JobStatus
+from backend.core.units import SCORE_ONE
 from backend.owner.publish import JobArtifacts, predict_cid, publish_job
 from backend.storage import ContentStore, Transfer, fetch_verified, sha256_bytes
 

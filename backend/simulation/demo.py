@@ -18,10 +18,11 @@ from eth_account.signers.local import LocalAccount
 from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
-from backend.chain.market import SCORE_ONE, JobInfo, MarketClient
+from backend.chain.market import JobInfo, MarketClient
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
+from backend.core.units import ETHER, PPM, SCORE_ONE
 from backend.owner.lifecycle import (
     check_validation,
     create_job,
@@ -35,7 +36,6 @@ from backend.storage import ContentStore, LocalStore
 from trainer_client.adversaries import ATTACKS, AdversarialClient
 from trainer_client.client import TrainerClient
 
-ETHER = 10**18
 CODECS = ("fp32", "int8", "topk")
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -249,7 +249,7 @@ def trainer_summaries(
                 "reward_wei": paid.get(client.address, 0),
                 "slashed_wei": slashed.get(client.address, 0),
                 "flagged_rounds": int(p["flaggedRounds"]),
-                "reliability": rel_ppm / 1_000_000,
+                "reliability": rel_ppm / PPM,
             }
         )
     return summaries

@@ -107,3 +107,20 @@ def test_a_store_down_for_every_update_is_an_outage(setup) -> None:
         driver.gather(ROUND)
     with pytest.raises(StoreOutage):
         gather(market, DownStore(), JOB, ROUND, policy=FetchPolicy())  # type: ignore[arg-type]
+
+
+def test_the_auditors_own_partial_outage_is_an_error_not_a_recomputed_reason(setup) -> None:
+    """A store down for one update must not turn into "posted 0, recomputed 2" (which would
+    accuse the aggregator): under the auditor's strict policy the outage is raised."""
+    market, store, _ = setup
+
+    class FlakyStore:
+        def get(self, cid: str, progress: object = None) -> bytes:
+            if cid == market.entries[0].reveal.cid:
+                raise StorageUnavailable("connection reset")
+            return store.get(cid)
+
+    lenient = gather(market, FlakyStore(), JOB, ROUND)  # type: ignore[arg-type]
+    assert _reasons(lenient)[HONEST] == Reason.UNAVAILABLE  # the live driver's choice
+    with pytest.raises(StorageUnavailable):
+        gather(market, FlakyStore(), JOB, ROUND, policy=FetchPolicy(strict=True))  # type: ignore[arg-type]
