@@ -48,6 +48,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     uint8 internal constant MAX_REASON = 11;
 
     uint16 internal constant BPS = 10_000;
+    /// @notice After the join deadline, how long only the owner may cancel a job that has
+    ///         enough trainers to start (so nobody can race the owner's `start`).
+    uint64 public constant CANCEL_GRACE = 1 days;
+    /// @notice Longest a job may run: joinDuration + rounds × (commit + reveal + post). It bounds
+    ///         how long a trainer's stake can stay locked in one job.
+    uint256 public constant MAX_JOB_DURATION = 365 days;
 
     // ------------------------------------------------------------------ types
 
@@ -182,6 +188,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     event JobStarted(uint256 indexed jobId, uint32 trainers);
     /// @notice A job was cancelled before it started; the owner can reclaim the reward.
     event JobCancelled(uint256 indexed jobId);
+    /// @notice Slashed stake of a job that no contribution earned: it stays in the contract, owned
+    ///         by no one (neither the owner nor the aggregator may profit from flags they post).
+    event SlashedStakeBurned(uint256 indexed jobId, uint256 amount);
     /// @notice Phase boundaries of a round were set (at open or at an early close).
     event RoundScheduled(
         uint256 indexed jobId,
@@ -273,6 +282,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     error AlreadyClaimed(uint256 jobId, address account);
     error ValidationMismatch(uint256 jobId);
     error AlreadyRevealedValidation(uint256 jobId);
+    error OwnerIsAggregator(address owner);
+    error JobTooLong(uint256 duration, uint256 maxDuration);
+    error ConflictOfInterest(uint256 jobId, address account);
 
     /// @param alphaPpm EMA weight of the newest job in reliability scores, ppm (<= 1e6).
     constructor(uint32 alphaPpm) ReliabilityLedger(alphaPpm) {}
@@ -285,6 +297,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     function createJob(JobParams calldata p) external payable returns (uint256 jobId) {
         _checkAmount(msg.value);
         if (p.aggregator == address(0)) revert ZeroAddress();
+        // An owner scoring its own job could flag honest trainers and keep their stakes.
+        if (p.aggregator == msg.sender) revert OwnerIsAggregator(msg.sender);
         if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert InvalidRounds(p.rounds);
         if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS)
         {
@@ -294,6 +308,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             p.joinDuration == 0 || p.commitDuration == 0 || p.revealDuration == 0
                 || p.postDuration == 0
         ) revert InvalidDuration();
+        uint256 span = uint256(p.joinDuration)
+            + uint256(p.rounds) * (uint256(p.commitDuration) + p.revealDuration + p.postDuration);
+        if (span > MAX_JOB_DURATION) revert JobTooLong(span, MAX_JOB_DURATION);
         if (p.slashBps > BPS) revert InvalidSlashBps(p.slashBps);
         if (p.minReliabilityPpm > PPM) revert InvalidReliability(p.minReliabilityPpm);
 
@@ -327,6 +344,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (status == STATUS_NONE) revert UnknownJob(jobId);
         if (status != STATUS_CREATED) revert WrongStatus(jobId, status);
         if (!_accounts[msg.sender].registered) revert NotRegistered(msg.sender);
+        // The owner and the aggregator must not be paid as trainers of the job they judge.
+        if (msg.sender == j.owner || msg.sender == j.aggregator) {
+            revert ConflictOfInterest(jobId, msg.sender);
+        }
         Participant storage p = _participants[jobId][msg.sender];
         if (p.joined) revert AlreadyJoined(jobId, msg.sender);
         address[] storage trainers = _trainers[jobId];
@@ -359,14 +380,18 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         _start(jobId, j, n);
     }
 
-    /// @notice Cancel a job that has not started: the owner at any time, anyone after the join
-    ///         deadline. The owner can then reclaim the full reward; trainers unlock via `claim`.
+    /// @notice Cancel a job that has not started: the owner at any time; anyone after the join
+    ///         deadline if too few trainers joined to start it, else only after a further
+    ///         `CANCEL_GRACE` (the owner's time to `start`). The owner can then reclaim the full
+    ///         reward; trainers unlock via `claim`.
     /// @param jobId Job to cancel.
     function cancel(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
-        if (msg.sender != j.owner && block.timestamp <= j.joinDeadline) {
-            revert NotOwner(jobId, msg.sender);
+        if (msg.sender != j.owner) {
+            bool startable = _trainers[jobId].length >= j.minTrainers;
+            uint64 openUntil = j.joinDeadline + (startable ? CANCEL_GRACE : 0);
+            if (block.timestamp <= openUntil) revert NotOwner(jobId, msg.sender);
         }
         j.status = STATUS_CANCELLED;
         j.ownerRefund = j.reward;
@@ -467,7 +492,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @notice Abandon a running job whose aggregator missed the post deadline (anyone).
-    ///         Trainers are paid for the posted rounds; reliability is not updated.
+    ///         Trainers are paid for the posted rounds, and the posted rounds' contributions
+    ///         update reliability (so skipping the last post shields no one).
     /// @param jobId Job.
     function abandon(uint256 jobId) external {
         Job storage j = _jobs[jobId];
@@ -475,14 +501,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint64 deadline = j.postDeadline;
         if (block.timestamp <= deadline) revert DeadlineNotPassed(jobId, deadline);
         uint32 posted = j.currentRound - 1;
-        uint96 reward = j.reward;
-        uint96 slashedPool = j.slashedPool;
-        uint96 pool = uint96(uint256(reward) * posted / j.rounds) + slashedPool;
-        uint256 paid = _sumRewards(jobId, pool, j.totalScore);
-        uint96 refund = reward + slashedPool - uint96(paid); // paid <= pool <= reward + slashed
+        uint96 earned = uint96(uint256(j.reward) * posted / j.rounds);
         j.status = STATUS_ABANDONED;
-        j.rewardPool = pool;
-        j.ownerRefund = refund;
+        (uint96 pool, uint96 refund) = _settle(jobId, j, earned, posted != 0);
         emit JobAbandoned(jobId, posted, pool, refund);
     }
 
@@ -492,25 +513,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     function finalize(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_FINISHED) revert WrongStatus(jobId, j.status);
-        uint96 pool = j.reward + j.slashedPool;
-        uint64 total = j.totalScore;
-        uint64 maxTotal = j.maxTotalScore;
         j.status = STATUS_SETTLED;
-        j.rewardPool = pool;
-
-        address[] storage trainers = _trainers[jobId];
-        uint256 n = trainers.length;
-        uint256 paid = 0;
-        for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            uint64 ti = _participants[jobId][t].totalScore;
-            if (total != 0) paid += uint256(pool) * ti / total;
-            uint32 c = maxTotal == 0 ? 0 : uint32(uint256(ti) * PPM / maxTotal);
-            _recordContribution(t, jobId, c);
-        }
-        uint96 refund = pool - uint96(paid); // Σ floor(pool * t_i / total) <= pool
-        j.ownerRefund = refund;
-        emit JobFinalized(jobId, pool, total, refund);
+        (uint96 pool, uint96 refund) = _settle(jobId, j, j.reward, true);
+        emit JobFinalized(jobId, pool, j.totalScore, refund);
     }
 
     // ------------------------------------------------------------------ payouts
@@ -772,17 +777,39 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @dev Σ floor(pool * total_i / total) over participants (0 if total == 0).
-    function _sumRewards(uint256 jobId, uint96 pool, uint64 total)
+    /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund,
+    ///      and, if `recordReliability`, fold each participant's contribution into its
+    ///      reliability. Slashed stake never reaches the owner: the refund is what the payouts
+    ///      leave, capped at the unearned reward plus `earned`'s rounding dust; with no
+    ///      contribution at all (total score 0) the slashed stake stays locked in the contract
+    ///      for good (`SlashedStakeBurned`), so no party profits from the flags it posts.
+    function _settle(uint256 jobId, Job storage j, uint96 earned, bool recordReliability)
         internal
-        view
-        returns (uint256 paid)
+        returns (uint96 pool, uint96 refund)
     {
-        if (total == 0) return 0;
+        uint96 reward = j.reward;
+        pool = earned + j.slashedPool;
+        uint64 total = j.totalScore;
+        uint64 maxTotal = j.maxTotalScore;
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
+        uint256 paid = 0;
         for (uint256 i; i < n; ++i) {
-            paid += uint256(pool) * _participants[jobId][trainers[i]].totalScore / total;
+            address t = trainers[i];
+            uint64 ti = _participants[jobId][t].totalScore;
+            if (total != 0) paid += uint256(pool) * ti / total;
+            if (recordReliability) {
+                _recordContribution(t, jobId, maxTotal == 0 ? 0 : uint32(uint256(ti) * PPM / maxTotal));
+            }
         }
+        uint256 left = uint256(pool) - paid; // Σ floor(pool * t_i / total) <= pool
+        uint256 unearned = uint256(reward) - earned;
+        uint256 refundable = total == 0 ? unearned + earned : unearned + left;
+        refund = uint96(refundable < reward ? refundable : reward);
+        uint256 burned = left + unearned - refund;
+        j.rewardPool = pool;
+        j.ownerRefund = refund;
+        if (burned != 0) emit SlashedStakeBurned(jobId, burned);
     }
 
     /// @dev Reward of participant `p` given the job's settlement (0 unless settled/abandoned).

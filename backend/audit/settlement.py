@@ -58,15 +58,17 @@ def expected_payouts(
     posted: int,
     rounds: int,
 ) -> tuple[dict[str, int], int, int]:
-    """(reward per trainer, owner refund, reward pool) by SPEC.md's settlement formula."""
+    """(reward per trainer, owner refund, reward pool) by SPEC.md's settlement formula.
+
+    The refund is what the payouts leave, capped at the owner's `reward`: slashed stake never
+    reaches the owner (with no contribution at all it is burned).
+    """
     if status == JobStatus.CANCELLED:
         return dict.fromkeys(totals, 0), reward, 0
-    if status == JobStatus.ABANDONED:
-        pool = reward * posted // rounds + slashed_pool
-    else:
-        pool = reward + slashed_pool
+    earned = reward * posted // rounds if status == JobStatus.ABANDONED else reward
+    pool = earned + slashed_pool
     total = sum(totals.values())
-    if total == 0:
-        return dict.fromkeys(totals, 0), reward + slashed_pool, pool
-    rewards = {t: pool * s // total for t, s in totals.items()}
-    return rewards, reward + slashed_pool - sum(rewards.values()), pool
+    rewards = {t: pool * s // total if total else 0 for t, s in totals.items()}
+    left = pool - sum(rewards.values())
+    refundable = reward if total == 0 else reward - earned + left
+    return rewards, min(refundable, reward), pool

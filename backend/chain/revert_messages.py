@@ -32,6 +32,12 @@ def _status(args: Args) -> JobStatus:
         return JobStatus.NONE
 
 
+# When someone other than the owner may cancel (FedMarket.cancel).
+_CANCEL_WHEN = (
+    " before its join deadline (anyone may cancel after it if too few trainers joined, or one "
+    "day after it if enough joined to start)"
+)
+
 # What must happen before `function` can succeed, by the status the job is in now.
 _NEXT_STEP = {
     JobStatus.CREATED: "it must be started first (`fedmarket owner start {job}`, once "
@@ -72,8 +78,22 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     "WrongStatus": _wrong_status,
     "UnknownJob": lambda fn, a: f"there is no job {a.get('jobId')} on this market",
     "NotOwner": lambda fn, a: (
-        f"only job {a.get('jobId')}'s owner may {fn}; "
-        f"{a.get('caller')} is not it (sign with --account OWNER)"
+        f"only job {a.get('jobId')}'s owner may {fn}"
+        + (_CANCEL_WHEN if fn == "cancel" else "")
+        + f"; {a.get('caller')} is not it (sign with --account OWNER)"
+    ),
+    "JobTooLong": lambda fn, a: (
+        f"the job could run {int(a.get('duration', 0)) / 86400:g} days (join_duration + rounds x "
+        f"(commit + reveal + post durations)); the contract allows "
+        f"{int(a.get('maxDuration', 0)) / 86400:g}: shorten the durations or the rounds"
+    ),
+    "OwnerIsAggregator": lambda fn, a: (
+        f"{a.get('owner')} cannot be the aggregator of its own job (an owner who scores its own "
+        "job could flag trainers and keep their stakes): name another account as aggregator"
+    ),
+    "ConflictOfInterest": lambda fn, a: (
+        f"{a.get('account')} is job {a.get('jobId')}'s owner or aggregator and cannot join it "
+        "as a trainer: join with another account"
     ),
     "NotParticipant": lambda fn, a: (
         f"{a.get('caller')} has not joined job {a.get('jobId')} "

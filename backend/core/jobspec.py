@@ -110,6 +110,8 @@ def explain_validation_error(exc: ValidationError, root: type[BaseModel], source
     that are allowed there (pydantic says only "Extra inputs are not permitted")."""
     first = exc.errors()[0]
     loc = [str(p) for p in first["loc"]]
+    if first["type"] == "value_error" and not loc:  # a rule across fields: its own sentence
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     if first["type"] != "extra_forbidden":
         return f"{source}: {'.'.join(loc) or 'spec'}: {first['msg']}"
     model = _model_at(root, loc[:-1])

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backend.chain.market import JobParams
 from backend.core.errors import ConfigError
@@ -21,6 +21,7 @@ from backend.core.units import ETHER, PPM
 from backend.owner.publish import JobArtifacts, job_params
 
 UINT32_MAX = 2**32 - 1  # durations are uint32 seconds on chain
+MAX_JOB_SECONDS = 365 * 86400  # the contract's MAX_JOB_DURATION (stake locked at most a year)
 UINT96_MAX = 2**96 - 1  # the contract keeps stakes in uint96
 
 
@@ -64,6 +65,19 @@ class JobFile(BaseModel):
     reveal_duration: int = Field(12 * 3600, gt=0, le=UINT32_MAX)
     post_duration: int = Field(24 * 3600, gt=0, le=UINT32_MAX)
     slash_bps: int = Field(5_000, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _fits_the_contracts_time_limit(self) -> JobFile:
+        span = self.join_duration + self.rounds * (
+            self.commit_duration + self.reveal_duration + self.post_duration
+        )
+        if span > MAX_JOB_SECONDS:
+            raise ValueError(
+                f"the job could run {span / 86400:g} days (join_duration + rounds x (commit + "
+                f"reveal + post durations)); the contract allows {MAX_JOB_SECONDS // 86400}: "
+                "shorten the durations or the rounds"
+            )
+        return self
 
     def job_spec(self) -> JobSpec:
         """The spec trainers download (`outlier_rule` is shorthand for aggregation.rule.name)."""

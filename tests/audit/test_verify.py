@@ -114,7 +114,7 @@ def test_unrevealed_validation_is_reported_not_guessed(tampered: Tampered) -> No
     job2, _ = market.create_job(
         owner,
         JobParams(
-            aggregator=owner.address,
+            aggregator=chain.dev_account(1).address,
             stake_required=10**18,
             rounds=1,
             min_trainers=1,

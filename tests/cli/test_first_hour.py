@@ -213,16 +213,27 @@ def test_unknown_spec_keys_are_errors(market: Path, table: str, key: str, allowe
 
 
 @pytest.mark.parametrize(
-    ("line", "words"),
+    ("line", "huge", "words"),
     [
-        ("rounds = 2", "rounds: Input should be less than or equal to 1000"),
-        ('stake_eth = "1"', "stake_eth: '1e40' ETH is above the most the contract holds"),
+        (
+            "rounds = 2",
+            "rounds = 99999999999",
+            "rounds: Input should be less than or equal to 1000",
+        ),
+        (
+            'stake_eth = "1"',
+            'stake_eth = "1e40"',
+            "'1e40' ETH is above the most the contract holds",
+        ),
+        # default durations (7 d to join, 2.5 d a round): 500 rounds would lock stakes 3.4 years
+        ("rounds = 2", "rounds = 500", "the job could run 1257 days"),
     ],
 )
-def test_values_the_contract_cannot_hold_are_one_line(market: Path, line: str, words: str) -> None:
+def test_values_the_contract_cannot_hold_are_one_line(
+    market: Path, line: str, huge: str, words: str
+) -> None:
     spec = write_job(market, "huge.toml")
-    huge = {"rounds = 2": "rounds = 99999999999", 'stake_eth = "1"': 'stake_eth = "1e40"'}
-    spec.write_text(spec.read_text().replace(line, huge[line]))
+    spec.write_text(spec.read_text().replace(line, huge))
     fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match=words)
     fails(market, "owner", "create-job", "--spec", str(market), "-a", "owner", match="directory")
 

@@ -268,12 +268,77 @@ def test_cancel_paths(chain: Chain) -> None:
     assert chain.balance(owner) == before + 3 * ETH + 1 - r["gasUsed"] * r["effectiveGasPrice"]
     assert chain.reverts("AlreadyClaimed", m.claimRefund(job), owner) == (job, owner)
     assert chain.reverts("AlreadyClaimed", m.claim(job), t1) == (job, t1)
-    # anyone may cancel once the join deadline passed
+    # anyone may cancel once the join deadline passed and too few trainers joined to start
     job2 = chain.create_job(owner, ETH)
     chain.at(chain.job(job2)["joinDeadline"] + 1)
     chain.tx(m.cancel(job2), stranger)
     assert chain.job(job2)["status"] == CANCELLED
     assert chain.balance(chain.market.address) == 5 * ETH + ETH
+
+
+def test_a_startable_job_cannot_be_cancelled_by_others_before_the_grace_period(
+    chain: Chain,
+) -> None:
+    """Nobody races the owner's `start` after the join deadline (a griefing cancel)."""
+    m = chain.market.functions
+    owner, stranger, t1, t2 = (chain.accounts[i] for i in (0, 9, 2, 3))
+    for t in (t1, t2):
+        chain.register(t)
+    job = chain.create_job(owner, ETH, minTrainers=2, maxTrainers=3)
+    chain.tx(m.join(job), t1)
+    chain.tx(m.join(job), t2)  # startable: 2 >= minTrainers
+    deadline = chain.job(job)["joinDeadline"]
+    grace = m.CANCEL_GRACE().call()
+    assert grace == 86_400
+    chain.at(deadline + 1)
+    assert chain.reverts("NotOwner", m.cancel(job), stranger) == (job, stranger)
+    assert chain.reverts("NotOwner", m.cancel(job), t1) == (job, t1)
+    chain.at(deadline + grace)
+    assert chain.reverts("NotOwner", m.cancel(job), stranger) == (job, stranger)
+    chain.tx(m.start(job), owner)  # the owner still may start within the grace period
+    assert chain.job(job)["status"] == RUNNING
+    # an owner who never starts cannot lock the trainers' stakes: after the grace, anyone cancels
+    job2 = chain.create_job(owner, ETH, minTrainers=1, maxTrainers=3)
+    chain.register(chain.accounts[4])
+    chain.tx(m.join(job2), chain.accounts[4])
+    chain.at(chain.job(job2)["joinDeadline"] + grace + 1)
+    chain.tx(m.cancel(job2), stranger)
+    assert chain.job(job2)["status"] == CANCELLED
+
+
+def test_a_job_cannot_lock_stakes_for_more_than_a_year(chain: Chain) -> None:
+    owner, m = chain.accounts[0], chain.market.functions
+    limit = m.MAX_JOB_DURATION().call()
+    assert limit == 365 * 86_400
+    # join + rounds × (commit + reveal + post) exactly at the limit is fine, one second more is not
+    fits = job_params(chain.accounts[1], rounds=10, joinDuration=limit - 10 * 3, commitDuration=1)
+    fits.update(revealDuration=1, postDuration=1)
+    chain.tx(m.createJob(params_tuple(fits)), owner, ETH)
+    fits["joinDuration"] += 1
+    got = chain.reverts("JobTooLong", m.createJob(params_tuple(fits)), owner, ETH)
+    assert got == (limit + 1, limit)
+    # the product cannot overflow into a short span: uint256 arithmetic
+    huge = job_params(chain.accounts[1], rounds=1000, commitDuration=2**32 - 1)
+    assert chain.reverts("JobTooLong", m.createJob(params_tuple(huge)), owner, ETH)[1] == limit
+
+
+def test_the_owner_cannot_be_its_jobs_aggregator(chain: Chain) -> None:
+    owner = chain.accounts[0]
+    params = params_tuple(job_params(owner))
+    got = chain.reverts("OwnerIsAggregator", chain.market.functions.createJob(params), owner, ETH)
+    assert got == (owner,)
+
+
+@pytest.mark.parametrize("who", ["owner", "aggregator"])
+def test_neither_owner_nor_aggregator_can_join_as_a_trainer(chain: Chain, who: str) -> None:
+    """A judge paid as a contestant could score itself top and flag the rest."""
+    m = chain.market.functions
+    owner, aggregator = chain.accounts[0], chain.accounts[1]
+    account = owner if who == "owner" else aggregator
+    chain.register(account)
+    job = chain.create_job(owner, ETH, aggregator=aggregator)
+    assert chain.reverts("ConflictOfInterest", m.join(job), account) == (job, account)
+    assert chain.job(job)["participantCount"] == 0
 
 
 # ------------------------------------------------------------------------------------ rounds
@@ -514,14 +579,19 @@ def test_claim_errors_and_double_claim(chain: Chain) -> None:
     assert chain.reverts("AlreadyClaimed", m.claimRefund(job), owner) == (job, owner)
 
 
-def test_zero_total_score_refunds_owner(chain: Chain) -> None:
+def test_zero_total_score_burns_slashed_stake_and_refunds_only_the_reward(chain: Chain) -> None:
+    """An owner-aligned aggregator that flags everyone must not collect the slashed stakes."""
     m = chain.market.functions
     reward = 3 * ETH + 1
     job, (t1, t2) = setup_running(chain, 2, reward=reward, rounds=1, slashBps=500)
     chain.play_round(job, {t1: (0, OUTLIER), t2: (0, MISSING)}, committers=[t1])
-    chain.tx(m.finalize(job), chain.accounts[0])
+    r = chain.tx(m.finalize(job), chain.accounts[0])
+    slashed = ETH * 500 // 10000
+    assert events(chain, "SlashedStakeBurned", r) == [{"jobId": job, "amount": slashed}]
     j = chain.job(job)
-    assert j["ownerRefund"] == reward + ETH * 500 // 10000 == j["rewardPool"]
+    assert j["ownerRefund"] == reward and j["rewardPool"] == reward + slashed
+    paid = chain.tx(m.claimRefund(job), chain.accounts[0])
+    assert events(chain, "RefundClaimed", paid)[0]["amount"] == reward
     assert m.rewardOf(job, t1).call() == 0
     assert m.reliabilityOf(t1).call() == [0, 1]
 
@@ -545,14 +615,21 @@ def test_abandon_pays_posted_rounds(chain: Chain) -> None:
     assert events(chain, "JobAbandoned", r) == [
         {"jobId": job, "postedRounds": 1, "rewardPool": pool, "ownerRefund": refund}
     ]
-    assert events(chain, "ReliabilityUpdated", r) == []
+    # the posted round's contributions count: skipping the last post shields no one
+    assert [
+        (e["trainer"], e["contributionPpm"]) for e in events(chain, "ReliabilityUpdated", r)
+    ] == [
+        (t1, 500_000),
+        (t2, 1_000_000),
+        (t3, 0),
+    ]
     assert chain.reverts("WrongStatus", m.abandon(job), owner) == (job, ABANDONED)
     for t, want in rewards.items():
         assert m.rewardOf(job, t).call() == want
     assert sum(rewards.values()) + refund == reward + slashed
-    for t in (t1, t2, t3):
+    for t, ppm in ((t1, 500_000), (t2, 1_000_000), (t3, 0)):
         chain.tx(m.claim(job), t)
-        assert m.reliabilityOf(t).call() == [0, 0]
+        assert m.reliabilityOf(t).call() == [ppm, 1]
     chain.tx(m.claimRefund(job), owner)
     assert chain.balance(chain.market.address) == sum(chain.account(t)[0] for t in (t1, t2, t3))
 

@@ -44,7 +44,7 @@ def test_failed_transaction_changes_nothing(chain: Chain, market: MarketClient) 
     owner = chain.new_funded_account(10**19)
     before = chain.balance(owner.address)
     with pytest.raises(ContractRevert, match="InvalidRounds"):
-        market.create_job(owner, _params(owner.address, rounds=0), 10**18)
+        market.create_job(owner, _params(chain.dev_account(1).address, rounds=0), 10**18)
     assert market.next_job_id() == 1
     assert chain.balance(owner.address) == before  # estimate failed: nothing sent, no gas spent
 
@@ -160,7 +160,7 @@ def test_too_little_eth_is_one_clear_error_and_sends_nothing(
 
 def test_reverts_say_what_to_do_and_keep_the_raw_error(chain: Chain, market: MarketClient) -> None:
     owner = chain.new_funded_account(10**19)
-    job_id, _ = market.create_job(owner, _params(owner.address), 10**18)
+    job_id, _ = market.create_job(owner, _params(chain.dev_account(1).address), 10**18)
     with pytest.raises(ContractRevert) as info:
         market.finalize(owner, job_id)
     text = str(info.value)
