@@ -238,6 +238,16 @@ def test_values_the_contract_cannot_hold_are_one_line(
     fails(market, "owner", "create-job", "--spec", str(market), "-a", "owner", match="directory")
 
 
+def test_an_owner_naming_itself_aggregator_gets_one_line_and_escrows_nothing(
+    market: Path,
+) -> None:
+    spec = write_job(market, "self-judged.toml")
+    assert 'aggregator = "agg"' in spec.read_text()
+    spec.write_text(spec.read_text().replace('aggregator = "agg"', 'aggregator = "owner"'))
+    line = fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match="own job")
+    assert "cannot be the aggregator of its own job" in line and "OwnerIsAggregator" in line
+
+
 def test_claim_before_finalization_says_what_comes_first(market: Path) -> None:
     created = last_json(
         cli(

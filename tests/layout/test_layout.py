@@ -21,8 +21,9 @@ MAX_FUNCTION_LINES = 80
 
 
 def _sources(*tops: str) -> Iterator[Path]:
+    """Our Python files under `tops` (not installed npm packages' helper scripts)."""
     for top in tops:
-        yield from sorted((ROOT / top).rglob("*.py"))
+        yield from sorted(p for p in (ROOT / top).rglob("*.py") if "node_modules" not in p.parts)
 
 
 def _functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
