@@ -284,6 +284,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     error AlreadyRevealedValidation(uint256 jobId);
     error OwnerIsAggregator(address owner);
     error JobTooLong(uint256 duration, uint256 maxDuration);
+    error StartTooLate(uint256 jobId, uint64 startDeadline);
     error ConflictOfInterest(uint256 jobId, address account);
 
     /// @param alphaPpm EMA weight of the newest job in reliability scores, ppm (<= 1e6).
@@ -370,11 +371,15 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @notice Start job `jobId` (owner only) once at least `minTrainers` joined; opens round 1.
+    ///         Possible until `CANCEL_GRACE` after the join deadline: later, trainers who joined
+    ///         may have moved on, and anyone may cancel instead.
     /// @param jobId Job to start.
     function start(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
+        uint64 startDeadline = j.joinDeadline + CANCEL_GRACE;
+        if (block.timestamp > startDeadline) revert StartTooLate(jobId, startDeadline);
         uint32 n = uint32(_trainers[jobId].length);
         if (n < j.minTrainers) revert NotEnoughTrainers(n, j.minTrainers);
         _start(jobId, j, n);
@@ -776,11 +781,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
     }
 
-    /// @dev Σ floor(pool * total_i / total) over participants (0 if total == 0).
     /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund,
     ///      and, if `recordReliability`, fold each participant's contribution into its
-    ///      reliability. Slashed stake never reaches the owner: the refund is what the payouts
-    ///      leave, capped at the unearned reward plus `earned`'s rounding dust; with no
+    ///      reliability. Slashed stake never flows back to the owner: the refund is what the
+    ///      payouts leave, capped at the reward (dust above the cap is burned too); with no
     ///      contribution at all (total score 0) the slashed stake stays locked in the contract
     ///      for good (`SlashedStakeBurned`), so no party profits from the flags it posts.
     function _settle(uint256 jobId, Job storage j, uint96 earned, bool recordReliability)

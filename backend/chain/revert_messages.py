@@ -82,6 +82,10 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         + (_CANCEL_WHEN if fn == "cancel" else "")
         + f"; {a.get('caller')} is not it (sign with --account OWNER)"
     ),
+    "StartTooLate": lambda fn, a: (
+        f"job {a.get('jobId')} can no longer start: a day has passed since its join deadline "
+        "(it can only be cancelled now, by anyone; its trainers then claim their stake back)"
+    ),
     "JobTooLong": lambda fn, a: (
         f"the job could run {int(a.get('duration', 0)) / 86400:g} days (join_duration + rounds x "
         f"(commit + reveal + post durations)); the contract allows "

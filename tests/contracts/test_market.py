@@ -297,6 +297,13 @@ def test_a_startable_job_cannot_be_cancelled_by_others_before_the_grace_period(
     assert chain.reverts("NotOwner", m.cancel(job), stranger) == (job, stranger)
     chain.tx(m.start(job), owner)  # the owner still may start within the grace period
     assert chain.job(job)["status"] == RUNNING
+    # ...but not later: trainers who joined are not held to a job started months afterwards
+    late = chain.create_job(owner, ETH, minTrainers=1, maxTrainers=3)
+    chain.register(chain.accounts[5])
+    chain.tx(m.join(late), chain.accounts[5])
+    start_deadline = chain.job(late)["joinDeadline"] + grace
+    chain.at(start_deadline + 1)
+    assert chain.reverts("StartTooLate", m.start(late), owner) == (late, start_deadline)
     # an owner who never starts cannot lock the trainers' stakes: after the grace, anyone cancels
     job2 = chain.create_job(owner, ETH, minTrainers=1, maxTrainers=3)
     chain.register(chain.accounts[4])
