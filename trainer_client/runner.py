@@ -38,7 +38,7 @@ def step(client: TrainerClient, job_id: int) -> Step:
     if not part["joined"]:
         raise ConfigError(f"{client.address} has not joined job {job_id}; `trainer join` first")
     if status in ENDED:
-        return Step("ended", int(job.currentRound), status.name.lower())
+        return Step("ended", int(job.currentRound), status.label)
     if status == JobStatus.CREATED:
         return Step("waiting", 0, "the job has not started yet")
     round_ = int(job.currentRound)

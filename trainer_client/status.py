@@ -6,7 +6,7 @@ from typing import Any
 
 from backend.chain.market import MarketClient
 from backend.core.errors import FedMarketError
-from backend.core.units import PPM, SCORE_ONE
+from backend.core.units import PPM, score_value
 
 
 def joined_jobs(market: MarketClient, address: str) -> list[dict[str, Any]]:
@@ -24,9 +24,9 @@ def joined_jobs(market: MarketClient, address: str) -> list[dict[str, Any]]:
         jobs.append(
             {
                 "job_id": job_id,
-                "status": job.status_enum.name.lower(),
+                "status": job.status_enum.label,
                 "round": int(job.currentRound),
-                "score_total": int(record["totalScore"]) / SCORE_ONE,
+                "score_total": score_value(record["totalScore"]),
                 "claimed": bool(record["claimed"]),
                 "reward_wei": reward,
             }

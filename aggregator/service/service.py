@@ -135,7 +135,7 @@ class AggregatorService:
         job = self.market.job(state.job_id)
         status = JobStatus(int(job.status))
         with self._state_lock:
-            state.chain_status = status.name.lower()
+            state.chain_status = status.label
             state.current_round = int(job.currentRound)
             state.rounds = int(job.rounds)
             state.participants = int(job.participantCount)
@@ -147,7 +147,7 @@ class AggregatorService:
             state.phase = Phase.NONE.name.lower()
             if not state.synced:
                 self._sync_journal(state, self._maybe_validation(state))
-            state.status = status.name.lower()
+            state.status = status.label
             state.driver = None
             return state.status
         return self._step_running(state)

@@ -112,7 +112,7 @@ def verify_job(market: MarketClient, store: ContentStore, job_id: int) -> Verify
     job = market.job(job_id)
     status = JobStatus(int(job.status))
     participants = market.participants(job_id)
-    report = VerifyReport(job_id, status.name.lower(), False, participants)
+    report = VerifyReport(job_id, status.label, False, participants)
     loaded = _load_inputs(market, store, job_id, report)
     if loaded is None:
         return report

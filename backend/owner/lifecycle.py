@@ -18,7 +18,7 @@ from backend.chain.base import TxResult
 from backend.chain.market import JobInfo, JobParams, MarketClient, validation_commitment
 from backend.core.errors import ConfigError
 from backend.core.jobstatus import JobStatus
-from backend.core.units import SCORE_ONE
+from backend.core.units import score_value
 from backend.owner.publish import JobArtifacts, predict_cid, publish_job
 from backend.storage import ContentStore, Transfer, fetch_verified, sha256_bytes
 
@@ -140,14 +140,14 @@ def job_status(market: MarketClient, job: JobInfo) -> dict[str, Any]:
         participants.append(
             {
                 "trainer": address,
-                "score_total": int(record["totalScore"]) / SCORE_ONE,
+                "score_total": score_value(record["totalScore"]),
                 "flagged_rounds": int(record["flaggedRounds"]),
                 "claimed": bool(record["claimed"]),
             }
         )
     return {
         "job_id": job_id,
-        "status": job.status_enum.name.lower(),
+        "status": job.status_enum.label,
         "phase": market.phase_of(job_id).name.lower(),
         "round": int(job.currentRound),
         "rounds": int(job.rounds),

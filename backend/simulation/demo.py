@@ -22,7 +22,7 @@ from backend.chain.market import JobInfo, MarketClient
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
-from backend.core.units import ETHER, PPM, SCORE_ONE
+from backend.core.units import ETHER, PPM, score_value
 from backend.owner.lifecycle import (
     check_validation,
     create_job,
@@ -245,7 +245,7 @@ def trainer_summaries(
             {
                 "address": client.address,
                 "attack": client.attack if isinstance(client, AdversarialClient) else None,
-                "score_total": int(p["totalScore"]) / SCORE_ONE,
+                "score_total": score_value(p["totalScore"]),
                 "reward_wei": paid.get(client.address, 0),
                 "slashed_wei": slashed.get(client.address, 0),
                 "flagged_rounds": int(p["flaggedRounds"]),
