@@ -2,26 +2,28 @@
 pragma solidity ^0.8.24;
 
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {StakeVault} from "./StakeVault.sol";
 import {ReliabilityLedger} from "./ReliabilityLedger.sol";
 
 /// @title FedMarket
 /// @notice Federated-learning marketplace: jobs with escrowed ETH rewards, staked trainers,
-///         commit–reveal rounds, batched per-round score posts by the job's aggregator,
-///         slashing of proven misbehaviour, proportional settlement and pull claims.
+///         bonded aggregators, commit–reveal rounds, batched per-round score posts that stay
+///         pending (challengeable) for a window, per-round validation chunks revealed after each
+///         post, slashing of proven misbehaviour, proportional settlement and pull claims.
+///         Disputes are decided by `DisputeCourt` (the bound `court`), which may only call the
+///         hooks marked "court only"; every wei stays in this contract.
 /// @dev See contracts/SPEC.md for the full interface. Invariants (checked by the test suite):
-///  (I1) address(this).balance == Σ vault balances
-///                              + Σ over jobs (reward + slashedPool − paid out of that job).
-///  (I2) For a settled/abandoned/cancelled job: Σ reward_i + ownerRefund == reward + slashedPool,
-///       with reward_i = floor(rewardPool * total_i / totalScore) and ownerRefund taking every
-///       rounding remainder, so the contract can never pay out more than a job holds.
+///  (I1) address(this).balance == Σ vault balances (stakes and bonds)
+///                              + Σ over jobs (reward + slashedPool + forfeitPool − paid out).
+///  (I2) For a settled/abandoned/cancelled job: Σ paid + ownerRefund + burned
+///       == reward + slashedPool + forfeitPool; the contract never pays out more than a job holds.
 ///  (I3) Every participant and the owner can be paid at most once per job (claimed flags are
 ///       set before any transfer; claim/claimRefund/withdraw are also nonReentrant).
-///  (I4) A participant's lockedStake is part of its vault `locked` until it claims, so stake
-///       locked in an unsettled job can never be withdrawn; slashing lowers both by the same
-///       amount and moves it into the job's slashedPool.
+///  (I4) A participant's lockedStake is part of its vault `locked` until it claims; a job's
+///       aggregatorBond is part of the aggregator's `locked` until the job ends.
 ///  (I5) Job status only moves forward along the state machine in SPEC.md; every loop is
-///       bounded by MAX_TRAINERS (256).
+///       bounded by MAX_TRAINERS (256). At most one posted round is pending at a time.
 contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     // ------------------------------------------------------------------ constants
 
@@ -51,9 +53,25 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     /// @notice After the join deadline, how long only the owner may cancel a job that has
     ///         enough trainers to start (so nobody can race the owner's `start`).
     uint64 public constant CANCEL_GRACE = 1 days;
-    /// @notice Longest a job may run: joinDuration + rounds × (commit + reveal + post). It bounds
-    ///         how long a trainer's stake can stay locked in one job.
+    /// @notice Longest a job may run: joinDuration + rounds × (commit + reveal + post +
+    ///         challengeWindow). It bounds how long a trainer's stake can stay locked in one job.
     uint256 public constant MAX_JOB_DURATION = 365 days;
+    /// @notice Shares of a slashed aggregator bond (bps): trainers the false result harmed,
+    ///         the challenger, the committee members who voted the winning result.
+    uint16 public constant HARMED_SHARE_BPS = 5000;
+    uint16 public constant CHALLENGER_SHARE_BPS = 3000;
+    /// @dev Why codes of `StakeTransferred` for an aggregator bond's payout.
+    uint8 internal constant WHY_HARMED = 1;
+    uint8 internal constant WHY_CHALLENGER = 2;
+    uint8 internal constant WHY_VOTER = 3;
+
+    /// @notice Shortest challenge window a job may set (seconds; fixed per deployment: short
+    ///         on dev chains, hours in production).
+    uint32 public immutable minChallengeWindow;
+    /// @dev Who may bind the court, once.
+    address private immutable _deployer;
+    /// @notice The dispute court allowed to call the court-only hooks (bound once).
+    address public court;
 
     // ------------------------------------------------------------------ types
 
@@ -61,6 +79,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     struct JobParams {
         address aggregator;
         uint96 stakeRequired;
+        uint96 aggregatorBond; // 0: the default, equal to the reward
         uint32 rounds;
         uint32 minTrainers;
         uint32 maxTrainers;
@@ -68,16 +87,24 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 commitDuration;
         uint32 revealDuration;
         uint32 postDuration;
+        uint32 challengeWindow;
         uint32 minReliabilityPpm;
         uint16 slashBps;
         bytes32 specHash;
         string specCid;
         bytes32 initialModelHash;
         string initialModelCid;
-        bytes32 validationCommitment;
+        bytes32 validationRoot;
     }
 
-    /// @dev Storage layout, 8 slots, packed on purpose (bits in brackets).
+    /// @notice A round result as the digest covers it (see `digestOf`).
+    struct RoundResult {
+        bytes32 modelHash;
+        uint64[] scores;
+        uint8[] reasons;
+    }
+
+    /// @dev Storage layout, packed on purpose (bits in brackets).
     struct Job {
         // slot 0 [160+32+32+8+16+8 = 256]: read by every job call
         address owner;
@@ -85,16 +112,16 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 currentRound;
         uint8 status;
         uint16 slashBps;
-        bool refundClaimed;
+        bool disputeOpen;
         // slot 1 [160+96 = 256]
         address aggregator;
         uint96 stakeRequired;
-        // slot 2 [96+96+16+16+8 = 232]: trainer bounds <= MAX_TRAINERS fit in uint16
+        // slot 2 [96+96+16+16+32 = 256]
         uint96 reward;
-        uint96 slashedPool;
+        uint96 aggregatorBond;
         uint16 minTrainers;
         uint16 maxTrainers;
-        bool validationRevealed;
+        uint32 challengeWindow;
         // slot 3 [64*3+32*2 = 256]: round timing, rewritten at every round open
         uint64 commitEnd;
         uint64 revealEnd;
@@ -108,13 +135,22 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint64 joinDeadline;
         uint32 minReliabilityPpm;
         uint64 totalScore;
-        // slot 5 [64+96+96 = 256]: settlement
+        // slot 5 [32+64+64+64+8+8 = 240]: the pending round, written by every post
+        uint32 pendingRound;
+        uint64 postedAt;
+        uint64 finalAt; // 0 until the round's validation chunk is revealed
         uint64 maxTotalScore;
-        uint96 rewardPool;
-        uint96 ownerRefund;
-        // slots 6, 7
+        bool refundClaimed;
+        bool ownerForfeited;
+        // slots 6, 7: 256-bit sums never overflow (Σ stakes of 256 trainers fits in 2^104)
+        uint128 slashedPool;
+        uint128 rewardPool;
+        uint128 ownerRefund;
+        uint128 forfeitPool; // paid in equal parts to the unposted round's revealers
+        // slots 8..10
         bytes32 modelHash;
-        bytes32 validationCommitment;
+        bytes32 validationRoot;
+        bytes32 pendingDigest;
     }
 
     /// @notice Everything `getJob` returns: every Job field plus the participant count.
@@ -125,11 +161,13 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint8 status;
         uint16 slashBps;
         bool refundClaimed;
-        bool validationRevealed;
+        bool disputeOpen;
+        bool ownerForfeited;
         address aggregator;
         uint96 stakeRequired;
         uint96 reward;
-        uint96 slashedPool;
+        uint96 aggregatorBond;
+        uint256 slashedPool;
         uint32 minTrainers;
         uint32 maxTrainers;
         uint64 commitEnd;
@@ -140,14 +178,20 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 commitDuration;
         uint32 revealDuration;
         uint32 postDuration;
+        uint32 challengeWindow;
         uint64 joinDeadline;
         uint32 minReliabilityPpm;
         uint64 totalScore;
         uint64 maxTotalScore;
-        uint96 rewardPool;
-        uint96 ownerRefund;
+        uint256 rewardPool;
+        uint256 ownerRefund;
+        uint256 forfeitPool;
+        uint32 pendingRound;
+        uint64 postedAt;
+        uint64 finalAt;
         bytes32 modelHash;
-        bytes32 validationCommitment;
+        bytes32 validationRoot;
+        bytes32 pendingDigest;
         uint32 participantCount;
     }
 
@@ -174,12 +218,14 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     // ------------------------------------------------------------------ events
 
-    /// @notice A job was created with `reward` wei escrowed.
+    /// @notice A job was created with `reward` wei escrowed and `aggregatorBond` wei of the
+    ///         aggregator's stake locked.
     event JobCreated(
         uint256 indexed jobId,
         address indexed owner,
         address indexed aggregator,
         uint256 reward,
+        uint256 aggregatorBond,
         JobParams params
     );
     /// @notice A trainer joined a job and locked `lockedStake` wei.
@@ -191,7 +237,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     /// @notice Slashed stake of a job that no contribution earned: it stays in the contract, owned
     ///         by no one (neither the owner nor the aggregator may profit from flags they post).
     event SlashedStakeBurned(uint256 indexed jobId, uint256 amount);
-    /// @notice Phase boundaries of a round were set (at open or at an early close).
+    /// @notice Phase boundaries of a round were set (at open, at an early close or an extension).
     event RoundScheduled(
         uint256 indexed jobId,
         uint32 indexed round,
@@ -219,8 +265,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint256 amount,
         uint8 reason
     );
+    /// @notice A slash of round `round` was undone by a dispute: `amount` wei back to the trainer.
+    event SlashReversed(
+        uint256 indexed jobId, uint32 indexed round, address indexed trainer, uint256 amount
+    );
     /// @notice The aggregator posted a round: new global model and per-trainer scores/reasons
-    ///         in participant (join) order.
+    ///         in participant (join) order. The round is pending until `RoundFinal`'s time.
     event RoundPosted(
         uint256 indexed jobId,
         uint32 indexed round,
@@ -229,11 +279,43 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint64[] scores,
         uint8[] reasons
     );
+    /// @notice Round `round`'s validation chunk was revealed; the round becomes final after
+    ///         `finalAt` unless challenged.
+    event ValidationChunkRevealed(
+        uint256 indexed jobId,
+        uint32 indexed round,
+        bytes32 contentHash,
+        string cid,
+        bytes32 salt,
+        uint64 finalAt
+    );
+    /// @notice Round `round` was challenged; it stays pending until the court decides.
+    event RoundDisputed(uint256 indexed jobId, uint32 indexed round, address indexed challenger);
+    /// @notice The court upheld round `round`: it is final.
+    event RoundUpheld(uint256 indexed jobId, uint32 indexed round);
+    /// @notice The court overturned round `round`; this result replaced the posted one.
+    event RoundCorrected(
+        uint256 indexed jobId,
+        uint32 indexed round,
+        bytes32 modelHash,
+        string modelCid,
+        uint64[] scores,
+        uint8[] reasons
+    );
+    /// @notice The aggregator's bond of job `jobId` was slashed (`amount` wei) or forfeited.
+    event AggregatorBondSlashed(uint256 indexed jobId, address indexed aggregator, uint256 amount);
     /// @notice The last round was posted.
     event JobFinished(uint256 indexed jobId);
-    /// @notice The aggregator missed a deadline; trainers are paid for the posted rounds.
+    /// @notice The job ended early: the aggregator missed a deadline or was overturned
+    ///         (`ownerFault` false: its bond and the unposted round's share go to that round's
+    ///         revealers), or the owner withheld a validation chunk (`ownerFault` true: the whole
+    ///         reward goes to the trainers).
     event JobAbandoned(
-        uint256 indexed jobId, uint32 postedRounds, uint256 rewardPool, uint256 ownerRefund
+        uint256 indexed jobId,
+        uint32 postedRounds,
+        uint256 rewardPool,
+        uint256 ownerRefund,
+        bool ownerFault
     );
     /// @notice A finished job was settled.
     event JobFinalized(
@@ -245,8 +327,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     );
     /// @notice The owner claimed the unused reward.
     event RefundClaimed(uint256 indexed jobId, address indexed owner, uint256 amount);
-    /// @notice The owner revealed the committed validation set.
-    event ValidationRevealed(uint256 indexed jobId, bytes32 contentHash, string cid);
+    /// @notice The court was bound (once).
+    event CourtBound(address court);
 
     // ------------------------------------------------------------------ errors
 
@@ -281,39 +363,60 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     error DeadlineNotPassed(uint256 jobId, uint64 postDeadline);
     error AlreadyClaimed(uint256 jobId, address account);
     error ValidationMismatch(uint256 jobId);
-    error AlreadyRevealedValidation(uint256 jobId);
     error OwnerIsAggregator(address owner);
     error JobTooLong(uint256 duration, uint256 maxDuration);
     error StartTooLate(uint256 jobId, uint64 startDeadline);
     error ConflictOfInterest(uint256 jobId, address account);
+    error NotAnAggregator(address account);
+    error AggregatorBondTooLow(uint256 available, uint256 required);
+    error ChallengeWindowTooShort(uint32 given, uint32 minimum);
+    error MissingValidationRoot();
+    error RoundNotFinal(uint256 jobId, uint32 round, uint64 finalAt);
+    error DisputeOpen(uint256 jobId);
+    error NoChunkDue(uint256 jobId, uint32 round);
+    error ChunkRevealClosed(uint256 jobId, uint32 round);
+    error ChallengeWindowClosed(uint256 jobId, uint32 round);
+    error NotChallenger(uint256 jobId, address account);
+    error DigestMismatch(bytes32 expected, bytes32 given);
+    error NotCourt(address caller);
+    error CourtAlreadyBound();
 
     /// @param alphaPpm EMA weight of the newest job in reliability scores, ppm (<= 1e6).
-    constructor(uint32 alphaPpm) ReliabilityLedger(alphaPpm) {}
+    /// @param minChallengeWindow_ Shortest challenge window a job may set, seconds.
+    constructor(uint32 alphaPpm, uint32 minChallengeWindow_) ReliabilityLedger(alphaPpm) {
+        minChallengeWindow = minChallengeWindow_;
+        _deployer = msg.sender;
+    }
+
+    /// @notice Bind the dispute court (deployer only, once): the only caller of the court hooks.
+    /// @param court_ DisputeCourt address.
+    function bindCourt(address court_) external {
+        if (msg.sender != _deployer) revert NotCourt(msg.sender);
+        if (court != address(0)) revert CourtAlreadyBound();
+        if (court_ == address(0)) revert ZeroAddress();
+        court = court_;
+        emit CourtBound(court_);
+    }
+
+    modifier onlyCourt() {
+        if (msg.sender != court) revert NotCourt(msg.sender);
+        _;
+    }
 
     // ------------------------------------------------------------------ job lifecycle
 
-    /// @notice Create a job escrowing `msg.value` wei as its reward.
+    /// @notice Create a job escrowing `msg.value` wei as its reward and locking the aggregator's
+    ///         bond (`p.aggregatorBond`, or the reward if 0) from its free stake.
     /// @param p Job parameters (see JobParams / SPEC.md).
     /// @return jobId The new job's id.
     function createJob(JobParams calldata p) external payable returns (uint256 jobId) {
         _checkAmount(msg.value);
-        if (p.aggregator == address(0)) revert ZeroAddress();
-        // An owner scoring its own job could flag honest trainers and keep their stakes.
-        if (p.aggregator == msg.sender) revert OwnerIsAggregator(msg.sender);
-        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert InvalidRounds(p.rounds);
-        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS)
-        {
-            revert InvalidTrainerBounds(p.minTrainers, p.maxTrainers);
-        }
-        if (
-            p.joinDuration == 0 || p.commitDuration == 0 || p.revealDuration == 0
-                || p.postDuration == 0
-        ) revert InvalidDuration();
-        uint256 span = uint256(p.joinDuration)
-            + uint256(p.rounds) * (uint256(p.commitDuration) + p.revealDuration + p.postDuration);
-        if (span > MAX_JOB_DURATION) revert JobTooLong(span, MAX_JOB_DURATION);
-        if (p.slashBps > BPS) revert InvalidSlashBps(p.slashBps);
-        if (p.minReliabilityPpm > PPM) revert InvalidReliability(p.minReliabilityPpm);
+        _checkParams(p);
+        uint96 bond = p.aggregatorBond == 0 ? uint96(msg.value) : p.aggregatorBond;
+        Account storage agg = _accounts[p.aggregator];
+        uint256 free = uint256(agg.balance) - agg.locked;
+        if (free < bond) revert AggregatorBondTooLow(free, bond);
+        agg.locked += bond;
 
         jobId = nextJobId++;
         Job storage j = _jobs[jobId];
@@ -324,16 +427,18 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.aggregator = p.aggregator;
         j.stakeRequired = p.stakeRequired;
         j.reward = uint96(msg.value); // <= uint96 max, checked above
+        j.aggregatorBond = bond;
         j.minTrainers = uint16(p.minTrainers); // <= MAX_TRAINERS, checked above
         j.maxTrainers = uint16(p.maxTrainers);
+        j.challengeWindow = p.challengeWindow;
         j.commitDuration = p.commitDuration;
         j.revealDuration = p.revealDuration;
         j.postDuration = p.postDuration;
         j.joinDeadline = uint64(block.timestamp) + p.joinDuration;
         j.minReliabilityPpm = p.minReliabilityPpm;
         j.modelHash = p.initialModelHash;
-        j.validationCommitment = p.validationCommitment;
-        emit JobCreated(jobId, msg.sender, p.aggregator, msg.value, p);
+        j.validationRoot = p.validationRoot;
+        emit JobCreated(jobId, msg.sender, p.aggregator, msg.value, bond, p);
     }
 
     /// @notice Join job `jobId`, locking its `stakeRequired` from the caller's free stake.
@@ -385,21 +490,23 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         _start(jobId, j, n);
     }
 
-    /// @notice Cancel a job that has not started: the owner at any time; anyone after the join
-    ///         deadline if too few trainers joined to start it, else only after a further
-    ///         `CANCEL_GRACE` (the owner's time to `start`). The owner can then reclaim the full
-    ///         reward; trainers unlock via `claim`.
+    /// @notice Cancel a job that has not started: the owner, or the aggregator (declining to
+    ///         serve; its bond was locked without its signature), at any time; anyone else after
+    ///         the join deadline if too few trainers joined to start it, else only after a
+    ///         further `CANCEL_GRACE` (the owner's time to `start`). The owner can then reclaim
+    ///         the full reward; trainers unlock via `claim`; the bond is released.
     /// @param jobId Job to cancel.
     function cancel(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
-        if (msg.sender != j.owner) {
+        if (msg.sender != j.owner && msg.sender != j.aggregator) {
             bool startable = _trainers[jobId].length >= j.minTrainers;
             uint64 openUntil = j.joinDeadline + (startable ? CANCEL_GRACE : 0);
             if (block.timestamp <= openUntil) revert NotOwner(jobId, msg.sender);
         }
         j.status = STATUS_CANCELLED;
         j.ownerRefund = j.reward;
+        _releaseJobBond(j);
         emit JobCancelled(jobId);
     }
 
@@ -427,7 +534,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (commits == _trainers[jobId].length) {
             uint64 nowTs = uint64(block.timestamp);
             uint64 revealEnd = nowTs + j.revealDuration;
-            uint64 postDeadline = revealEnd + j.postDuration;
+            uint64 postDeadline = _deadlineAfter(j, revealEnd);
             j.commitEnd = nowTs;
             j.revealEnd = revealEnd;
             j.postDeadline = postDeadline;
@@ -466,7 +573,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (reveals == j.commits) {
             // Reveals only happen after the commit phase, so everyone who could reveal did.
             uint64 nowTs = uint64(block.timestamp);
-            uint64 postDeadline = nowTs + j.postDuration;
+            uint64 postDeadline = _deadlineAfter(j, nowTs);
             j.revealEnd = nowTs;
             j.postDeadline = postDeadline;
             emit RoundScheduled(jobId, round, j.commitEnd, nowTs, postDeadline);
@@ -474,8 +581,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @notice Post round `round`'s results (aggregator only), one entry per participant in
-    ///         join order, and the new global model. Slashes flagged trainers, then opens the next
-    ///         round or finishes the job.
+    ///         join order, and the new global model. Possible once the previous round is final.
+    ///         Slashes flagged trainers (provisionally: a dispute can reverse it), records the
+    ///         result's digest, then opens the next round or finishes the job.
     /// @param jobId Job.
     /// @param round Round being posted (must be the current one).
     /// @param modelHash_ sha256 of the new global model.
@@ -492,35 +600,194 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     ) external {
         Job storage j = _checkPostable(jobId, round);
         _applyBatch(jobId, round, j, scores, reasons);
+        j.pendingRound = round;
+        j.postedAt = uint64(block.timestamp);
+        j.finalAt = 0;
+        j.pendingDigest = keccak256(abi.encode(jobId, round, modelHash_, scores, reasons));
         emit RoundPosted(jobId, round, modelHash_, modelCid, scores, reasons);
         _advanceRound(jobId, j, modelHash_);
     }
 
-    /// @notice Abandon a running job whose aggregator missed the post deadline (anyone).
-    ///         Trainers are paid for the posted rounds, and the posted rounds' contributions
-    ///         update reliability (so skipping the last post shields no one).
+    /// @notice Reveal the validation chunk of the pending round (anyone holding it: the owner,
+    ///         or the aggregator it was given to), within `postDuration` of the post. Starts the
+    ///         round's challenge window: the committee can now re-run the round.
+    ///         Leaf: `keccak256(bytes.concat(keccak256(abi.encode(round, contentHash, cid, salt))))`
+    ///         under the job's `validationRoot` (OpenZeppelin sorted-pair Merkle tree).
+    /// @param jobId Job.
+    /// @param round The pending round.
+    /// @param contentHash sha256 of the chunk file.
+    /// @param cid Storage address of the chunk file.
+    /// @param salt The chunk's secret salt (hides the chunk until now).
+    /// @param proof Merkle proof of the leaf.
+    function revealValidationChunk(
+        uint256 jobId,
+        uint32 round,
+        bytes32 contentHash,
+        string calldata cid,
+        bytes32 salt,
+        bytes32[] calldata proof
+    ) external {
+        Job storage j = _jobs[jobId];
+        if (round == 0 || round != j.pendingRound || j.finalAt != 0) revert NoChunkDue(jobId, round);
+        uint256 due = uint256(j.postedAt) + j.postDuration;
+        if (block.timestamp > due) revert ChunkRevealClosed(jobId, round);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(round, contentHash, cid, salt))));
+        if (!MerkleProof.verifyCalldata(proof, j.validationRoot, leaf)) {
+            revert ValidationMismatch(jobId);
+        }
+        uint64 finalAt = uint64(block.timestamp) + j.challengeWindow;
+        j.finalAt = finalAt;
+        emit ValidationChunkRevealed(jobId, round, contentHash, cid, salt, finalAt);
+        _extendPostDeadline(jobId, j, finalAt);
+    }
+
+    /// @notice End a job whose round cannot go on (anyone):
+    ///         - the owner did not reveal the pending round's validation chunk within
+    ///           `postDuration` of its post: the owner forfeits, the whole reward goes to the
+    ///           trainers (by score, or in equal parts if nobody scored) and the bond is released;
+    ///         - else the aggregator missed the post deadline (no dispute open): trainers are paid
+    ///           for the posted rounds, and the aggregator's bond plus the unposted round's share
+    ///           go in equal parts to the trainers who revealed in that round.
+    ///         Either way the posted rounds' contributions update reliability.
     /// @param jobId Job.
     function abandon(uint256 jobId) external {
         Job storage j = _jobs[jobId];
-        if (j.status != STATUS_RUNNING) revert WrongStatus(jobId, j.status);
+        uint8 status = j.status;
+        bool chunkMissing = j.pendingRound != 0 && j.finalAt == 0
+            && block.timestamp > uint256(j.postedAt) + j.postDuration;
+        if (chunkMissing && (status == STATUS_RUNNING || status == STATUS_FINISHED)) {
+            _endForOwnerFault(jobId, j);
+            return;
+        }
+        if (status != STATUS_RUNNING) revert WrongStatus(jobId, status);
+        if (j.disputeOpen) revert DisputeOpen(jobId);
         uint64 deadline = j.postDeadline;
         if (block.timestamp <= deadline) revert DeadlineNotPassed(jobId, deadline);
-        uint32 posted = j.currentRound - 1;
-        uint96 earned = uint96(uint256(j.reward) * posted / j.rounds);
-        j.status = STATUS_ABANDONED;
-        (uint96 pool, uint96 refund) = _settle(jobId, j, earned, posted != 0);
-        emit JobAbandoned(jobId, posted, pool, refund);
+        uint96 bond = j.aggregatorBond;
+        j.aggregatorBond = 0;
+        if (bond != 0) {
+            _slashStake(j.aggregator, bond);
+            emit AggregatorBondSlashed(jobId, j.aggregator, bond);
+        }
+        _endForAggregatorFault(jobId, j, bond);
     }
 
-    /// @notice Settle a finished job (anyone): fix the reward pool and owner refund, and fold
-    ///         each participant's contribution into its reliability.
+    /// @notice Settle a finished job (anyone) once its last round is final and no dispute is
+    ///         open: fix the reward pool and owner refund, fold each participant's contribution
+    ///         into its reliability, release the aggregator's bond.
     /// @param jobId Job.
     function finalize(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_FINISHED) revert WrongStatus(jobId, j.status);
-        j.status = STATUS_SETTLED;
-        (uint96 pool, uint96 refund) = _settle(jobId, j, j.reward, true);
-        emit JobFinalized(jobId, pool, j.totalScore, refund);
+        _checkFinal(jobId, j);
+        _finishSettled(jobId, j);
+    }
+
+    // ------------------------------------------------------------------ court hooks
+
+    /// @notice Court only: open a dispute on the pending round `round`, challenged by
+    ///         `challenger` (a participant of the job or a verifier, neither owner nor
+    ///         aggregator), within the round's challenge window.
+    /// @param jobId Job.
+    /// @param round The pending round.
+    /// @param challenger Who challenges.
+    /// @return postedDigest Digest of the posted result.
+    function openDispute(uint256 jobId, uint32 round, address challenger)
+        external
+        onlyCourt
+        returns (bytes32 postedDigest)
+    {
+        Job storage j = _jobs[jobId];
+        uint8 status = j.status;
+        if (status != STATUS_RUNNING && status != STATUS_FINISHED) revert WrongStatus(jobId, status);
+        uint64 finalAt = j.finalAt;
+        if (round == 0 || round != j.pendingRound || finalAt == 0 || block.timestamp > finalAt) {
+            revert ChallengeWindowClosed(jobId, round);
+        }
+        if (j.disputeOpen) revert DisputeOpen(jobId);
+        if (challenger == j.owner || challenger == j.aggregator) {
+            revert ConflictOfInterest(jobId, challenger);
+        }
+        bool eligible = _participants[jobId][challenger].joined
+            || _accounts[challenger].roles & ROLE_VERIFIER != 0;
+        if (!eligible) revert NotChallenger(jobId, challenger);
+        j.disputeOpen = true;
+        emit RoundDisputed(jobId, round, challenger);
+        return j.pendingDigest;
+    }
+
+    /// @notice Court only: the committee upheld the disputed round; it is final now.
+    /// @param jobId Job.
+    function upholdRound(uint256 jobId) external onlyCourt {
+        Job storage j = _jobs[jobId];
+        if (!j.disputeOpen) revert WrongStatus(jobId, j.status);
+        j.disputeOpen = false;
+        uint64 nowTs = uint64(block.timestamp);
+        j.finalAt = nowTs;
+        emit RoundUpheld(jobId, j.pendingRound);
+        _extendPostDeadline(jobId, j, nowTs);
+    }
+
+    /// @notice Court only: the committee overturned the disputed round and `fix` hashes to the
+    ///         winning digest. Reverses the posted result (checked against the stored digest),
+    ///         applies `fix`, pays the aggregator's bond out (harmed trainers, challenger,
+    ///         `voters`), and ends the job: a proven liar does not keep judging it.
+    /// @param jobId Job.
+    /// @param winning Digest the committee's majority voted.
+    /// @param fix The correct result.
+    /// @param modelCid Storage address of the correct model.
+    /// @param posted The result the aggregator posted (as in its RoundPosted event).
+    /// @param challenger Who challenged.
+    /// @param voters Committee members who voted `winning`.
+    function correctRound(
+        uint256 jobId,
+        bytes32 winning,
+        RoundResult calldata fix,
+        string calldata modelCid,
+        RoundResult calldata posted,
+        address challenger,
+        address[] calldata voters
+    ) external onlyCourt {
+        Job storage j = _jobs[jobId];
+        uint32 round = j.pendingRound;
+        if (!j.disputeOpen) revert WrongStatus(jobId, j.status);
+        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
+        _checkDigest(winning, digestOf(jobId, round, fix));
+        address[] memory harmed = _replaceResult(jobId, round, j, fix, posted);
+        j.pendingDigest = winning;
+        j.modelHash = fix.modelHash;
+        j.disputeOpen = false;
+        j.finalAt = uint64(block.timestamp);
+        emit RoundCorrected(jobId, round, fix.modelHash, modelCid, fix.scores, fix.reasons);
+        _payOutBond(jobId, j, harmed, challenger, voters);
+        if (j.status == STATUS_FINISHED) _finishSettled(jobId, j);
+        else _endForAggregatorFault(jobId, j, 0);
+    }
+
+    /// @notice Court only: lock `amount` of `account`'s free stake as a dispute bond.
+    /// @param account Challenger or committee member.
+    /// @param amount Wei.
+    function lockBond(address account, uint96 amount) external onlyCourt {
+        _lockStake(account, amount);
+    }
+
+    /// @notice Court only: release `amount` of `account`'s dispute bond (cooldown applies).
+    /// @param account Challenger or committee member.
+    /// @param amount Wei.
+    function releaseBond(address account, uint96 amount) external onlyCourt {
+        _releaseBond(account, amount);
+    }
+
+    /// @notice Court only: pay `amount` of `from`'s locked dispute bond to `to`.
+    /// @param from Whose bond is slashed.
+    /// @param to Who is paid (credited as free stake).
+    /// @param amount Wei.
+    /// @param why Reason code recorded in `StakeTransferred` (court-defined).
+    function transferBond(address from, address to, uint96 amount, uint8 why)
+        external
+        onlyCourt
+    {
+        _transferLocked(from, to, amount, why);
     }
 
     // ------------------------------------------------------------------ payouts
@@ -535,7 +802,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (j.status < STATUS_SETTLED) revert WrongStatus(jobId, j.status);
         if (p.claimed) revert AlreadyClaimed(jobId, msg.sender);
 
-        uint256 reward = _rewardOf(j, p);
+        uint256 reward = _rewardOf(jobId, j, p);
         uint96 unlocked = p.lockedStake;
         p.claimed = true;
         p.lockedStake = 0;
@@ -563,27 +830,21 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
     }
 
-    /// @notice Reveal the validation set committed at creation (owner, once, after the job
-    ///         settled or was abandoned): `keccak256(abi.encode(contentHash, cid))` must match.
-    /// @param jobId Job.
-    /// @param contentHash sha256 of the validation set.
-    /// @param cid Storage address of the validation set.
-    function revealValidation(uint256 jobId, bytes32 contentHash, string calldata cid) external {
-        Job storage j = _jobs[jobId];
-        if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
-        uint8 status = j.status;
-        if (status != STATUS_SETTLED && status != STATUS_ABANDONED) {
-            revert WrongStatus(jobId, status);
-        }
-        if (j.validationRevealed) revert AlreadyRevealedValidation(jobId);
-        if (keccak256(abi.encode(contentHash, cid)) != j.validationCommitment) {
-            revert ValidationMismatch(jobId);
-        }
-        j.validationRevealed = true;
-        emit ValidationRevealed(jobId, contentHash, cid);
-    }
-
     // ------------------------------------------------------------------ views
+
+    /// @notice The digest a round result is judged by: what challengers and committee members
+    ///         commit to. `keccak256(abi.encode(jobId, round, modelHash, scores, reasons))`.
+    /// @param jobId Job.
+    /// @param round Round.
+    /// @param r The result (new model hash, per-participant scores and reasons in join order).
+    /// @return The digest.
+    function digestOf(uint256 jobId, uint32 round, RoundResult calldata r)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(jobId, round, r.modelHash, r.scores, r.reasons));
+    }
 
     /// @notice Full state of job `jobId` (all zero for an unknown id).
     /// @param jobId Job.
@@ -596,10 +857,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         v.status = j.status;
         v.slashBps = j.slashBps;
         v.refundClaimed = j.refundClaimed;
-        v.validationRevealed = j.validationRevealed;
+        v.disputeOpen = j.disputeOpen;
+        v.ownerForfeited = j.ownerForfeited;
         v.aggregator = j.aggregator;
         v.stakeRequired = j.stakeRequired;
         v.reward = j.reward;
+        v.aggregatorBond = j.aggregatorBond;
         v.slashedPool = j.slashedPool;
         v.minTrainers = j.minTrainers;
         v.maxTrainers = j.maxTrainers;
@@ -611,14 +874,20 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         v.commitDuration = j.commitDuration;
         v.revealDuration = j.revealDuration;
         v.postDuration = j.postDuration;
+        v.challengeWindow = j.challengeWindow;
         v.joinDeadline = j.joinDeadline;
         v.minReliabilityPpm = j.minReliabilityPpm;
         v.totalScore = j.totalScore;
         v.maxTotalScore = j.maxTotalScore;
         v.rewardPool = j.rewardPool;
         v.ownerRefund = j.ownerRefund;
+        v.forfeitPool = j.forfeitPool;
+        v.pendingRound = j.pendingRound;
+        v.postedAt = j.postedAt;
+        v.finalAt = j.finalAt;
         v.modelHash = j.modelHash;
-        v.validationCommitment = j.validationCommitment;
+        v.validationRoot = j.validationRoot;
+        v.pendingDigest = j.pendingDigest;
         v.participantCount = uint32(_trainers[jobId].length);
     }
 
@@ -656,7 +925,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     function rewardOf(uint256 jobId, address trainer) external view returns (uint256) {
         Participant storage p = _participants[jobId][trainer];
         if (p.claimed) return 0;
-        return _rewardOf(_jobs[jobId], p);
+        return _rewardOf(jobId, _jobs[jobId], p);
     }
 
     /// @notice Phase of job `jobId`: 0 not running · 1 commit · 2 reveal · 3 awaiting post ·
@@ -668,11 +937,39 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (j.status != STATUS_RUNNING) return 0;
         if (block.timestamp < j.commitEnd) return 1;
         if (block.timestamp < j.revealEnd) return 2;
-        if (block.timestamp <= j.postDeadline) return 3;
+        if (block.timestamp <= j.postDeadline || j.disputeOpen) return 3;
         return 4;
     }
 
     // ------------------------------------------------------------------ internals
+
+    function _checkParams(JobParams calldata p) internal view {
+        if (p.aggregator == address(0)) revert ZeroAddress();
+        // An owner scoring its own job could flag honest trainers and keep their stakes.
+        if (p.aggregator == msg.sender) revert OwnerIsAggregator(msg.sender);
+        if (_accounts[p.aggregator].roles & ROLE_AGGREGATOR == 0) {
+            revert NotAnAggregator(p.aggregator);
+        }
+        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert InvalidRounds(p.rounds);
+        if (p.minTrainers == 0 || p.minTrainers > p.maxTrainers || p.maxTrainers > MAX_TRAINERS)
+        {
+            revert InvalidTrainerBounds(p.minTrainers, p.maxTrainers);
+        }
+        if (
+            p.joinDuration == 0 || p.commitDuration == 0 || p.revealDuration == 0
+                || p.postDuration == 0
+        ) revert InvalidDuration();
+        if (p.challengeWindow < minChallengeWindow) {
+            revert ChallengeWindowTooShort(p.challengeWindow, minChallengeWindow);
+        }
+        uint256 span = uint256(p.joinDuration)
+            + uint256(p.rounds)
+                * (uint256(p.commitDuration) + p.revealDuration + p.postDuration + p.challengeWindow);
+        if (span > MAX_JOB_DURATION) revert JobTooLong(span, MAX_JOB_DURATION);
+        if (p.slashBps > BPS) revert InvalidSlashBps(p.slashBps);
+        if (p.minReliabilityPpm > PPM) revert InvalidReliability(p.minReliabilityPpm);
+        if (p.validationRoot == bytes32(0)) revert MissingValidationRoot();
+    }
 
     function _start(uint256 jobId, Job storage j, uint32 n) internal {
         j.status = STATUS_RUNNING;
@@ -693,9 +990,19 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         emit RoundScheduled(jobId, round, commitEnd, revealEnd, postDeadline);
     }
 
-    /// @dev Shared checks of every post entry point: aggregator, status, round, timing.
-    ///      Phase checks compare block.timestamp with deadlines minutes apart; the few seconds
-    ///      a block producer can skew a timestamp do not matter here (slither: timestamp, ok).
+    /// @dev The aggregator always keeps `postDuration` after the previous round becomes final.
+    function _extendPostDeadline(uint256 jobId, Job storage j, uint64 finalAt) internal {
+        if (j.status != STATUS_RUNNING) return;
+        uint64 deadline = finalAt + j.postDuration;
+        if (deadline <= j.postDeadline) return;
+        j.postDeadline = deadline;
+        emit RoundScheduled(jobId, j.currentRound, j.commitEnd, j.revealEnd, deadline);
+    }
+
+    /// @dev Shared checks of every post entry point: aggregator, status, round, timing, and
+    ///      that the previous round is final. Phase checks compare block.timestamp with
+    ///      deadlines minutes apart; the few seconds a block producer can skew a timestamp do
+    ///      not matter here (slither: timestamp, ok).
     function _checkPostable(uint256 jobId, uint32 round) internal view returns (Job storage j) {
         j = _jobs[jobId];
         if (msg.sender != j.aggregator) revert NotAggregator(jobId, msg.sender);
@@ -704,6 +1011,16 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         if (round != current) revert WrongRound(current, round);
         if (block.timestamp < j.revealEnd) revert RevealPhaseOpen(jobId, round);
         if (block.timestamp > j.postDeadline) revert PostDeadlinePassed(jobId, round);
+        if (j.pendingRound != 0) _checkFinal(jobId, j);
+    }
+
+    /// @dev The pending round is final: its chunk is out, its window over, no dispute open.
+    function _checkFinal(uint256 jobId, Job storage j) internal view {
+        if (j.disputeOpen) revert DisputeOpen(jobId);
+        uint64 finalAt = j.finalAt;
+        if (finalAt == 0 || block.timestamp <= finalAt) {
+            revert RoundNotFinal(jobId, j.pendingRound, finalAt);
+        }
     }
 
     /// @dev Apply a whole round's results (participant order), then write the job totals once.
@@ -722,8 +1039,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
         for (uint256 i; i < n; ++i) {
+            address t = trainers[i];
+            bool revealed = _participants[jobId][t].lastRevealRound == round;
             uint64 score = scores[i];
-            uint64 total = _applyResult(jobId, round, trainers[i], score, reasons[i]);
+            uint64 total = _applyResult(jobId, round, t, score, reasons[i], revealed);
             jobTotal += score;
             if (total > maxTotal) maxTotal = total;
         }
@@ -739,12 +1058,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 round,
         address trainer,
         uint64 score,
-        uint8 reason
+        uint8 reason,
+        bool revealed
     ) internal returns (uint64 total) {
         if (reason > MAX_REASON) revert UnknownReason(reason);
         if (score > MAX_ROUND_SCORE) revert ScoreTooLarge(score);
         Participant storage p = _participants[jobId][trainer];
-        bool revealed = p.lastRevealRound == round;
         if (
             (revealed ? reason == REASON_MISSING : reason != REASON_MISSING)
                 || (reason != REASON_ACCEPTED && score != 0)
@@ -768,6 +1087,112 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
     }
 
+    /// @dev Undo `posted` for every participant and apply `fix`; returns the trainers `fix`
+    ///      treats better (higher score, or a slash lifted). Who revealed is read off `posted`
+    ///      (validated at post time), since later rounds overwrite `lastRevealRound`.
+    function _replaceResult(
+        uint256 jobId,
+        uint32 round,
+        Job storage j,
+        RoundResult calldata fix,
+        RoundResult calldata posted
+    ) internal returns (address[] memory harmed) {
+        address[] storage trainers = _trainers[jobId];
+        uint256 n = trainers.length;
+        if (fix.scores.length != n || fix.reasons.length != n) {
+            revert LengthMismatch(n, fix.scores.length, fix.reasons.length);
+        }
+        harmed = new address[](n);
+        uint256 count;
+        uint64 jobTotal = j.totalScore;
+        uint64 maxTotal;
+        for (uint256 i; i < n; ++i) {
+            address t = trainers[i];
+            uint64 oldScore = posted.scores[i];
+            bool oldSlashed = posted.reasons[i] >= FIRST_SLASHABLE_REASON;
+            _undoResult(jobId, round, j, t, oldScore, oldSlashed);
+            uint8 reason = fix.reasons[i];
+            uint64 score = fix.scores[i];
+            bool revealed = posted.reasons[i] != REASON_MISSING;
+            uint64 total = _applyResult(jobId, round, t, score, reason, revealed);
+            jobTotal = jobTotal - oldScore + score;
+            if (total > maxTotal) maxTotal = total;
+            if (score > oldScore || (oldSlashed && reason < FIRST_SLASHABLE_REASON)) {
+                harmed[count++] = t;
+            }
+        }
+        j.totalScore = jobTotal;
+        j.maxTotalScore = maxTotal;
+        assembly ("memory-safe") {
+            mstore(harmed, count)
+        }
+    }
+
+    /// @dev Take back one trainer's posted score and, if it was slashed, give the stake back
+    ///      (the slash amount is recomputed: locked stake after k flags is a pure function of
+    ///      the job's stake and slashBps, and no later round can have been posted meanwhile).
+    function _undoResult(
+        uint256 jobId,
+        uint32 round,
+        Job storage j,
+        address trainer,
+        uint64 score,
+        bool slashed
+    ) internal {
+        Participant storage p = _participants[jobId][trainer];
+        if (score != 0) p.totalScore -= score;
+        if (!slashed) return;
+        uint16 flags = p.flaggedRounds - 1;
+        uint96 before = j.stakeRequired;
+        for (uint256 k; k < flags; ++k) {
+            before -= uint96(uint256(before) * j.slashBps / BPS);
+        }
+        uint96 amount = before - p.lockedStake;
+        p.flaggedRounds = flags;
+        p.lockedStake = before;
+        if (amount != 0) {
+            j.slashedPool -= amount;
+            _restoreStake(trainer, amount);
+        }
+        emit SlashReversed(jobId, round, trainer, amount);
+    }
+
+    /// @dev Pay the whole job bond out of the aggregator's stake: `HARMED_SHARE_BPS` in equal
+    ///      parts to `harmed`, the voters' part in equal parts to `voters`, the rest (with every
+    ///      rounding remainder, and any part with no recipient) to the challenger.
+    function _payOutBond(
+        uint256 jobId,
+        Job storage j,
+        address[] memory harmed,
+        address challenger,
+        address[] calldata voters
+    ) internal {
+        uint96 bond = j.aggregatorBond;
+        j.aggregatorBond = 0;
+        address agg = j.aggregator;
+        emit AggregatorBondSlashed(jobId, agg, bond);
+        uint96 left = bond;
+        left -= _payEach(agg, harmed, uint96(uint256(bond) * HARMED_SHARE_BPS / BPS), WHY_HARMED);
+        uint96 votersPart = uint96(uint256(bond) * (BPS - HARMED_SHARE_BPS - CHALLENGER_SHARE_BPS) / BPS);
+        left -= _payEach(agg, voters, votersPart, WHY_VOTER);
+        if (left != 0) _transferLocked(agg, challenger, left, WHY_CHALLENGER);
+    }
+
+    /// @dev Pay `part` of `from`'s locked stake in equal parts to `to`; returns what was paid.
+    function _payEach(address from, address[] memory to, uint96 part, uint8 why)
+        internal
+        returns (uint96 paid)
+    {
+        uint256 n = to.length;
+        if (n == 0) return 0;
+        uint96 each = uint96(part / n);
+        if (each == 0) return 0;
+        for (uint256 i; i < n; ++i) {
+            _transferLocked(from, to[i], each, why);
+        }
+        return uint96(each * n);
+    }
+
     /// @dev Record the new model, then finish the job or open the next round.
     function _advanceRound(uint256 jobId, Job storage j, bytes32 modelHash_) internal {
         j.modelHash = modelHash_;
@@ -781,46 +1206,119 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
     }
 
-    /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund,
-    ///      and, if `recordReliability`, fold each participant's contribution into its
-    ///      reliability. Slashed stake never flows back to the owner: the refund is what the
-    ///      payouts leave, capped at the reward (dust above the cap is burned too); with no
-    ///      contribution at all (total score 0) the slashed stake stays locked in the contract
-    ///      for good (`SlashedStakeBurned`), so no party profits from the flags it posts.
-    function _settle(uint256 jobId, Job storage j, uint96 earned, bool recordReliability)
+    function _releaseJobBond(Job storage j) internal {
+        uint96 bond = j.aggregatorBond;
+        if (bond == 0) return;
+        j.aggregatorBond = 0;
+        _releaseBond(j.aggregator, bond);
+    }
+
+    /// @dev Settled: every round posted and final.
+    function _finishSettled(uint256 jobId, Job storage j) internal {
+        j.status = STATUS_SETTLED;
+        _releaseJobBond(j);
+        (uint256 pool, uint256 refund) = _settle(jobId, j, j.reward, 0);
+        emit JobFinalized(jobId, pool, j.totalScore, refund);
+    }
+
+    /// @dev The aggregator failed the job (missed a post, or was overturned): trainers are
+    ///      paid for the posted rounds; `forfeit` (its bond, if still held) plus the unposted
+    ///      round's share go in equal parts to that round's revealers.
+    function _endForAggregatorFault(uint256 jobId, Job storage j, uint96 forfeit) internal {
+        uint32 posted = j.currentRound - 1;
+        uint256 reward = j.reward;
+        uint256 earned = reward * posted / j.rounds;
+        uint256 share = reward * (posted + 1) / j.rounds - earned;
+        uint256 reserved;
+        if (j.reveals != 0) {
+            reserved = share;
+            j.forfeitPool = uint128(forfeit + share);
+        } else if (forfeit != 0) {
+            emit SlashedStakeBurned(jobId, forfeit); // nobody revealed: nobody was harmed
+        }
+        j.status = STATUS_ABANDONED;
+        _releaseJobBond(j);
+        (uint256 pool, uint256 refund) = _settle(jobId, j, earned, reserved);
+        emit JobAbandoned(jobId, posted, pool, refund, false);
+    }
+
+    /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers.
+    function _endForOwnerFault(uint256 jobId, Job storage j) internal {
+        uint32 posted = j.pendingRound;
+        j.status = STATUS_ABANDONED;
+        j.ownerForfeited = true;
+        j.disputeOpen = false;
+        _releaseJobBond(j);
+        (uint256 pool, uint256 refund) = _settle(jobId, j, j.reward, 0);
+        emit JobAbandoned(jobId, posted, pool, refund, true);
+    }
+
+    /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund
+    ///      (what is neither earned nor `reserved` for the forfeit pool, plus rounding dust,
+    ///      capped at the reward), and fold each participant's contribution into its
+    ///      reliability. Slashed stake never flows back to the owner; with no contribution at
+    ///      all (total score 0) it stays locked in the contract for good (`SlashedStakeBurned`),
+    ///      unless the owner forfeited, when the pool goes to the participants in equal parts.
+    function _settle(uint256 jobId, Job storage j, uint256 earned, uint256 reserved)
         internal
-        returns (uint96 pool, uint96 refund)
+        returns (uint256 pool, uint256 refund)
     {
-        uint96 reward = j.reward;
+        uint256 reward = j.reward;
         pool = earned + j.slashedPool;
         uint64 total = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
+        bool record = j.pendingRound != 0;
         uint256 paid = 0;
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             uint64 ti = _participants[jobId][t].totalScore;
-            if (total != 0) paid += uint256(pool) * ti / total;
-            if (recordReliability) {
+            if (total != 0) paid += pool * ti / total;
+            if (record) {
                 _recordContribution(t, jobId, maxTotal == 0 ? 0 : uint32(uint256(ti) * PPM / maxTotal));
             }
         }
-        uint256 left = uint256(pool) - paid; // Σ floor(pool * t_i / total) <= pool
-        uint256 unearned = uint256(reward) - earned;
-        uint256 refundable = total == 0 ? unearned + earned : unearned + left;
-        refund = uint96(refundable < reward ? refundable : reward);
-        uint256 burned = left + unearned - refund;
-        j.rewardPool = pool;
-        j.ownerRefund = refund;
+        bool equalSplit = total == 0 && j.ownerForfeited && n != 0;
+        if (equalSplit) paid = pool / n * n;
+        uint256 unearned = reward - earned - reserved;
+        uint256 refundable = (total == 0 && !equalSplit) ? reward - reserved : unearned + pool - paid;
+        refund = refundable < reward ? refundable : reward;
+        uint256 burned = pool + unearned - paid - refund;
+        j.rewardPool = uint128(pool);
+        j.ownerRefund = uint128(refund);
         if (burned != 0) emit SlashedStakeBurned(jobId, burned);
     }
 
-    /// @dev Reward of participant `p` given the job's settlement (0 unless settled/abandoned).
-    function _rewardOf(Job storage j, Participant storage p) internal view returns (uint256) {
+    /// @dev Reward of participant `p` given the job's settlement (0 unless settled/abandoned):
+    ///      its share of the pool by score, plus an equal part of the forfeit pool if it
+    ///      revealed in the round the aggregator failed.
+    function _rewardOf(uint256 jobId, Job storage j, Participant storage p)
+        internal
+        view
+        returns (uint256 r)
+    {
         uint8 status = j.status;
+        if (status != STATUS_SETTLED && status != STATUS_ABANDONED) return 0;
         uint64 total = j.totalScore;
-        if ((status != STATUS_SETTLED && status != STATUS_ABANDONED) || total == 0) return 0;
-        return uint256(j.rewardPool) * p.totalScore / total;
+        if (total != 0) r = uint256(j.rewardPool) * p.totalScore / total;
+        else if (j.ownerForfeited) r = uint256(j.rewardPool) / _trainers[jobId].length;
+        uint256 forfeit = j.forfeitPool;
+        if (forfeit != 0 && p.lastRevealRound == j.currentRound) r += forfeit / j.reveals;
+    }
+
+    function _checkDigest(bytes32 expected, bytes32 given) internal pure {
+        if (expected != given) revert DigestMismatch(expected, given);
+    }
+
+    /// @dev Post deadline for a round whose reveals end at `revealEnd`: `postDuration` later,
+    ///      but never less than `postDuration` after the previous round became final.
+    function _deadlineAfter(Job storage j, uint64 revealEnd) internal view returns (uint64) {
+        uint64 deadline = revealEnd + j.postDuration;
+        uint64 finalAt = j.finalAt;
+        if (j.pendingRound != 0 && finalAt != 0 && finalAt + j.postDuration > deadline) {
+            deadline = finalAt + j.postDuration;
+        }
+        return deadline;
     }
 }

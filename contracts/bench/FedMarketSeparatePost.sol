@@ -20,7 +20,9 @@ contract FedMarketSeparatePost is FedMarket {
     error WrongIndex(uint32 expected, uint32 given);
 
     /// @param alphaPpm EMA weight of the newest job in reliability scores, ppm.
-    constructor(uint32 alphaPpm) FedMarket(alphaPpm) {}
+    constructor(uint32 alphaPpm, uint32 minChallengeWindow_)
+        FedMarket(alphaPpm, minChallengeWindow_)
+    {}
 
     /// @notice Post one trainer's result for `round` (aggregator only, in join order).
     /// @param jobId Job.
@@ -37,7 +39,8 @@ contract FedMarketSeparatePost is FedMarket {
             revert WrongIndex(expected, index);
         }
         address trainer = _trainers[jobId][index];
-        uint64 total = _applyResult(jobId, round, trainer, score, reason);
+        bool revealed = _participants[jobId][trainer].lastRevealRound == round;
+        uint64 total = _applyResult(jobId, round, trainer, score, reason, revealed);
         j.totalScore += score;
         if (total > j.maxTotalScore) j.maxTotalScore = total;
         _nextIndex[jobId] = index + 1;
@@ -56,6 +59,10 @@ contract FedMarketSeparatePost is FedMarket {
         uint32 n = uint32(_trainers[jobId].length);
         if (_nextIndex[jobId] != n) revert WrongIndex(n, _nextIndex[jobId]);
         _nextIndex[jobId] = 0;
+        // Same pending-round bookkeeping as postRound (no digest: the results were not batched).
+        j.pendingRound = round;
+        j.postedAt = uint64(block.timestamp);
+        j.finalAt = 0;
         emit RoundPosted(jobId, round, modelHash_, modelCid, new uint64[](0), new uint8[](0));
         _advanceRound(jobId, j, modelHash_);
     }

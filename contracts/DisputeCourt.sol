@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {FedMarket} from "./FedMarket.sol";
+
+/// @title DisputeCourt
+/// @notice Settles challenges of posted rounds by re-execution: a challenger bonds a digest it
+///         computed; a committee of `COMMITTEE_SIZE` bonded verifiers, drawn at random from the
+///         market's verifiers (never the job's owner, aggregator, trainers or the challenger),
+///         re-runs the round and votes a digest by commit–reveal; the majority decides.
+///         Holds no ETH: every bond lives in the market's vault, moved through its court hooks.
+/// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); every bond
+///      this court locks is released or transferred exactly once (state moves forward only:
+///      Voting -> Upheld | NoDecision | Overturned -> Corrected).
+contract DisputeCourt {
+    /// @notice Members drawn per dispute.
+    uint8 public constant COMMITTEE_SIZE = 3;
+    /// @notice Part of its vote bond an absent or minority member loses (bps).
+    uint16 public constant MISS_PENALTY_BPS = 5000;
+    /// @notice Longest prefix of the verifier list scanned for a committee (bounds the loop).
+    uint256 public constant MAX_DRAW_SCAN = 256;
+
+    uint8 internal constant STATE_NONE = 0;
+    uint8 internal constant STATE_VOTING = 1;
+    uint8 internal constant STATE_UPHELD = 2;
+    uint8 internal constant STATE_OVERTURNED = 3;
+    uint8 internal constant STATE_CORRECTED = 4;
+    uint8 internal constant STATE_NO_DECISION = 5;
+    uint16 internal constant BPS = 10_000;
+    /// @dev `StakeTransferred.why` codes for this court's payments.
+    uint8 internal constant WHY_CHALLENGE_LOST = 4;
+    uint8 internal constant WHY_VOTE_PENALTY = 5;
+
+    /// @notice The market whose rounds this court judges.
+    FedMarket public immutable market;
+    /// @notice Bond a challenger locks.
+    uint96 public immutable challengeBond;
+    /// @notice Bond each drawn committee member locks.
+    uint96 public immutable voteBond;
+
+    struct Dispute {
+        uint256 jobId;
+        uint32 round;
+        uint8 state;
+        address challenger;
+        uint64 commitEnd;
+        uint64 revealEnd;
+        uint8 commits;
+        uint8 reveals;
+        bytes32 postedDigest;
+        bytes32 challengerDigest;
+        bytes32 winning;
+        address[COMMITTEE_SIZE] members;
+    }
+
+    /// @notice Id the next challenge gets (ids start at 1).
+    uint256 public nextDisputeId = 1;
+    mapping(uint256 => Dispute) internal _disputes;
+    mapping(uint256 => mapping(address => bytes32)) internal _voteCommitments;
+    mapping(uint256 => mapping(address => bytes32)) internal _votes;
+    /// @notice Latest dispute of each job (0 if none).
+    mapping(uint256 => uint256) public latestDisputeOf;
+
+    /// @notice Round `round` of job `jobId` was challenged; `members` must vote.
+    event DisputeOpened(
+        uint256 indexed disputeId,
+        uint256 indexed jobId,
+        uint32 round,
+        address indexed challenger,
+        bytes32 challengerDigest,
+        bytes32 postedDigest,
+        address[COMMITTEE_SIZE] members,
+        uint64 commitEnd,
+        uint64 revealEnd
+    );
+    /// @notice A committee member committed its vote.
+    event VoteCommitted(uint256 indexed disputeId, address indexed member);
+    /// @notice A committee member revealed the digest it computed.
+    event VoteRevealed(uint256 indexed disputeId, address indexed member, bytes32 digest);
+    /// @notice The dispute was decided (`state`: 2 upheld, 3 overturned, 5 no decision).
+    event DisputeResolved(uint256 indexed disputeId, uint8 state, bytes32 winning);
+    /// @notice The correct result of an overturned round was applied (by `poster`).
+    event CorrectionPosted(uint256 indexed disputeId, address indexed poster);
+
+    error ZeroAddress();
+    error SameAsPosted(bytes32 digest);
+    error NoCommittee(uint256 found, uint256 needed);
+    error UnknownDispute(uint256 disputeId);
+    error WrongDisputeState(uint256 disputeId, uint8 state);
+    error NotMember(uint256 disputeId, address account);
+    error VoteCommitClosed(uint256 disputeId);
+    error AlreadyVoted(uint256 disputeId, address member);
+    error VoteRevealNotOpen(uint256 disputeId);
+    error VoteMismatch(uint256 disputeId, address member);
+    error VotingNotOver(uint256 disputeId, uint64 revealEnd);
+
+    /// @param market_ The market (which must then `bindCourt` this court).
+    /// @param challengeBond_ Bond a challenger locks, wei.
+    /// @param voteBond_ Bond each committee member locks, wei.
+    constructor(FedMarket market_, uint96 challengeBond_, uint96 voteBond_) {
+        if (address(market_) == address(0)) revert ZeroAddress();
+        market = market_;
+        challengeBond = challengeBond_;
+        voteBond = voteBond_;
+    }
+
+    /// @notice Challenge the pending round `round` of job `jobId` with the digest the caller
+    ///         computed (see `FedMarket.digestOf`), locking `challengeBond`. The caller must be
+    ///         a trainer of the job or a verifier. Draws the committee.
+    /// @param jobId Job.
+    /// @param round The pending round.
+    /// @param digest The result digest the challenger computed.
+    /// @return disputeId The new dispute's id.
+    function challenge(uint256 jobId, uint32 round, bytes32 digest)
+        external
+        returns (uint256 disputeId)
+    {
+        bytes32 posted = market.openDispute(jobId, round, msg.sender);
+        if (digest == posted) revert SameAsPosted(digest);
+        market.lockBond(msg.sender, challengeBond);
+        disputeId = nextDisputeId++;
+        Dispute storage d = _disputes[disputeId];
+        d.jobId = jobId;
+        d.round = round;
+        d.state = STATE_VOTING;
+        d.challenger = msg.sender;
+        d.postedDigest = posted;
+        d.challengerDigest = digest;
+        FedMarket.JobView memory job = market.getJob(jobId);
+        _draw(d, job.owner, job.aggregator, disputeId);
+        uint64 commitEnd = uint64(block.timestamp) + job.postDuration;
+        uint64 revealEnd = commitEnd + job.postDuration;
+        d.commitEnd = commitEnd;
+        d.revealEnd = revealEnd;
+        latestDisputeOf[jobId] = disputeId;
+        emit DisputeOpened(
+            disputeId, jobId, round, msg.sender, digest, posted, d.members, commitEnd, revealEnd
+        );
+    }
+
+    /// @notice Commit a vote (committee member): `keccak256(abi.encode(digest, salt, member,
+    ///         disputeId))`, before `commitEnd`.
+    /// @param disputeId Dispute.
+    /// @param commitment Vote commitment.
+    function commitVote(uint256 disputeId, bytes32 commitment) external {
+        Dispute storage d = _voting(disputeId);
+        _memberIndex(d, disputeId, msg.sender);
+        if (block.timestamp >= d.commitEnd) revert VoteCommitClosed(disputeId);
+        if (_voteCommitments[disputeId][msg.sender] != bytes32(0)) {
+            revert AlreadyVoted(disputeId, msg.sender);
+        }
+        _voteCommitments[disputeId][msg.sender] = commitment;
+        d.commits += 1;
+        emit VoteCommitted(disputeId, msg.sender);
+    }
+
+    /// @notice Reveal a committed vote (committee member), once every member committed or the
+    ///         commit phase ended, before `revealEnd`.
+    /// @param disputeId Dispute.
+    /// @param digest The digest the member computed.
+    /// @param salt Salt of the commitment.
+    function revealVote(uint256 disputeId, bytes32 digest, bytes32 salt) external {
+        Dispute storage d = _voting(disputeId);
+        _memberIndex(d, disputeId, msg.sender);
+        bool open = d.commits == COMMITTEE_SIZE || block.timestamp >= d.commitEnd;
+        if (!open || block.timestamp >= d.revealEnd) revert VoteRevealNotOpen(disputeId);
+        if (_votes[disputeId][msg.sender] != bytes32(0)) revert AlreadyVoted(disputeId, msg.sender);
+        bytes32 expected = keccak256(abi.encode(digest, salt, msg.sender, disputeId));
+        if (digest == bytes32(0) || expected != _voteCommitments[disputeId][msg.sender]) {
+            revert VoteMismatch(disputeId, msg.sender);
+        }
+        _votes[disputeId][msg.sender] = digest;
+        d.reveals += 1;
+        emit VoteRevealed(disputeId, msg.sender, digest);
+    }
+
+    /// @notice Decide the dispute (anyone) once every member revealed or the reveal phase
+    ///         ended. A digest with a strict majority of the committee wins:
+    ///         - the posted one: upheld; the challenger's bond goes half to the aggregator and
+    ///           half to the majority;
+    ///         - another: overturned; the challenger's bond is released and the correct result
+    ///           must then be posted (`postCorrection`), which pays out the aggregator's bond;
+    ///         - none: no decision; the posted round stands and the challenger's bond is released.
+    ///         Members outside the majority (or who did not reveal) lose `MISS_PENALTY_BPS` of
+    ///         their vote bond to the majority.
+    /// @param disputeId Dispute.
+    function resolve(uint256 disputeId) external {
+        Dispute storage d = _voting(disputeId);
+        if (d.reveals < COMMITTEE_SIZE && block.timestamp < d.revealEnd) {
+            revert VotingNotOver(disputeId, d.revealEnd);
+        }
+        bytes32 winning = _majority(disputeId, d);
+        uint8 state;
+        if (winning == bytes32(0)) state = STATE_NO_DECISION;
+        else if (winning == d.postedDigest) state = STATE_UPHELD;
+        else state = STATE_OVERTURNED;
+        d.state = state;
+        d.winning = winning;
+        emit DisputeResolved(disputeId, state, winning);
+        _settleMembers(disputeId, d, winning);
+        if (state == STATE_UPHELD) {
+            _payChallengeBond(disputeId, d, winning);
+        } else {
+            market.releaseBond(d.challenger, challengeBond);
+        }
+        if (state != STATE_OVERTURNED) market.upholdRound(d.jobId);
+    }
+
+    /// @notice Apply the correct result of an overturned round (anyone: it must hash to the
+    ///         winning digest), with the posted result as evidence of what to undo.
+    /// @param disputeId Dispute.
+    /// @param fix The correct result.
+    /// @param modelCid Storage address of the correct model.
+    /// @param posted The result the aggregator posted.
+    function postCorrection(
+        uint256 disputeId,
+        FedMarket.RoundResult calldata fix,
+        string calldata modelCid,
+        FedMarket.RoundResult calldata posted
+    ) external {
+        Dispute storage d = _disputes[disputeId];
+        if (d.state != STATE_OVERTURNED) revert WrongDisputeState(disputeId, d.state);
+        d.state = STATE_CORRECTED;
+        emit CorrectionPosted(disputeId, msg.sender);
+        address[] memory voters = _votersOf(disputeId, d, d.winning);
+        market.correctRound(d.jobId, d.winning, fix, modelCid, posted, d.challenger, voters);
+    }
+
+    /// @notice Everything about dispute `disputeId`.
+    /// @param disputeId Dispute.
+    /// @return The dispute record.
+    function getDispute(uint256 disputeId) external view returns (Dispute memory) {
+        return _disputes[disputeId];
+    }
+
+    /// @notice The digest `member` revealed in dispute `disputeId` (zero if none yet).
+    /// @param disputeId Dispute.
+    /// @param member Committee member.
+    /// @return The revealed digest.
+    function voteOf(uint256 disputeId, address member) external view returns (bytes32) {
+        return _votes[disputeId][member];
+    }
+
+    /// @notice Whether `member` committed a vote in dispute `disputeId`.
+    /// @param disputeId Dispute.
+    /// @param member Committee member.
+    /// @return True once committed.
+    function hasCommitted(uint256 disputeId, address member) external view returns (bool) {
+        return _voteCommitments[disputeId][member] != bytes32(0);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Draw the committee: walk the verifier list from a pseudo-random start (block hash
+    ///      and prevrandao of the challenge block: a block producer can bias it, see SPEC.md),
+    ///      taking eligible verifiers with enough free stake and locking their vote bond.
+    function _draw(Dispute storage d, address owner, address aggregator, uint256 disputeId)
+        internal
+    {
+        uint256 count = market.verifierCount();
+        uint256 seed = uint256(
+            keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, disputeId))
+        );
+        uint256 scan = count < MAX_DRAW_SCAN ? count : MAX_DRAW_SCAN;
+        uint256 found;
+        for (uint256 i; i < scan && found < COMMITTEE_SIZE; ++i) {
+            address v = market.verifierAt((seed + i) % count);
+            if (!_eligible(d, v, owner, aggregator, found)) continue;
+            market.lockBond(v, voteBond);
+            d.members[found++] = v;
+        }
+        if (found < COMMITTEE_SIZE) revert NoCommittee(found, COMMITTEE_SIZE);
+    }
+
+    function _eligible(
+        Dispute storage d,
+        address v,
+        address owner,
+        address aggregator,
+        uint256 found
+    ) internal view returns (bool) {
+        if (v == owner || v == aggregator || v == d.challenger) return false;
+        if (market.participantOf(d.jobId, v).joined) return false;
+        for (uint256 k; k < found; ++k) {
+            if (d.members[k] == v) return false;
+        }
+        (uint256 balance, uint256 locked,) = market.accountOf(v);
+        return balance - locked >= voteBond;
+    }
+
+    /// @dev The digest a strict majority of the committee revealed (zero if none).
+    function _majority(uint256 disputeId, Dispute storage d) internal view returns (bytes32) {
+        for (uint256 i; i < COMMITTEE_SIZE; ++i) {
+            bytes32 v = _votes[disputeId][d.members[i]];
+            if (v == bytes32(0)) continue;
+            uint256 n;
+            for (uint256 k; k < COMMITTEE_SIZE; ++k) {
+                if (_votes[disputeId][d.members[k]] == v) n++;
+            }
+            if (n * 2 > COMMITTEE_SIZE) return v;
+        }
+        return bytes32(0);
+    }
+
+    /// @dev Members who revealed `winning` (with no decision: every member who revealed).
+    function _votersOf(uint256 disputeId, Dispute storage d, bytes32 winning)
+        internal
+        view
+        returns (address[] memory voters)
+    {
+        voters = new address[](COMMITTEE_SIZE);
+        uint256 n;
+        for (uint256 i; i < COMMITTEE_SIZE; ++i) {
+            address m = d.members[i];
+            bytes32 v = _votes[disputeId][m];
+            if (v != bytes32(0) && (winning == bytes32(0) || v == winning)) voters[n++] = m;
+        }
+        assembly ("memory-safe") {
+            mstore(voters, n)
+        }
+    }
+
+    /// @dev Release the good members' vote bonds; each other member pays `MISS_PENALTY_BPS` of
+    ///      its bond in equal parts to the good ones (to the challenger if none) and gets the
+    ///      rest back.
+    function _settleMembers(uint256 disputeId, Dispute storage d, bytes32 winning) internal {
+        address[] memory good = _votersOf(disputeId, d, winning);
+        uint96 bond = voteBond;
+        uint96 penalty = uint96(uint256(bond) * MISS_PENALTY_BPS / BPS);
+        for (uint256 i; i < COMMITTEE_SIZE; ++i) {
+            address m = d.members[i];
+            bytes32 v = _votes[disputeId][m];
+            if (v != bytes32(0) && (winning == bytes32(0) || v == winning)) {
+                market.releaseBond(m, bond);
+                continue;
+            }
+            uint96 paid = _spread(m, good, penalty, d.challenger, WHY_VOTE_PENALTY);
+            market.releaseBond(m, bond - paid);
+        }
+    }
+
+    /// @dev A losing challenger's bond: half to the aggregator, half to the majority voters.
+    function _payChallengeBond(uint256 disputeId, Dispute storage d, bytes32 winning) internal {
+        address[] memory voters = _votersOf(disputeId, d, winning);
+        uint96 bond = challengeBond;
+        uint96 paid = _spread(d.challenger, voters, bond / 2, address(0), WHY_CHALLENGE_LOST);
+        address aggregator = market.getJob(d.jobId).aggregator;
+        market.transferBond(d.challenger, aggregator, bond - paid, WHY_CHALLENGE_LOST);
+    }
+
+    /// @dev Pay `amount` of `from`'s locked bond in equal parts to `to` (all of it to
+    ///      `fallbackTo` if `to` is empty and it is set); returns what was paid.
+    function _spread(
+        address from,
+        address[] memory to,
+        uint96 amount,
+        address fallbackTo,
+        uint8 why
+    ) internal returns (uint96 paid) {
+        uint256 n = to.length;
+        if (n == 0) {
+            if (fallbackTo == address(0) || amount == 0) return 0;
+            market.transferBond(from, fallbackTo, amount, why);
+            return amount;
+        }
+        uint96 each = uint96(amount / n);
+        if (each == 0) return 0;
+        for (uint256 i; i < n; ++i) {
+            market.transferBond(from, to[i], each, why);
+        }
+        return uint96(each * n);
+    }
+
+    function _voting(uint256 disputeId) internal view returns (Dispute storage d) {
+        d = _disputes[disputeId];
+        if (d.state == STATE_NONE) revert UnknownDispute(disputeId);
+        if (d.state != STATE_VOTING) revert WrongDisputeState(disputeId, d.state);
+    }
+
+    function _memberIndex(Dispute storage d, uint256 disputeId, address who)
+        internal
+        view
+        returns (uint256)
+    {
+        for (uint256 i; i < COMMITTEE_SIZE; ++i) {
+            if (d.members[i] == who) return i;
+        }
+        revert NotMember(disputeId, who);
+    }
+}
