@@ -1,4 +1,5 @@
-"""A typed client for the FedMarket contract: transactions, views and decoded events.
+"""A typed client for the FedMarket contract and its DisputeCourt: transactions, views and
+decoded events.
 
 Every role talks to the chain through this class; nothing else knows the ABI.
 """
@@ -19,7 +20,15 @@ from backend.chain.base import Chain, TxResult
 from backend.core.jobstatus import JobStatus, Phase
 
 CONTRACT_NAME = "FedMarket"
+COURT_NAME = "DisputeCourt"
 DEFAULT_ALPHA_PPM = 300_000  # reliability EMA weight of the newest job
+# Per deployment. Dev chains allow any window (0 = no challenges); a production deployment sets
+# hours (`fedmarket deploy --min-challenge-window`), so no job can shorten what trainers rely on.
+DEFAULT_MIN_CHALLENGE_WINDOW = 0
+DEFAULT_CHALLENGE_BOND = 10**17  # 0.1 ETH locked by a challenger
+DEFAULT_VOTE_BOND = 10**17  # 0.1 ETH locked by each drawn committee member
+ROLE_AGGREGATOR = 1
+ROLE_VERIFIER = 2
 
 
 @dataclass(frozen=True)
@@ -35,18 +44,21 @@ class JobParams:
     spec_cid: str
     initial_model_hash: bytes
     initial_model_cid: str
-    validation_commitment: bytes
+    validation_root: bytes
     join_duration: int = 7 * 24 * 3600
     commit_duration: int = 24 * 3600
     reveal_duration: int = 12 * 3600
     post_duration: int = 24 * 3600
+    challenge_window: int = 6 * 3600
     min_reliability_ppm: int = 0
     slash_bps: int = 5_000
+    aggregator_bond: int = 0  # 0: the contract's default, equal to the reward
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
             Web3.to_checksum_address(self.aggregator),
             self.stake_required,
+            self.aggregator_bond,
             self.rounds,
             self.min_trainers,
             self.max_trainers,
@@ -54,13 +66,14 @@ class JobParams:
             self.commit_duration,
             self.reveal_duration,
             self.post_duration,
+            self.challenge_window,
             self.min_reliability_ppm,
             self.slash_bps,
             self.spec_hash,
             self.spec_cid,
             self.initial_model_hash,
             self.initial_model_cid,
-            self.validation_commitment,
+            self.validation_root,
         )
 
 
@@ -129,8 +142,25 @@ def commitment_hash(
     return Web3.keccak(encoded)
 
 
-def validation_commitment(content_hash: bytes, cid: str) -> bytes:
-    return Web3.keccak(abi_encode(["bytes32", "string"], [content_hash, cid]))
+def round_digest(
+    job_id: int, round_: int, model_hash: bytes, scores: list[int], reasons: list[int]
+) -> bytes:
+    """keccak256(abi.encode(jobId, round, modelHash, scores, reasons)) — FedMarket.digestOf:
+    what a challenge and a committee vote are about."""
+    encoded = abi_encode(
+        ["uint256", "uint32", "bytes32", "uint64[]", "uint8[]"],
+        [job_id, round_, model_hash, [int(s) for s in scores], [int(r) for r in reasons]],
+    )
+    return Web3.keccak(encoded)
+
+
+def vote_commitment(digest: bytes, salt: bytes, member: str, dispute_id: int) -> bytes:
+    """keccak256(abi.encode(digest, salt, member, disputeId)) — DisputeCourt.commitVote."""
+    encoded = abi_encode(
+        ["bytes32", "bytes32", "address", "uint256"],
+        [digest, salt, Web3.to_checksum_address(member), dispute_id],
+    )
+    return Web3.keccak(encoded)
 
 
 def _named(outputs: list[dict[str, Any]], value: Any) -> Any:
@@ -152,9 +182,12 @@ def _struct(components: list[dict[str, Any]], value: Any) -> dict[str, Any]:
 class MarketClient:
     """The FedMarket contract on one chain."""
 
-    def __init__(self, chain: Chain, contract: Contract) -> None:
+    def __init__(self, chain: Chain, contract: Contract, court: Contract | None = None) -> None:
         self.chain = chain
         self.contract = contract
+        if court is None:
+            court = chain.contract(COURT_NAME, str(chain.call(contract.functions.court())))
+        self.court = court
         self._created: dict[int, dict[str, Any]] = {}  # JobCreated is immutable: read once
         self._abi_outputs = {
             i["name"]: i.get("outputs", []) for i in contract.abi if i.get("type") == "function"
@@ -166,10 +199,20 @@ class MarketClient:
 
     @classmethod
     def deploy(
-        cls, chain: Chain, deployer: LocalAccount, alpha_ppm: int = DEFAULT_ALPHA_PPM
+        cls,
+        chain: Chain,
+        deployer: LocalAccount,
+        alpha_ppm: int = DEFAULT_ALPHA_PPM,
+        *,
+        min_challenge_window: int = DEFAULT_MIN_CHALLENGE_WINDOW,
+        challenge_bond: int = DEFAULT_CHALLENGE_BOND,
+        vote_bond: int = DEFAULT_VOTE_BOND,
     ) -> tuple[MarketClient, TxResult]:
-        contract, result = chain.deploy(CONTRACT_NAME, deployer, alpha_ppm)
-        return cls(chain, contract), result
+        """Deploy FedMarket and its DisputeCourt and bind them; the market's deploy result."""
+        contract, result = chain.deploy(CONTRACT_NAME, deployer, alpha_ppm, min_challenge_window)
+        court, _ = chain.deploy(COURT_NAME, deployer, contract.address, challenge_bond, vote_bond)
+        chain.transact(contract.functions.bindCourt(court.address), deployer)
+        return cls(chain, contract, court), result
 
     @classmethod
     def at(cls, chain: Chain, address: str) -> MarketClient:
@@ -182,6 +225,12 @@ class MarketClient:
         value = self.chain.call(getattr(self.contract.functions, name)(*args))
         return _named(self._abi_outputs.get(name, []), value)
 
+    def _court_tx(self, sender: LocalAccount, name: str, *args: Any) -> TxResult:
+        return self.chain.transact(getattr(self.court.functions, name)(*args), sender)
+
+    def _court_view(self, name: str, *args: Any) -> Any:
+        return self.chain.call(getattr(self.court.functions, name)(*args))
+
     # -- vault ----------------------------------------------------------------------------
     def register(self, trainer: LocalAccount, stake: int) -> TxResult:
         return self._tx(trainer, "register", value=stake)
@@ -191,6 +240,20 @@ class MarketClient:
 
     def withdraw(self, trainer: LocalAccount, amount: int) -> TxResult:
         return self._tx(trainer, "withdraw", amount)
+
+    def register_role(self, account: LocalAccount, role: int, bond: int) -> TxResult:
+        """Take ROLE_AGGREGATOR or ROLE_VERIFIER, adding `bond` wei to the account's stake."""
+        return self._tx(account, "registerRole", role, value=bond)
+
+    def roles_of(self, address: str) -> int:
+        return int(self._view("rolesOf", Web3.to_checksum_address(address)))
+
+    def cooldown_of(self, address: str) -> int:
+        return int(self._view("cooldownOf", Web3.to_checksum_address(address)))
+
+    def verifiers(self) -> list[str]:
+        count = int(self._view("verifierCount"))
+        return [Web3.to_checksum_address(self._view("verifierAt", i)) for i in range(count)]
 
     def account_of(self, address: str) -> dict[str, Any]:
         balance, locked, registered = self._view("accountOf", Web3.to_checksum_address(address))
@@ -262,10 +325,75 @@ class MarketClient:
     def claim_refund(self, owner: LocalAccount, job_id: int) -> TxResult:
         return self._tx(owner, "claimRefund", job_id)
 
-    def reveal_validation(
-        self, owner: LocalAccount, job_id: int, content_hash: bytes, cid: str
+    def reveal_validation_chunk(
+        self,
+        sender: LocalAccount,
+        job_id: int,
+        round_: int,
+        content_hash: bytes,
+        cid: str,
+        salt: bytes,
+        proof: list[bytes],
     ) -> TxResult:
-        return self._tx(owner, "revealValidation", job_id, content_hash, cid)
+        return self._tx(
+            sender, "revealValidationChunk", job_id, round_, content_hash, cid, salt, list(proof)
+        )
+
+    # -- disputes (DisputeCourt) ------------------------------------------------------------
+    def challenge(
+        self, challenger: LocalAccount, job_id: int, round_: int, digest: bytes
+    ) -> tuple[int, TxResult]:
+        result = self._court_tx(challenger, "challenge", job_id, round_, digest)
+        (event,) = self.court.events.DisputeOpened().process_receipt(result.receipt)
+        return int(event["args"]["disputeId"]), result
+
+    def commit_vote(self, member: LocalAccount, dispute_id: int, commitment: bytes) -> TxResult:
+        return self._court_tx(member, "commitVote", dispute_id, commitment)
+
+    def reveal_vote(
+        self, member: LocalAccount, dispute_id: int, digest: bytes, salt: bytes
+    ) -> TxResult:
+        return self._court_tx(member, "revealVote", dispute_id, digest, salt)
+
+    def resolve(self, sender: LocalAccount, dispute_id: int) -> TxResult:
+        return self._court_tx(sender, "resolve", dispute_id)
+
+    def post_correction(
+        self,
+        sender: LocalAccount,
+        dispute_id: int,
+        fix: RoundPost,
+        posted: RoundPost,
+    ) -> TxResult:
+        return self._court_tx(
+            sender,
+            "postCorrection",
+            dispute_id,
+            (fix.model_hash, fix.scores, fix.reasons),
+            fix.model_cid,
+            (posted.model_hash, posted.scores, posted.reasons),
+        )
+
+    def dispute(self, dispute_id: int) -> dict[str, Any]:
+        outputs = next(i["outputs"] for i in self.court.abi if i.get("name") == "getDispute")
+        value = self._court_view("getDispute", dispute_id)
+        return _named(outputs, value)
+
+    def latest_dispute_of(self, job_id: int) -> int:
+        return int(self._court_view("latestDisputeOf", job_id))
+
+    def vote_of(self, dispute_id: int, member: str) -> bytes:
+        return bytes(self._court_view("voteOf", dispute_id, Web3.to_checksum_address(member)))
+
+    def has_committed(self, dispute_id: int, member: str) -> bool:
+        return bool(self._court_view("hasCommitted", dispute_id, Web3.to_checksum_address(member)))
+
+    def court_params(self) -> dict[str, int]:
+        return {
+            "challenge_bond": int(self._court_view("challengeBond")),
+            "vote_bond": int(self._court_view("voteBond")),
+            "committee_size": int(self._court_view("COMMITTEE_SIZE")),
+        }
 
     # -- views ----------------------------------------------------------------------------
     def next_job_id(self) -> int:
@@ -288,8 +416,13 @@ class MarketClient:
 
     # -- events ---------------------------------------------------------------------------
     def _logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
-        ev = getattr(self.contract.events, event)()
-        raw = self.chain.logs(self.address, from_block)
+        return self._events_of(self.contract, event, from_block, filters)
+
+    def _events_of(
+        self, contract: Contract, event: str, from_block: int, filters: dict[str, Any]
+    ) -> list[Any]:
+        ev = getattr(contract.events, event)()
+        raw = self.chain.logs(str(contract.address), from_block)
         if raw is None:
             return list(ev.get_logs(from_block=from_block, argument_filters=filters or None))
         topic = ev.topic if hasattr(ev, "topic") else None
@@ -402,17 +535,42 @@ class MarketClient:
             for log in self._logs("RewardClaimed", self._since(job_id), jobId=job_id)
         ]
 
-    def validation_reveal(self, job_id: int) -> tuple[bytes, str] | None:
-        """(sha256, cid) of the validation split the owner revealed, or None before the reveal."""
-        logs = self._logs("ValidationRevealed", self._since(job_id), jobId=job_id)
-        if not logs:
-            return None
-        a = logs[0]["args"]
-        return bytes(a["contentHash"]), str(a["cid"])
+    def validation_chunks(self, job_id: int) -> dict[int, tuple[bytes, str]]:
+        """round -> (sha256, cid) of each validation chunk revealed so far."""
+        out = {}
+        for log in self._logs("ValidationChunkRevealed", self._since(job_id), jobId=job_id):
+            a = log["args"]
+            out[int(a["round"])] = (bytes(a["contentHash"]), str(a["cid"]))
+        return out
+
+    def corrections(self, job_id: int) -> dict[int, RoundPost]:
+        """round -> the result a dispute put in place of the posted one (RoundCorrected)."""
+        out = {}
+        for log in self._logs("RoundCorrected", self._since(job_id), jobId=job_id):
+            a = log["args"]
+            out[int(a["round"])] = RoundPost(
+                int(a["round"]),
+                bytes(a["modelHash"]),
+                str(a["modelCid"]),
+                [int(s) for s in a["scores"]],
+                [int(r) for r in a["reasons"]],
+                int(log["blockNumber"]),
+                log["transactionHash"].hex(),
+            )
+        return out
+
+    def court_logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
+        """Decoded DisputeCourt events named `event` (optionally filtered by argument)."""
+        return self._events_of(self.court, event, from_block, filters)
+
+    def results(self, job_id: int) -> list[RoundPost]:
+        """Each posted round's result of record: the post, or the correction that replaced it."""
+        fixed = self.corrections(job_id)
+        return [fixed.get(p.round, p) for p in self.round_posts(job_id)]
 
     def current_model(self, job_id: int) -> tuple[bytes, str]:
         """(sha256, cid) of the job's current global model."""
-        posts = self.round_posts(job_id)
+        posts = self.results(job_id)
         if posts:
             return posts[-1].model_hash, posts[-1].model_cid
         created = self.job_created(job_id)
