@@ -21,6 +21,10 @@ def _eth(wei: Any) -> str:
     return f"{eth_text(wei)} ETH"
 
 
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex() if isinstance(value, bytes | bytearray) else str(value)
+
+
 def _ppm(value: Any) -> str:
     return f"{int(value or 0) / 1e6:.3f}"
 
@@ -60,7 +64,6 @@ _NEEDS: dict[str, tuple[str, JobStatus]] = {
     "finalize": ("finished", JobStatus.FINISHED),
     "claim": ("finalized, abandoned or cancelled", JobStatus.SETTLED),
     "claimRefund": ("finalized, abandoned or cancelled", JobStatus.SETTLED),
-    "revealValidation": ("finalized or abandoned", JobStatus.SETTLED),
 }
 
 
@@ -147,8 +150,89 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         "the validation file does not match the commitment "
         f"made when job {a.get('jobId')} was created"
     ),
-    "AlreadyRevealedValidation": lambda fn, a: (
-        f"job {a.get('jobId')}'s validation split is already revealed"
+    "NotAnAggregator": lambda fn, a: (
+        f"{a.get('account')} has not registered as an aggregator: it must run "
+        "`fedmarket aggregator register --bond ETH` before a job can name it"
+    ),
+    "AggregatorBondTooLow": lambda fn, a: (
+        f"the aggregator has {_eth(a.get('available', 0))} of free bond and the job needs "
+        f"{_eth(a.get('required', 0))} (the reward, unless aggregator_bond says otherwise): "
+        "it must add bond (`fedmarket aggregator register --bond ETH`) or you lower "
+        "aggregator_bond"
+    ),
+    "ChallengeWindowTooShort": lambda fn, a: (
+        f"challenge_window = {a.get('given')} s is below this market's minimum of "
+        f"{a.get('minimum')} s (trainers need time to challenge a round)"
+    ),
+    "MissingValidationRoot": lambda fn, a: (
+        "the job commits to no validation chunks (validation root is zero)"
+    ),
+    "RoundNotFinal": lambda fn, a: (
+        f"round {a.get('round')} of job {a.get('jobId')} is not final yet (its validation "
+        "chunk must be revealed and its challenge window must pass): wait, then retry"
+    ),
+    "DisputeOpen": lambda fn, a: (
+        f"a dispute is open on job {a.get('jobId')}: wait for the committee to decide "
+        f"(`fedmarket verifier status {a.get('jobId')}`)"
+    ),
+    "NoChunkDue": lambda fn, a: (
+        f"no validation chunk of job {a.get('jobId')} is due for round {a.get('round')} "
+        "(only the last posted round's chunk, once, is revealed)"
+    ),
+    "ChunkRevealClosed": lambda fn, a: (
+        f"round {a.get('round')}'s validation chunk was due within the post duration after "
+        f"its post; anyone may now `abandon` job {a.get('jobId')} (the owner forfeits)"
+    ),
+    "ChallengeWindowClosed": lambda fn, a: (
+        f"round {a.get('round')} of job {a.get('jobId')} cannot be challenged now: it is not "
+        "the pending round, its validation chunk is not revealed yet, or its window has passed"
+    ),
+    "NotChallenger": lambda fn, a: (
+        f"{a.get('account')} may not challenge job {a.get('jobId')}: only its trainers and "
+        "registered verifiers may (`fedmarket verifier register --bond ETH`)"
+    ),
+    "DigestMismatch": lambda fn, a: (
+        "the result does not hash to the digest it must match "
+        f"(expected {_hex(a.get('expected'))}, got {_hex(a.get('given'))})"
+    ),
+    "BondCoolingDown": lambda fn, a: (
+        f"{a.get('account')}'s bond was released recently and can be withdrawn from unix "
+        f"time {a.get('until')} (a one-day cooldown lets slashes settle first)"
+    ),
+    "InvalidRole": lambda fn, a: f"role {a.get('role')} is not 1 (aggregator) or 2 (verifier)",
+    "SameAsPosted": lambda fn, a: (
+        "your digest equals the posted result's: you agree with the round, there is nothing "
+        "to challenge"
+    ),
+    "NoCommittee": lambda fn, a: (
+        f"only {a.get('found')} eligible verifier(s) with enough free bond exist, and a "
+        f"committee needs {a.get('needed')}: the round cannot be challenged until more "
+        "verifiers register"
+    ),
+    "UnknownDispute": lambda fn, a: f"there is no dispute {a.get('disputeId')}",
+    "WrongDisputeState": lambda fn, a: (
+        f"dispute {a.get('disputeId')} is past that step (state {a.get('state')})"
+    ),
+    "NotMember": lambda fn, a: (
+        f"{a.get('account')} is not on dispute {a.get('disputeId')}'s committee"
+    ),
+    "VoteCommitClosed": lambda fn, a: (
+        f"dispute {a.get('disputeId')}'s vote commit phase has ended"
+    ),
+    "AlreadyVoted": lambda fn, a: (
+        f"{a.get('member')} already did this step in dispute {a.get('disputeId')}"
+    ),
+    "VoteRevealNotOpen": lambda fn, a: (
+        f"dispute {a.get('disputeId')} is not taking vote reveals now (they open when every "
+        "member committed or the commit phase ends, and close at the reveal deadline)"
+    ),
+    "VoteMismatch": lambda fn, a: (
+        "the revealed digest and salt do not match your vote commitment "
+        f"in dispute {a.get('disputeId')}"
+    ),
+    "VotingNotOver": lambda fn, a: (
+        f"dispute {a.get('disputeId')}'s votes are not all in; it can be resolved after unix "
+        f"time {a.get('revealEnd')}"
     ),
     "NotRegistered": lambda fn, a: (
         f"{a.get('trainer')} is not registered as a trainer "

@@ -117,13 +117,33 @@ def deploy_cmd(
     alpha_ppm: Annotated[
         int, typer.Option(help="reliability EMA weight of the newest job, parts per million")
     ] = 300_000,
+    min_challenge_window: Annotated[
+        int,
+        typer.Option(
+            help="shortest challenge window a job may set, seconds (0 on dev chains; hours in "
+            "production, so every round can be checked before it is final)"
+        ),
+    ] = 0,
+    challenge_bond: Annotated[str, typer.Option(help="ETH a challenger locks")] = "0.1",
+    vote_bond: Annotated[str, typer.Option(help="ETH each committee member locks")] = "0.1",
 ) -> None:
-    """Deploy FedMarket and record its address (market_address) in the settings TOML."""
+    """Deploy FedMarket and its DisputeCourt and record the market's address (market_address)
+    in the settings TOML."""
     from backend.chain.market import MarketClient
 
     ctx = Ctx(config, dev_account)
     sender = ctx.signer(account, dev_account)
-    market, result = MarketClient.deploy(ctx.chain, sender, alpha_ppm)
+    market, result = MarketClient.deploy(
+        ctx.chain,
+        sender,
+        alpha_ppm,
+        min_challenge_window=min_challenge_window,
+        challenge_bond=to_wei(challenge_bond, "--challenge-bond"),
+        vote_bond=to_wei(vote_bond, "--vote-bond"),
+    )
     path = config or ctx.settings.config_path
     write_settings(path, {"market_address": market.address})
-    out.print(f"FedMarket deployed at {market.address} (gas {result.gas_used:,}); saved to {path}")
+    out.print(
+        f"FedMarket deployed at {market.address} with its DisputeCourt at "
+        f"{market.court.address} (gas {result.gas_used:,}); saved to {path}"
+    )

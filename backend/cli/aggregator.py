@@ -54,6 +54,34 @@ FetchTimeoutOpt = Annotated[
 ]
 
 
+@aggregator_app.command("register")
+@guarded
+def aggregator_register(
+    bond: Annotated[str, typer.Option("--bond", help="ETH to add to your bond (may be 0)")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file")] = None,
+    account: AccountOpt = None,
+    dev_account: Annotated[
+        int | None, typer.Option("--dev-account", help="use dev account N (dev chains only)")
+    ] = None,
+) -> None:
+    """Register as an aggregator (or add bond): a job can name you only if your free bond
+    covers its aggregator bond (by default its reward). A lie proven by a dispute costs the
+    job's bond; a missed post forfeits it to the trainers."""
+    from backend.chain.market import ROLE_AGGREGATOR
+    from backend.cli.context import Ctx, eth, out, to_wei
+
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    sender = ctx.signer(account, dev_account)
+    wei = to_wei(bond, "--bond")
+    market.register_role(sender, ROLE_AGGREGATOR, wei)
+    acct = market.account_of(sender.address)
+    out.print(
+        f"{sender.address}: aggregator; bond {eth(acct['balance'])} "
+        f"({eth(acct['locked'])} locked by jobs)"
+    )
+
+
 def parse_validation(items: list[str] | None) -> dict[int, Path]:
     """`["3=val3.npz", ...]` → {3: Path("val3.npz")}, with errors a user can act on."""
     out: dict[int, Path] = {}

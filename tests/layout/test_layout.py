@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("backend", "aggregator", "trainer_client")
+PRODUCT = ("backend", "aggregator", "trainer_client", "verifier")
 MAX_FUNCTION_LINES = 80
 
 
