@@ -559,6 +559,11 @@ class MarketClient:
             )
         return out
 
+    def aggregator_bond_slashed(self, job_id: int) -> int:
+        """Wei of the aggregator's bond a dispute or a missed post took in job `job_id`."""
+        logs = self._logs("AggregatorBondSlashed", self._since(job_id), jobId=job_id)
+        return sum(int(log["args"]["amount"]) for log in logs)
+
     def court_logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
         """Decoded DisputeCourt events named `event` (optionally filtered by argument)."""
         return self._events_of(self.court, event, from_block, filters)

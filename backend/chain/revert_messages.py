@@ -216,9 +216,7 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     "NotMember": lambda fn, a: (
         f"{a.get('account')} is not on dispute {a.get('disputeId')}'s committee"
     ),
-    "VoteCommitClosed": lambda fn, a: (
-        f"dispute {a.get('disputeId')}'s vote commit phase has ended"
-    ),
+    "VoteCommitClosed": lambda fn, a: f"dispute {a.get('disputeId')}'s vote commit phase has ended",
     "AlreadyVoted": lambda fn, a: (
         f"{a.get('member')} already did this step in dispute {a.get('disputeId')}"
     ),

@@ -12,6 +12,7 @@ from backend.cli.demo import demo_cmd
 from backend.cli.devnet import devnet_app
 from backend.cli.owner import owner_app
 from backend.cli.trainer import trainer_app
+from backend.cli.verifier import verifier_app
 
 app = typer.Typer(
     name="fedmarket",
@@ -38,6 +39,7 @@ app.add_typer(account_app, name="account")
 app.command("deploy")(deploy_cmd)
 app.add_typer(owner_app, name="owner")
 app.add_typer(trainer_app, name="trainer")
+app.add_typer(verifier_app, name="verifier")
 app.add_typer(data_app, name="data")
 app.add_typer(devnet_app, name="devnet")
 
