@@ -4,7 +4,10 @@
 Runs two identical jobs on a FedMarketSeparatePost deployment (N trainers, R rounds, ~10% of
 trainers flagged as outliers each round): job A posts every round with the batched
 ``postRound``; job B posts the same results one trainer per transaction
-(``postResultSingle`` x N + ``closeRoundSingle``). Gas is exact, so results are deterministic.
+(``postResultSingle`` x N + ``closeRoundSingle``). Each post is followed by the round's
+validation-chunk reveal (the happy path: no challenge). Then job C measures one whole dispute
+at N trainers: a lying post (an honest trainer flagged), a challenge, three committee votes
+(commit + reveal), the decision and the correction. Gas is exact, so results are deterministic.
 
     python scripts/bench_gas.py [--trainers 50] [--rounds 10] [--json]
 
@@ -28,26 +31,40 @@ from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
 
 from backend.chain.contracts import load_artifact
+from backend.core.valchunks import MerkleTree, chunk_leaf
 
 ETH = 10**18
 GAS = 15_000_000
 OUTLIER = 8
+VERIFIERS = 3
 
 
 class Bench:
     def __init__(self, trainers: int) -> None:
-        state = PyEVMBackend.generate_genesis_state(num_accounts=trainers + 2)
+        state = PyEVMBackend.generate_genesis_state(num_accounts=trainers + 2 + VERIFIERS)
         params = PyEVMBackend.generate_genesis_params(
             overrides={"timestamp": 4_000_000_000, "gas_limit": 60_000_000}
         )
         self.tester = EthereumTester(PyEVMBackend(genesis_parameters=params, genesis_state=state))
         self.w3 = Web3(EthereumTesterProvider(self.tester))
         accts = list(self.w3.eth.accounts)
-        self.owner, self.agg, self.trainers = accts[0], accts[1], accts[2:]
-        art = load_artifact("FedMarketSeparatePost")
+        self.owner, self.agg = accts[0], accts[1]
+        self.verifiers, self.trainers = accts[2 : 2 + VERIFIERS], accts[2 + VERIFIERS :]
+        self.m = self.deploy("FedMarketSeparatePost", 300_000, 0)
+        self.court = self.deploy("DisputeCourt", self.m.address, ETH // 10, ETH // 10)
+        self.send(self.m.functions.bindCourt(self.court.address), self.owner)
+        self.send(self.m.functions.registerRole(1), self.agg, 5000 * ETH)
+        for v in self.verifiers:
+            self.send(self.m.functions.registerRole(2), v, ETH)
+        # One chunk per round: (sha256, cid, salt) and the Merkle tree over their leaves.
+        self.chunks: list[tuple[bytes, str, bytes]] = []
+        self.tree: MerkleTree | None = None
+
+    def deploy(self, name: str, *args: Any) -> Any:
+        art = load_artifact(name)
         factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        receipt = self.send(factory.constructor(300_000), self.owner)
-        self.m = self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+        receipt = self.send(factory.constructor(*args), self.owner)
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
 
     def send(self, fn: Any, sender: str, value: int = 0) -> Any:
         """Send `fn` from `sender` and return its receipt; a revert raises RuntimeError."""
@@ -60,12 +77,18 @@ class Bench:
     def gas(self, fn: Any, sender: str, value: int = 0) -> int:
         return int(self.send(fn, sender, value)["gasUsed"])
 
-    def create_job(self, rounds: int) -> int:
+    def create_job(self, rounds: int, window: int = 0) -> int:
         n = len(self.trainers)
         job = int(self.m.functions.nextJobId().call())
+        self.chunks = [
+            (hashlib.sha256(f"chunk{r}".encode()).digest(), f"bafy-val-{r}", keccak(b"s%d" % r))
+            for r in range(1, rounds + 1)
+        ]
+        self.tree = MerkleTree([chunk_leaf(r + 1, *c) for r, c in enumerate(self.chunks)])
         params = (
             self.agg,
             ETH,
+            0,  # aggregatorBond: the default, the reward
             rounds,
             n,
             n,
@@ -73,16 +96,25 @@ class Bench:
             1_000,
             1_000,
             1_000,
+            window,  # challengeWindow (0: final right after the chunk reveal)
             0,
             1000,
             b"\x01" * 32,
             "bafy-spec",
             b"\x02" * 32,
             "bafy-model-0",
-            keccak(abi_encode(["bytes32", "string"], [b"\x03" * 32, "bafy-val"])),
+            self.tree.root,
         )
         self.send(self.m.functions.createJob(params), self.owner, 1000 * ETH + 7)
         return job
+
+    def reveal_chunk(self, job: int, rnd: int) -> int:
+        assert self.tree is not None
+        h, cid, salt = self.chunks[rnd - 1]
+        fn = self.m.functions.revealValidationChunk(
+            job, rnd, h, cid, salt, self.tree.proof(rnd - 1)
+        )
+        return self.gas(fn, self.owner)
 
     def commit_reveal(self, job: int, rnd: int, stats: dict[str, list[int]]) -> None:
         opened = []
@@ -127,23 +159,33 @@ def run_bench(trainers: int = 50, rounds: int = 10) -> dict[str, Any]:
     for job in (job_a, job_b):
         for t in b.trainers:
             b.send(b.m.functions.join(job), t)  # the last join starts the job
-    stats: dict[str, list[int]] = {"commit": [], "reveal": [], "batched": [], "separate": []}
+    keys = ("commit", "reveal", "batched", "separate", "chunk", "round_a")
+    stats: dict[str, list[int]] = {k: [] for k in keys}
     for rnd in range(1, rounds + 1):
         scores, reasons = results(trainers, rnd)
         model = (bytes([rnd]) * 32, f"bafy-model-{rnd}")
+        before = len(stats["commit"]), len(stats["reveal"])
         b.commit_reveal(job_a, rnd, stats)
         fn = b.m.functions.postRound(job_a, rnd, *model, scores, reasons)
         stats["batched"].append(b.gas(fn, b.agg))
-        b.commit_reveal(job_b, rnd, stats)
+        stats["chunk"].append(b.reveal_chunk(job_a, rnd))
+        stats["round_a"].append(
+            sum(stats["commit"][before[0] :])
+            + sum(stats["reveal"][before[1] :])
+            + stats["batched"][-1]
+            + stats["chunk"][-1]
+        )
+        b.commit_reveal(job_b, rnd, {"commit": [], "reveal": []})
         total = 0
         for i in range(trainers):
             fn = b.m.functions.postResultSingle(job_b, rnd, i, scores[i], reasons[i])
             total += b.gas(fn, b.agg)
         total += b.gas(b.m.functions.closeRoundSingle(job_b, rnd, *model), b.agg)
         stats["separate"].append(total)
+        b.reveal_chunk(job_b, rnd)
     # both paths must leave identical job state
     ja, jb = b.m.functions.getJob(job_a).call(), b.m.functions.getJob(job_b).call()
-    for field in (23, 24, 10):  # totalScore, maxTotalScore, slashedPool
+    for field in (26, 27, 12):  # totalScore, maxTotalScore, slashedPool
         assert ja[field] == jb[field], (field, ja[field], jb[field])
     finalize_gas = b.gas(b.m.functions.finalize(job_a), b.owner)
     claim = [b.gas(b.m.functions.claim(job_a), t) for t in b.trainers]
@@ -161,9 +203,54 @@ def run_bench(trainers: int = 50, rounds: int = 10) -> dict[str, Any]:
         "saving": round(1 - batched / separate, 4),
         "commit_gas": round(sum(stats["commit"]) / len(stats["commit"])),
         "reveal_gas": round(sum(stats["reveal"]) / len(stats["reveal"])),
+        "chunk_reveal_gas": round(sum(stats["chunk"]) / len(stats["chunk"])),
+        "happy_round_gas_per_trainer": per_trainer(stats["round_a"]),
         "finalize_gas_per_trainer": round(finalize_gas / trainers),
         "claim_gas": round(sum(claim) / len(claim)),
+        "dispute_gas": dispute_cost(b),
     }
+
+
+def dispute_cost(b: Bench) -> dict[str, int]:
+    """Gas of one whole dispute on a one-round job: the lying post flags trainer 0."""
+    n = len(b.trainers)
+    job = b.create_job(1, window=1_000)
+    for t in b.trainers:
+        b.send(b.m.functions.join(job), t)
+    b.commit_reveal(job, 1, {"commit": [], "reveal": []})
+    honest = ([1_000_000] * n, [0] * n)
+    lie = ([0] + [1_000_000] * (n - 1), [OUTLIER] + [0] * (n - 1))
+    model = (b"\x09" * 32, "bafy-model-1")
+    b.send(b.m.functions.postRound(job, 1, *model, *lie), b.agg)
+    b.reveal_chunk(job, 1)
+    digest = b.m.functions.digestOf(job, 1, (model[0], *honest)).call()
+    gas = {"challenge": b.gas(b.court.functions.challenge(job, 1, digest), b.trainers[1])}
+    dispute = int(b.court.functions.nextDisputeId().call()) - 1
+    salts = {v: keccak(v.encode()) for v in b.verifiers}
+    commits = [
+        b.gas(
+            b.court.functions.commitVote(
+                dispute,
+                keccak(
+                    abi_encode(
+                        ["bytes32", "bytes32", "address", "uint256"], [digest, salts[v], v, dispute]
+                    )
+                ),
+            ),
+            v,
+        )
+        for v in b.verifiers
+    ]
+    reveals = [
+        b.gas(b.court.functions.revealVote(dispute, digest, salts[v]), v) for v in b.verifiers
+    ]
+    gas["votes"] = sum(commits) + sum(reveals)
+    gas["resolve"] = b.gas(b.court.functions.resolve(dispute), b.trainers[1])
+    fix, posted = (model[0], *honest), (model[0], *lie)
+    fn = b.court.functions.postCorrection(dispute, fix, model[1], posted)
+    gas["correction"] = b.gas(fn, b.trainers[1])
+    gas["total"] = sum(gas.values())
+    return gas
 
 
 def main(argv: list[str] | None = None) -> int:
