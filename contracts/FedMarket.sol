@@ -641,28 +641,21 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         _extendPostDeadline(jobId, j, finalAt);
     }
 
-    /// @notice End a job whose round cannot go on (anyone):
-    ///         - the owner did not reveal the pending round's validation chunk within
-    ///           `postDuration` of its post: the owner forfeits, the whole reward goes to the
-    ///           trainers (by score, or in equal parts if nobody scored) and the bond is released;
-    ///         - else the aggregator missed the post deadline (no dispute open): trainers are paid
-    ///           for the posted rounds, and the aggregator's bond plus the unposted round's share
-    ///           go in equal parts to the trainers who revealed in that round.
-    ///         Either way the posted rounds' contributions update reliability.
+    /// @notice End a job whose aggregator missed the post deadline (anyone; the pending round, if
+    ///         any, is final and no dispute is open): trainers are paid for the posted rounds, and
+    ///         the aggregator's bond plus the unposted round's share go in equal parts to the
+    ///         trainers who revealed in that round. The posted rounds' contributions update
+    ///         reliability. (A job whose pending round's chunk was withheld ends by `forfeit`.)
     /// @param jobId Job.
     function abandon(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         uint8 status = j.status;
-        bool chunkMissing = j.pendingRound != 0 && j.finalAt == 0
-            && block.timestamp > uint256(j.postedAt) + j.postDuration;
-        if (chunkMissing && (status == STATUS_RUNNING || status == STATUS_FINISHED)) {
-            _endForOwnerFault(jobId, j);
-            return;
-        }
         if (status != STATUS_RUNNING) revert WrongStatus(jobId, status);
         if (j.disputeOpen) revert DisputeOpen(jobId);
         uint64 deadline = j.postDeadline;
         if (block.timestamp <= deadline) revert DeadlineNotPassed(jobId, deadline);
+        // After the deadline an unrevealed chunk is overdue: that is the owner's fault.
+        if (j.pendingRound != 0 && j.finalAt == 0) revert RoundNotFinal(jobId, j.pendingRound, 0);
         uint96 bond = j.aggregatorBond;
         j.aggregatorBond = 0;
         if (bond != 0) {
@@ -670,6 +663,26 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             emit AggregatorBondSlashed(jobId, j.aggregator, bond);
         }
         _endForAggregatorFault(jobId, j, bond);
+    }
+
+    /// @notice End a job whose owner withheld the pending round's validation chunk (anyone, once
+    ///         `postDuration` passed since the post with no chunk revealed): the owner forfeits.
+    ///         The pending round could never be challenged, so it is undone (its scores and
+    ///         slashes; `posted` is its result as in `RoundPosted`), and the whole reward goes to
+    ///         the trainers by their final rounds' scores (in equal parts if none scored); the
+    ///         aggregator's bond is released.
+    /// @param jobId Job.
+    /// @param posted The pending round's posted result.
+    function forfeit(uint256 jobId, RoundResult calldata posted) external virtual {
+        Job storage j = _jobs[jobId];
+        uint8 status = j.status;
+        if (status != STATUS_RUNNING && status != STATUS_FINISHED) revert WrongStatus(jobId, status);
+        uint32 round = j.pendingRound;
+        if (round == 0 || j.finalAt != 0) revert NoChunkDue(jobId, round);
+        uint64 due = j.postedAt + j.postDuration;
+        if (block.timestamp <= due) revert DeadlineNotPassed(jobId, due);
+        _undoPosted(jobId, round, j, posted);
+        _endForOwnerFault(jobId, j, round - 1);
     }
 
     /// @notice Settle a finished job (anyone) once its last round is final and no dispute is
@@ -747,12 +760,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         RoundResult calldata posted,
         address challenger,
         address[] calldata voters
-    ) external onlyCourt {
+    ) external virtual onlyCourt {
         Job storage j = _jobs[jobId];
         uint32 round = j.pendingRound;
         if (!j.disputeOpen) revert WrongStatus(jobId, j.status);
-        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
         _checkDigest(winning, digestOf(jobId, round, fix));
+        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
         address[] memory harmed = _replaceResult(jobId, round, j, fix, posted);
         j.pendingDigest = winning;
         j.modelHash = fix.modelHash;
@@ -1128,6 +1141,27 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
     }
 
+    /// @dev Undo `posted` (checked against the pending digest) for every participant.
+    function _undoPosted(uint256 jobId, uint32 round, Job storage j, RoundResult calldata posted)
+        internal
+    {
+        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
+        address[] storage trainers = _trainers[jobId];
+        uint256 n = trainers.length;
+        uint64 jobTotal = j.totalScore;
+        uint64 maxTotal;
+        for (uint256 i; i < n; ++i) {
+            address t = trainers[i];
+            uint64 score = posted.scores[i];
+            _undoResult(jobId, round, j, t, score, posted.reasons[i] >= FIRST_SLASHABLE_REASON);
+            jobTotal -= score;
+            uint64 total = _participants[jobId][t].totalScore;
+            if (total > maxTotal) maxTotal = total;
+        }
+        j.totalScore = jobTotal;
+        j.maxTotalScore = maxTotal;
+    }
+
     /// @dev Take back one trainer's posted score and, if it was slashed, give the stake back
     ///      (the slash amount is recomputed: locked stake after k flags is a pure function of
     ///      the job's stake and slashBps, and no later round can have been posted meanwhile).
@@ -1242,15 +1276,15 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         emit JobAbandoned(jobId, posted, pool, refund, false);
     }
 
-    /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers.
-    function _endForOwnerFault(uint256 jobId, Job storage j) internal {
-        uint32 posted = j.pendingRound;
+    /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers, by the
+    ///      scores of the `counted` (final) rounds.
+    function _endForOwnerFault(uint256 jobId, Job storage j, uint32 counted) internal {
+        j.pendingRound = counted; // reliability skips a job whose only round was void
         j.status = STATUS_ABANDONED;
         j.ownerForfeited = true;
-        j.disputeOpen = false;
         _releaseJobBond(j);
         (uint256 pool, uint256 refund) = _settle(jobId, j, j.reward, 0);
-        emit JobAbandoned(jobId, posted, pool, refund, true);
+        emit JobAbandoned(jobId, counted, pool, refund, true);
     }
 
     /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund

@@ -1,8 +1,12 @@
-"""The aggregator's I/O around `compute_round`: gather → compute → store → post, and rebuild.
+"""The aggregator's I/O around `compute_round`: gather → compute → store → post → reveal the
+round's validation chunk, and rebuild.
 
-`RoundDriver` reads the chain, gathers and verifies blobs (`aggregator.round.gather`), stores
-the next model and posts one transaction; after a restart it rebuilds its in-memory state with
-the same replay the auditor uses (`aggregator.round.replay`).
+`RoundDriver` reads the chain, gathers and verifies blobs (`aggregator.round.gather`), scores
+round r on validation chunk r only (`backend.core.valchunks.split_chunks`), stores the next
+model and posts one transaction; given the owner's validation package (with the chunks' salts)
+it then publishes and reveals chunk r, which starts the round's challenge window. Round r+1 can
+be posted only once round r is final (`not_final_reason`). After a restart it rebuilds its
+in-memory state with the same replay the auditor uses (`aggregator.round.replay`).
 """
 
 from __future__ import annotations
@@ -18,21 +22,27 @@ from aggregator.round.compute import compute_round
 from aggregator.round.gather import FetchPolicy, StoreOutage, gather
 from aggregator.round.records import RoundOutcome, Submission
 from aggregator.round.replay import ReplayedRound, previous_updates, replay
-from backend.chain.market import MarketClient, Phase
+from backend.chain.market import JobInfo, MarketClient, Phase
 from backend.core.codec import Tensors
 from backend.core.datasets import Dataset
-from backend.core.errors import FedMarketError
+from backend.core.errors import DataError, FedMarketError
 from backend.core.jobspec import JobSpec
+from backend.core.valchunks import split_chunks
+from backend.core.valpackage import ValidationPackage
 from backend.protocol.fetch import fetch_job_spec, fetch_weights
 from backend.storage import ContentStore, sha256_bytes
 
 __all__ = [
+    "ChunkRevealed",
     "PendingRound",
     "ReplayedRound",
     "RoundAlreadyPosted",
     "RoundDriver",
     "RoundReport",
     "StoreOutage",
+    "chunk_due",
+    "not_final_reason",
+    "reveal_due_chunk",
 ]
 
 log = logging.getLogger("fedmarket.aggregator")
@@ -64,9 +74,82 @@ class RoundAlreadyPosted(FedMarketError):
     """The chain moved past the round this driver computed (another incarnation posted it)."""
 
 
+@dataclass(frozen=True)
+class ChunkRevealed:
+    """A validation chunk this driver published and revealed."""
+
+    round: int
+    cid: str
+    final_at: int
+    gas_used: int
+    tx_hash: str
+
+
+def not_final_reason(job: JobInfo, now: int) -> str | None:
+    """Why the job's pending (last posted) round will not be final in the next block after the
+    latest (timestamp `now`), so the next round cannot be posted (nor the job finalized) yet;
+    None when it will be, or no round is pending. The contract wants `block.timestamp >
+    finalAt`, and a block's timestamp always exceeds its parent's: `now >= finalAt` is enough."""
+    pending = int(job.pendingRound)
+    if pending == 0:
+        return None
+    if bool(job.disputeOpen):
+        return f"round {pending} is disputed; waiting for the court"
+    final_at = int(job.finalAt)
+    if final_at == 0:
+        return f"round {pending}'s validation chunk is not revealed yet"
+    if now < final_at:
+        return f"round {pending} is open to challenges until {final_at} (chain time {now})"
+    return None
+
+
+def chunk_due(market: MarketClient, job: JobInfo) -> int | None:
+    """The pending round if its validation chunk awaits its reveal and the reveal window is
+    open (within the post duration of the post); else None."""
+    pending = int(job.pendingRound)
+    if pending == 0 or int(job.finalAt) != 0:
+        return None
+    if market.chain.now() > int(job.postedAt) + int(job.postDuration):
+        log.warning(
+            "job %d: round %d's validation chunk reveal window has closed", job.job_id, pending
+        )
+        return None
+    return pending
+
+
+def reveal_due_chunk(
+    market: MarketClient,
+    store: ContentStore,
+    account: LocalAccount,
+    job_id: int,
+    package: ValidationPackage,
+) -> ChunkRevealed | None:
+    """Publish the pending round's validation chunk and reveal it on chain, starting the round's
+    challenge window; None when no chunk is due (`chunk_due`). Safe to call at any time: a
+    restart between a post and its reveal just calls it again."""
+    round_ = chunk_due(market, market.job(job_id))
+    if round_ is None:
+        return None
+    chunk = package.reveal(round_)
+    cid = store.put(chunk.blob)
+    if cid != chunk.cid:
+        raise DataError(
+            f"job {job_id}: the store named round {round_}'s validation chunk {cid}, not "
+            f"{chunk.cid} as the owner committed; it cannot be revealed from this store"
+        )
+    result = market.reveal_validation_chunk(
+        account, job_id, round_, chunk.content_hash, cid, chunk.salt, chunk.proof
+    )
+    final_at = int(market.job(job_id).finalAt)
+    return ChunkRevealed(round_, cid, final_at, result.gas_used, result.tx_hash)
+
+
 @dataclass
 class RoundDriver:
     """Runs one job's rounds for its aggregator: gather → compute_round → store → post.
+
+    `validation`: the job's whole validation split, or the owner's validation package (the
+    split plus the chunks' salts and CIDs), without which the driver cannot reveal chunks.
 
     `history` (accepted updates of earlier rounds, for replay detection) and `momentum` (the
     outer optimizer's state) live in memory; `rebuild()` recomputes them from chain + store
@@ -77,15 +160,39 @@ class RoundDriver:
     store: ContentStore
     account: LocalAccount
     job_id: int
-    validation: Dataset
+    validation: Dataset | ValidationPackage
     fetch_timeout_s: float = 30.0  # per blob: how long a missing/unreachable blob is retried
     fetch_retry_s: float = 0.5
     spec: JobSpec = field(init=False)
+    rounds: int = field(init=False)
     history: list[np.ndarray] = field(default_factory=list)
     momentum: np.ndarray | None = None
+    _chunks: list[Dataset] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.spec = fetch_job_spec(self.market, self.store, self.job_id)
+        self.rounds = int(self.market.job(self.job_id).rounds)
+
+    @property
+    def package(self) -> ValidationPackage | None:
+        """The validation package, if this driver holds one for this job (it can reveal)."""
+        v = self.validation
+        return v if isinstance(v, ValidationPackage) and v.rounds == self.rounds else None
+
+    def chunk(self, round_: int) -> Dataset:
+        """The validation chunk round `round_` is scored on."""
+        if self._chunks is None:
+            package = self.package
+            if package is not None:
+                self._chunks = package.chunks
+            else:
+                data = self.validation
+                data = data.data if isinstance(data, ValidationPackage) else data
+                try:
+                    self._chunks = split_chunks(data, self.rounds)
+                except ValueError as exc:
+                    raise DataError(f"job {self.job_id}: {exc}") from None
+        return self._chunks[round_ - 1]
 
     @property
     def rounds_done(self) -> int:
@@ -124,7 +231,7 @@ class RoundDriver:
         self.history, self.momentum = [], None
         replayed: list[ReplayedRound] = []
         steps = replay(
-            self.market, self.store, self.spec, self.job_id, self.validation, self.fetch_policy
+            self.market, self.store, self.spec, self.job_id, self.chunk, self.fetch_policy
         )
         for step in steps:
             if not step.matches:
@@ -153,11 +260,15 @@ class RoundDriver:
             self.spec,
             weights,
             submissions,
-            self.validation,
+            self.chunk(round_),
             previous_updates(self.history),
             self.momentum,
         )
         return PendingRound(round_, submissions, outcome)
+
+    def not_final_reason(self) -> str | None:
+        """Why the previous round is not final yet (see `not_final_reason`); None: postable."""
+        return not_final_reason(self.market.job(self.job_id), self.market.chain.now())
 
     def post(self, pending: PendingRound) -> RoundReport:
         """Store the next model and post the round, unless the chain already moved on."""
@@ -184,6 +295,13 @@ class RoundDriver:
         return RoundReport(
             self.job_id, pending.round, outcome, cid, model_hash, result.gas_used, result.tx_hash
         )
+
+    def reveal_chunk(self) -> ChunkRevealed | None:
+        """Publish and reveal the pending round's validation chunk if due (`reveal_due_chunk`)."""
+        package = self.package
+        if package is None:
+            return None
+        return reveal_due_chunk(self.market, self.store, self.account, self.job_id, package)
 
     def run_round(self) -> RoundReport:
         """Compute and post the current round."""

@@ -8,7 +8,7 @@ momentum, exactly as an uninterrupted aggregator computed it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +65,14 @@ def replay(
     store: ContentStore,
     spec: JobSpec,
     job_id: int,
-    validation: Dataset,
+    validation: Dataset | Callable[[int], Dataset],
     policy: FetchPolicy = FetchPolicy(),
     posts: Sequence[RoundPost] | None = None,
 ) -> Iterator[ReplayedRound]:
     """Recompute every posted round (or `posts`) in order, carrying history and momentum.
+
+    `validation` is the split every round is scored on, or a function of the round number
+    giving that round's own (the job's per-round validation chunk).
 
     Raises InputModelUnavailable when a round's input model cannot be fetched (nothing after
     it can be recomputed), StoreOutage as `gather` does.
@@ -86,8 +89,9 @@ def replay(
             raise InputModelUnavailable(post, model[0], exc) from exc
         posted = dict(zip(participants, post.reasons, strict=False))
         submissions = gather(market, store, job_id, post.round, posted, policy)
+        data = validation(post.round) if callable(validation) else validation
         outcome = compute_round(
-            spec, weights, submissions, validation, previous_updates(history), momentum
+            spec, weights, submissions, data, previous_updates(history), momentum
         )
         model_hash = sha256_bytes(outcome.next_model_blob)
         matches = (

@@ -1,16 +1,22 @@
 """`AggregatorService`: the resumable aggregator behind `fedmarket aggregator serve`.
 
 One service watches the chain for the jobs whose aggregator is its account, runs each job's
-round when the reveal phase closes (phase AWAITING_POST) and posts the result. The watcher is
-one background thread iterating the jobs (round computation is CPU-bound and never runs on the
-event loop); `poll_once()` is one synchronous pass, for tests and `run-round`.
+round when the reveal phase closes (phase AWAITING_POST) and posts the result. Round r is
+scored on validation chunk r; right after posting it, the service publishes and reveals that
+chunk (when it holds the owner's validation package, checked against the job's validation
+root), which opens the round's challenge window. Round r+1 is posted only once round r is final
+(chunk revealed, window over, no dispute): until then the job waits, it does not fail. The
+watcher is one background thread iterating the jobs (round computation is CPU-bound and never
+runs on the event loop); `poll_once()` is one synchronous pass, for tests and `run-round`.
 
 Resuming: nothing the service needs lives only in memory. On start (or when the chain moved on
 without it) a job's `RoundDriver` replays every posted round from chain + store — the
 computation is deterministic — to rebuild replay-detection history and optimizer momentum,
 checking each recomputed model hash against the posted one. Before computing and again before
-posting, the chain's `currentRound` is read, so no round is posted twice or skipped. A small
-JSON journal per job keeps the round reports (with human-readable details) across restarts.
+posting, the chain's `currentRound` is read, so no round is posted twice or skipped. Every pass
+first reveals the pending round's chunk if it is still due (read from the chain, not from
+memory), so a restart between a post and its reveal still reveals it. A small JSON journal per
+job keeps the round reports (with human-readable details) across restarts.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from aggregator.round.driver import RoundAlreadyPosted, RoundDriver
+from aggregator.round.driver import (
+    ChunkRevealed,
+    RoundAlreadyPosted,
+    RoundDriver,
+    reveal_due_chunk,
+)
 from aggregator.service.discovery import JobDiscovery
 from aggregator.service.journal import Entry, Journal, chain_entry, replayed_entry, report_entry
 from aggregator.service.state import (
@@ -33,10 +44,10 @@ from aggregator.service.state import (
     JobView,
     RoundView,
 )
-from aggregator.service.validation import ValidationData
+from aggregator.service.validation import Source, Validation, ValidationData
 from backend.chain.market import JobStatus, MarketClient, Phase
-from backend.core.datasets import Dataset
 from backend.core.errors import ContractRevert, DataError
+from backend.core.valpackage import ValidationPackage
 from backend.storage import ContentStore
 
 log = logging.getLogger("fedmarket.aggregator")
@@ -52,7 +63,7 @@ class AggregatorService:
         account: LocalAccount,
         *,
         journal_dir: Path,
-        validation: Mapping[int, Path | Dataset] | None = None,
+        validation: Mapping[int, Source] | None = None,
         validation_dir: Path | None = None,
         poll_interval_s: float = 5.0,
         fetch_timeout_s: float = 30.0,
@@ -145,11 +156,18 @@ class AggregatorService:
             return state.status
         if status != JobStatus.RUNNING:
             state.phase = Phase.NONE.name.lower()
+            validation = self._maybe_validation(state)
             if not state.synced:
-                self._sync_journal(state, self._maybe_validation(state))
-            state.status = status.label
+                self._sync_journal(state, validation)
             state.driver = None
-            return state.status
+            revealed = None
+            if status == JobStatus.FINISHED and isinstance(validation, ValidationPackage):
+                # the last round's chunk: the job settles once that round is final
+                revealed = reveal_due_chunk(
+                    self.market, self.store, self.account, state.job_id, validation
+                )
+            state.status = status.label
+            return self._revealed(state, revealed) or state.status
         return self._step_running(state)
 
     def _step_running(self, state: JobState) -> str:
@@ -162,22 +180,47 @@ class AggregatorService:
                 self._sync_journal(state, None)
             return state.status
         driver = self._driver(state, validation)
+        revealed = self._revealed(state, driver.reveal_chunk())  # due since a post: reveal now
         if phase == Phase.OVERDUE:
             state.status = "overdue: the post deadline passed; the job can only be abandoned"
             return state.status
         if phase != Phase.AWAITING_POST:
             state.status = "active"
-            return f"waiting ({state.phase})"
+            return revealed or f"waiting ({state.phase})"
+        not_final = driver.not_final_reason()
+        if not_final is not None:
+            state.status = f"waiting: {not_final}"
+            return revealed or f"waiting ({not_final})"
         return self._run_round(state, driver)
 
-    def _maybe_validation(self, state: JobState) -> Dataset | None:
+    def _revealed(self, state: JobState, revealed: ChunkRevealed | None) -> str | None:
+        """Journal a chunk this service revealed; the pass's action, or None if none was."""
+        if revealed is None:
+            return None
+        log.info(
+            "job %d: round %d's validation chunk revealed as %s (tx %s); final after %d",
+            state.job_id,
+            revealed.round,
+            revealed.cid,
+            revealed.tx_hash,
+            revealed.final_at,
+        )
+        entries = dict(state.journal)
+        if revealed.round in entries:
+            entry = dict(entries[revealed.round])
+            entry.update(chunk_cid=revealed.cid, chunk_tx_hash=revealed.tx_hash)
+            entries[revealed.round] = entry
+            self._set_journal(state, entries)
+        return f"revealed round {revealed.round}'s validation chunk"
+
+    def _maybe_validation(self, state: JobState) -> Validation | None:
         try:
             return self.validation.load(state, self.market)
         except DataError as exc:
             log.warning("job %d: validation data unusable: %s", state.job_id, exc)
             return None
 
-    def _new_driver(self, state: JobState, validation: Dataset) -> RoundDriver:
+    def _new_driver(self, state: JobState, validation: Validation) -> RoundDriver:
         return RoundDriver(
             self.market,
             self.store,
@@ -188,7 +231,7 @@ class AggregatorService:
             fetch_retry_s=self.fetch_retry_s,
         )
 
-    def _driver(self, state: JobState, validation: Dataset) -> RoundDriver:
+    def _driver(self, state: JobState, validation: Validation) -> RoundDriver:
         """The job's driver, rebuilt from chain + store whenever it lags behind the chain."""
         if state.driver is None:
             state.driver = self._new_driver(state, validation)
@@ -214,7 +257,7 @@ class AggregatorService:
             f"; mismatches in rounds {state.replay_mismatches}" if state.replay_mismatches else "",
         )
 
-    def _sync_journal(self, state: JobState, validation: Dataset | None) -> None:
+    def _sync_journal(self, state: JobState, validation: Validation | None) -> None:
         """Fill journal gaps for posted rounds: by replay when possible, else from events."""
         posts = self.market.round_posts(state.job_id)
         if all(p.round in state.journal for p in posts):
@@ -260,6 +303,11 @@ class AggregatorService:
             report.tx_hash,
             report.outcome.reasons,
         )
+        try:  # at once: the round's challenge window starts with this reveal
+            self._revealed(state, driver.reveal_chunk())
+        except Exception as exc:  # the round is posted; the next pass reveals it again
+            state.last_error = f"reveal of round {report.round}'s validation chunk failed: {exc}"
+            log.warning("job %d: %s; retrying next pass", job_id, state.last_error)
         return f"posted round {report.round}"
 
     # -- views ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from aggregator.round.driver import RoundDriver
 from aggregator.service.journal import Entry
 from backend.core.datasets import Dataset
+from backend.core.valpackage import ValidationPackage
 
 WAITING_FOR_VALIDATION = "waiting for validation data"
 
@@ -24,7 +25,10 @@ class JobView(BaseModel):
     participants: int
     posted_rounds: list[int]
     validation: str | None
-    validation_matches_commitment: bool | None
+    validation_matches_commitment: bool | None = Field(
+        description="the validation package matches the job's validation root (None: a plain "
+        "split, which can score but not be checked nor reveal chunks)"
+    )
     last_error: str | None
     replay_mismatches: list[int] = Field(description="rounds whose replay did not reproduce")
 
@@ -45,6 +49,10 @@ class RoundView(BaseModel):
     model_cid: str
     gas_used: int | None = None
     tx_hash: str | None = None
+    chunk_cid: str | None = Field(
+        None, description="the round's validation chunk, if this service revealed it"
+    )
+    chunk_tx_hash: str | None = None
 
 
 class Health(BaseModel):
@@ -79,7 +87,8 @@ class JobState:
     driver: RoundDriver | None = None
     journal: dict[int, Entry] = field(default_factory=dict)
     synced: bool = False  # journal checked against the chain's posts
-    validation_data: tuple[str, Dataset] | None = None  # (source, data), loaded once
+    # (source, data), loaded once: a package matching the job's root, else the plain split
+    validation_data: tuple[str, Dataset | ValidationPackage] | None = None
 
     def record_success(self) -> None:
         self.failures = 0

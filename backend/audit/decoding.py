@@ -1,4 +1,5 @@
-"""Decoding FedMarket's logs into plain event args, through web3's public contract-event API.
+"""Decoding FedMarket's and DisputeCourt's logs into plain event args, through web3's public
+contract-event API.
 
 Structs become dicts keyed by component name, addresses are checksummed, and `jsonable` turns
 args into what the `events` table stores (bytes as 0x-hex, big integers as strings).
@@ -46,24 +47,28 @@ def jsonable(value: Any) -> Any:
 
 
 class EventDecoder:
-    """Decodes the logs of the named FedMarket events; other logs decode to None."""
+    """Decodes the logs of the named events of each (artifact, address) source — FedMarket and
+    its DisputeCourt; other logs (another contract, another event) decode to None."""
 
-    def __init__(self, w3: Web3, address: str, names: Iterable[str]) -> None:
-        abi = load_artifact("FedMarket")["abi"]
-        contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+    def __init__(self, w3: Web3, sources: Iterable[tuple[str, str]], names: Iterable[str]) -> None:
         wanted = set(names)
-        self._by_topic: dict[bytes, tuple[dict[str, Any], ContractEvent]] = {
-            event_abi_to_log_topic(item): (item, contract.events[item["name"]]())
-            for item in abi
-            if item.get("type") == "event" and item["name"] in wanted
-        }
+        self._by_topic: dict[tuple[str, bytes], tuple[dict[str, Any], ContractEvent]] = {}
+        for artifact, address in sources:
+            abi = load_artifact(artifact)["abi"]
+            checksummed = Web3.to_checksum_address(address)
+            contract = w3.eth.contract(address=checksummed, abi=abi)
+            for item in abi:
+                if item.get("type") == "event" and item["name"] in wanted:
+                    key = (checksummed, event_abi_to_log_topic(item))
+                    self._by_topic[key] = (item, contract.events[item["name"]]())
 
     def decode(self, log: Any) -> DecodedEvent | None:
         """The event in `log`, or None for a log without topics or of another event."""
         topics = log.get("topics") or []
         if not topics:
             return None
-        known = self._by_topic.get(bytes(topics[0]))
+        key = (Web3.to_checksum_address(log["address"]), bytes(topics[0]))
+        known = self._by_topic.get(key)
         if known is None:
             return None
         abi, event = known
@@ -85,6 +90,7 @@ def _plain(inp: dict[str, Any], value: Any) -> Any:
         return {c["name"]: _plain(c, x) for c, x in zip(components, value, strict=True)}
     if kind == "address":
         return Web3.to_checksum_address(value)
-    if kind.endswith("[]"):
-        return [int(x) if isinstance(x, int) else x for x in value]
+    if kind.endswith("]"):  # dynamic or fixed-size arrays
+        base = {**inp, "type": kind[: kind.rindex("[")]}
+        return [_plain(base, x) for x in value]
     return value

@@ -1,11 +1,14 @@
-"""The auditors' indexer: follows FedMarket's events into a relational database.
+"""The auditors' indexer: follows FedMarket's and its DisputeCourt's events into a relational
+database.
 
 Every event is stored once in `events`, keyed by (tx_hash, log_index) — so re-indexing a
 block range inserts nothing twice — and folded, in the same transaction, into the derived
 tables the API reads (jobs, participants, rounds, submissions, slashes, trainers, ...).
 A cursor table remembers the last indexed block per contract, so a restarted indexer resumes
 where it stopped. SQLite by default; any SQLAlchemy URL works. The tables are in `schema`,
-the decoding in `decoding`, and what each event changes in `folding`.
+the decoding in `decoding`, and what each event changes in `folding`. The court's address is
+read from the market (`court()`); both contracts' logs are read together, in chain order, under
+the market's cursor.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
 from backend.audit.decoding import EventDecoder, hex_of, jsonable
-from backend.audit.folding import FOLDERS, LogOrigin
+from backend.audit.folding import (
+    COURT_FOLDERS,
+    FOLDERS,
+    MARKET_FOLDERS,
+    LogOrigin,
+    dispute_of_event,
+)
 from backend.audit.schema import cursor_t, events_t, make_engine
+from backend.chain.contracts import load_artifact
 
 INDEXED_EVENTS: tuple[str, ...] = tuple(FOLDERS)
 
@@ -36,7 +47,7 @@ class IndexStats:
 
 
 class Indexer:
-    """Follows one FedMarket contract's events into the database at `db_url`."""
+    """Follows one FedMarket contract's events, and its court's, into the database at `db_url`."""
 
     def __init__(
         self,
@@ -54,7 +65,33 @@ class Indexer:
         self.batch_size = max(1, int(batch_size))
         self.start_block = start_block
         self.confirmations = max(0, int(confirmations))  # stay this many blocks behind the head
-        self._decoder = EventDecoder(w3, self.address, INDEXED_EVENTS)
+        self.court: str | None = None
+        self._decoder = EventDecoder(w3, [("FedMarket", self.address)], MARKET_FOLDERS)
+        self._find_court()
+
+    def _find_court(self) -> None:
+        """Read the market's bound DisputeCourt (once it is bound) and decode its events too."""
+        if self.court is not None:
+            return
+        abi = load_artifact("FedMarket")["abi"]
+        market = self.w3.eth.contract(address=self.address, abi=abi)
+        try:
+            court = str(market.functions.court().call())
+        except (Web3Exception, ValueError):  # not (yet) a market here: its logs say so
+            return
+        if int(court, 16) == 0:
+            return
+        self.court = Web3.to_checksum_address(court)
+        self._decoder = EventDecoder(
+            self.w3,
+            [("FedMarket", self.address), ("DisputeCourt", self.court)],
+            [*MARKET_FOLDERS, *COURT_FOLDERS],
+        )
+
+    @property
+    def addresses(self) -> list[str]:
+        """The contracts whose logs are indexed: the market and (once bound) its court."""
+        return [self.address] if self.court is None else [self.address, self.court]
 
     # -- cursor ---------------------------------------------------------------------------
     def last_block(self) -> int | None:
@@ -98,10 +135,11 @@ class Indexer:
         """Index [from_block, to_block] in batches; already-stored events are skipped."""
         seen = inserted = 0
         block = from_block
+        self._find_court()
         while block <= to_block:
             end = min(block + self.batch_size - 1, to_block)
             logs = self.w3.eth.get_logs(
-                {"address": self.address, "fromBlock": block, "toBlock": end}
+                {"address": self.addresses, "fromBlock": block, "toBlock": end}
             )
             logs = sorted(logs, key=lambda lg: (int(lg["blockNumber"]), int(lg["logIndex"])))
             with self.engine.begin() as conn:
@@ -134,14 +172,17 @@ class Indexer:
             return 0
         args = event.args
         trainer = args.get("trainer") or args.get("owner")
+        job_id, round_ = args.get("jobId"), args.get("round")
+        if job_id is None:  # a court event naming only its dispute
+            job_id, round_ = dispute_of_event(conn, args)
         conn.execute(
             events_t.insert().values(
                 tx_hash=origin.tx,
                 log_index=origin.log_index,
                 block_number=origin.block,
                 name=event.name,
-                job_id=args.get("jobId"),
-                round=args.get("round"),
+                job_id=job_id,
+                round=round_,
                 trainer=Web3.to_checksum_address(trainer) if trainer else None,
                 args=json.dumps(jsonable(args), sort_keys=True),
             )

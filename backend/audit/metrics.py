@@ -1,8 +1,11 @@
-"""Validation loss and accuracy of a job's global models, on the split its owner revealed.
+"""Validation loss and accuracy of a job's global models, on the validation chunks its owner
+revealed so far.
 
-The chain records no accuracy: this evaluates the initial model and every posted one, fetched
-from the content store and checked against their on-chain hashes. It imports torch (through the
-model code), so the API imports it only when `/jobs/{id}/metrics` is first asked for.
+The chain records no accuracy: this evaluates the initial model and every round's model of
+record, fetched from the content store and checked against their on-chain hashes, on the union
+of the revealed chunks (the revealed part of the validation split: all of it once the last
+round's chunk is out). It imports torch (through the model code), so the API imports it only
+when `/jobs/{id}/metrics` is first asked for.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from backend.core import codec
 from backend.core.codec import Template
@@ -23,6 +28,15 @@ from backend.storage import ContentStore, fetch_verified
 @dataclass(frozen=True)
 class PostedModel:
     """A global model as the indexer recorded it: the round that posted it, its CID and hash."""
+
+    round: int
+    cid: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class RevealedChunk:
+    """A revealed validation chunk as the indexer recorded it: its round, CID and hash."""
 
     round: int
     cid: str
@@ -52,17 +66,21 @@ def _unhex(value: str) -> bytes:
 
 
 def evaluate_job_models(
-    store: ContentStore, job: Mapping[str, Any], posted: Sequence[PostedModel]
+    store: ContentStore,
+    job: Mapping[str, Any],
+    posted: Sequence[PostedModel],
+    chunks: Sequence[RevealedChunk],
 ) -> JobMetrics:
-    """Evaluate the initial model (round 0) and each of `posted` on the revealed validation
-    split; `job` is the indexer's job record (spec, validation and initial model references)."""
+    """Evaluate the initial model (round 0) and each of `posted` on the revealed `chunks`
+    together; `job` is the indexer's job record (spec and initial model references)."""
     job_id = job["job_id"]
+    if not chunks:
+        return JobMetrics(job_id, False, "no validation chunk is revealed yet")
     try:
         spec_bytes = fetch_verified(store, job["spec_cid"], _unhex(job["spec_hash"]))
         spec = JobSpec.from_bytes(spec_bytes)
-        val = from_npz_bytes(
-            fetch_verified(store, job["validation_cid"], _unhex(job["validation_hash"]))
-        )
+        parts = [from_npz_bytes(fetch_verified(store, c.cid, _unhex(c.hash))) for c in chunks]
+        val = Dataset(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
         template = template_of(spec.model)
         initial_model = PostedModel(0, job["initial_model_cid"], job["initial_model_hash"])
         initial = _model_metric(store, spec, template, val, initial_model)
@@ -72,7 +90,7 @@ def evaluate_job_models(
     return JobMetrics(
         job_id=job_id,
         available=True,
-        reason="evaluated on the revealed validation split",
+        reason=f"evaluated on the {len(chunks)} validation chunk(s) revealed so far",
         initial=initial,
         rounds=rounds,
     )

@@ -14,7 +14,10 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.engine import Engine
 from web3 import Web3
 
+from backend.audit.folding import DISPUTE_OUTCOMES
 from backend.audit.schema import (
+    dispute_votes_t,
+    disputes_t,
     events_t,
     jobs_t,
     participants_t,
@@ -52,13 +55,19 @@ def is_flagged(code: int | None) -> bool:
 def job_row(row: Row) -> dict[str, Any]:
     d = dict(row)
     d["status"] = status_label(d["status"])
-    d["validation_revealed"] = d.get("validation_cid") is not None
+    # the whole validation split is public once every round's chunk is
+    d["validation_revealed"] = d["chunks_revealed"] >= d["rounds"]
     d["refund_claimed"] = bool(d["refund_claimed"])
+    d["dispute_open"] = bool(d["dispute_open"])
+    d["owner_fault"] = None if d["owner_fault"] is None else bool(d["owner_fault"])
     return d
 
 
 def round_row(row: Row) -> dict[str, Any]:
-    return {**dict(row), "posted": bool(row["posted"])}
+    d = dict(row)
+    for flag in ("posted", "corrected", "voided"):
+        d[flag] = bool(d[flag])
+    return d
 
 
 def submission_row(row: Row) -> dict[str, Any]:
@@ -75,7 +84,24 @@ def payout_row(row: Row) -> dict[str, Any]:
 
 
 def slash_row(row: Row) -> dict[str, Any]:
-    return {**{k: row[k] for k in row if k != "id"}, "reason_label": Reason.label_of(row["reason"])}
+    d = {k: row[k] for k in row if k != "id"}
+    d["reason_label"] = Reason.label_of(row["reason"])
+    d["reversed"] = bool(row["reversed"])
+    return d
+
+
+def dispute_outcome(state: int) -> str:
+    """A DisputeCourt state as an outcome: voting | upheld | overturned | no decision."""
+    return DISPUTE_OUTCOMES.get(state, str(state))
+
+
+def dispute_row(row: Row, votes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    d = dict(row)
+    d["members"] = json.loads(d["members"])
+    d["outcome"] = dispute_outcome(d["state"])
+    d["corrected"] = bool(d["corrected"])
+    d["votes"] = votes or []
+    return d
 
 
 def trainer_row(row: Row) -> dict[str, Any]:
@@ -126,12 +152,27 @@ def has_round(engine: Engine, job_id: int, round_no: int) -> bool:
     return found is not None
 
 
+def revealed_chunks(engine: Engine, job_id: int) -> list[tuple[int, str, str]]:
+    """(round, chunk CID, chunk hash) of each validation chunk revealed so far, in round order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(rounds_t.c.round, rounds_t.c.chunk_cid, rounds_t.c.chunk_hash)
+            .where(rounds_t.c.job_id == job_id, rounds_t.c.chunk_hash.is_not(None))
+            .order_by(rounds_t.c.round)
+        ).all()
+    return [(r, cid, h) for r, cid, h in rows]
+
+
 def posted_models(engine: Engine, job_id: int) -> list[tuple[int, str, str]]:
-    """(round, model CID, model hash) of each posted round of the job, in round order."""
+    """(round, model CID, model hash) of each posted round's result of record, in order."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(rounds_t.c.round, rounds_t.c.model_cid, rounds_t.c.model_hash)
-            .where(rounds_t.c.job_id == job_id, rounds_t.c.posted.is_(True))
+            .where(
+                rounds_t.c.job_id == job_id,
+                rounds_t.c.posted.is_(True),
+                rounds_t.c.voided.is_(False),
+            )
             .order_by(rounds_t.c.round)
         ).all()
     return [(r, cid, h) for r, cid, h in rows]
@@ -205,6 +246,34 @@ def payouts_query(job_id: int) -> Select:
         .where(participants_t.c.job_id == job_id)
         .order_by(participants_t.c.join_order)
     )
+
+
+def disputes_query(job_id: int) -> Select:
+    """A job's disputes, oldest first."""
+    return select(disputes_t).where(disputes_t.c.job_id == job_id).order_by(disputes_t.c.dispute_id)
+
+
+def dispute_page(engine: Engine, job_id: int, limit: int, offset: int) -> dict[str, Any]:
+    """One page of a job's disputes, each with its committee's votes."""
+    result = page(engine, disputes_query(job_id), limit, offset, dict)
+    ids = [d["dispute_id"] for d in result["items"]]
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(dispute_votes_t)
+                .where(dispute_votes_t.c.dispute_id.in_(ids))
+                .order_by(dispute_votes_t.c.dispute_id, dispute_votes_t.c.seat)
+            )
+            .mappings()
+            .all()
+        )
+    votes: dict[int, list[dict[str, Any]]] = {}
+    for v in rows:
+        votes.setdefault(v["dispute_id"], []).append(
+            {"member": v["member"], "committed": bool(v["committed"]), "digest": v["digest"]}
+        )
+    result["items"] = [dispute_row(d, votes.get(d["dispute_id"])) for d in result["items"]]
+    return result
 
 
 def job_slashes_query(job_id: int, trainer: str | None) -> Select:

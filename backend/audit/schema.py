@@ -1,4 +1,11 @@
-"""The indexer database's tables: every contract event, and the records folded from them.
+"""The indexer database's tables: every contract event (FedMarket's and its DisputeCourt's), and
+the records folded from them.
+
+Rounds, submissions and participants hold each round's *result of record*: the post, or the
+correction a dispute put in its place (what the aggregator posted then stays in the
+`overturned_*` columns); a round whose validation chunk the owner withheld is `voided` when the
+job is forfeited (its scores no longer count); slashes a dispute or a forfeit reversed are kept,
+marked `reversed`, and no longer count in any total.
 
 Amounts in wei are decimal strings (they exceed 64-bit integers), addresses checksummed, hashes
 0x-prefixed hex. `make_engine` opens a database and creates any missing table.
@@ -72,9 +79,14 @@ jobs_t = Table(
     Column("initial_model_cid", Text, nullable=False),
     Column("model_hash", HASH, nullable=False),
     Column("model_cid", Text, nullable=False),
-    Column("validation_commitment", HASH, nullable=False),
-    Column("validation_hash", HASH),
-    Column("validation_cid", Text),
+    Column("validation_root", HASH, nullable=False),
+    Column("chunks_revealed", Integer, nullable=False, default=0),
+    Column("aggregator_bond_wei", WEI, nullable=False, default="0"),
+    Column("aggregator_bond_slashed_wei", WEI, nullable=False, default="0"),
+    Column("challenge_window", BigInteger, nullable=False, default=0),
+    Column("dispute_open", Boolean, nullable=False, default=False),
+    Column("disputes", Integer, nullable=False, default=0),
+    Column("owner_fault", Boolean),  # set when the job is abandoned: whose fault it was
     Column("slashed_pool_wei", WEI, nullable=False, default="0"),
     Column("reward_pool_wei", WEI),
     Column("owner_refund_wei", WEI),
@@ -118,6 +130,14 @@ rounds_t = Table(
     Column("missing", Integer),
     Column("posted_block", BigInteger),
     Column("posted_tx", HASH),
+    Column("chunk_hash", HASH),  # the round's validation chunk, once revealed
+    Column("chunk_cid", Text),
+    Column("final_at", BigInteger),  # end of the challenge window set by the chunk reveal
+    Column("dispute", String(16)),  # disputed | upheld | overturned | no decision
+    Column("corrected", Boolean, nullable=False, default=False),
+    Column("voided", Boolean, nullable=False, default=False),  # undone: its chunk was withheld
+    Column("overturned_model_hash", HASH),  # what the aggregator posted, if corrected
+    Column("overturned_model_cid", Text),
 )
 submissions_t = Table(
     "submissions",
@@ -132,6 +152,8 @@ submissions_t = Table(
     Column("score", BigInteger),
     Column("reason", Integer),
     Column("slashed_wei", WEI),
+    Column("overturned_score", BigInteger),  # what the aggregator posted, if corrected
+    Column("overturned_reason", Integer),
 )
 slashes_t = Table(
     "slashes",
@@ -144,6 +166,7 @@ slashes_t = Table(
     Column("reason", Integer, nullable=False),
     Column("block_number", BigInteger, nullable=False),
     Column("tx_hash", HASH, nullable=False),
+    Column("reversed", Boolean, nullable=False, default=False),  # undone by a dispute
 )
 trainers_t = Table(
     "trainers",
@@ -153,6 +176,48 @@ trainers_t = Table(
     Column("stake_balance_wei", WEI, nullable=False, default="0"),
     Column("reliability_ppm", Integer, nullable=False, default=0),
     Column("reliability_jobs", Integer, nullable=False, default=0),
+)
+
+accounts_t = Table(
+    "accounts",
+    metadata,
+    Column("address", ADDRESS, primary_key=True),
+    Column("roles", Integer, nullable=False, default=0),  # ROLE_AGGREGATOR 1 | ROLE_VERIFIER 2
+    Column("balance_wei", WEI, nullable=False, default="0"),  # vault stake (free + locked)
+    Column("cooldown_until", BigInteger),
+)
+disputes_t = Table(
+    "disputes",
+    metadata,
+    Column("dispute_id", BigInteger, primary_key=True),
+    Column("job_id", BigInteger, nullable=False, index=True),
+    Column("round", Integer, nullable=False),
+    Column("challenger", ADDRESS, nullable=False),
+    Column("challenger_digest", HASH, nullable=False),
+    Column("posted_digest", HASH, nullable=False),
+    Column("members", Text, nullable=False),  # JSON list of the committee's addresses
+    Column("commit_end", BigInteger, nullable=False),
+    Column("reveal_end", BigInteger, nullable=False),
+    Column("state", Integer, nullable=False),  # DisputeCourt: 1 voting .. 5 no decision
+    Column("winning_digest", HASH),
+    Column("votes_committed", Integer, nullable=False, default=0),
+    Column("votes_revealed", Integer, nullable=False, default=0),
+    Column("corrected", Boolean, nullable=False, default=False),
+    Column("correction_poster", ADDRESS),
+    Column("correction_tx", HASH),
+    Column("aggregator_bond_slashed_wei", WEI, nullable=False, default="0"),
+    Column("opened_block", BigInteger, nullable=False),
+    Column("opened_tx", HASH, nullable=False),
+    Column("resolved_block", BigInteger),
+)
+dispute_votes_t = Table(
+    "dispute_votes",
+    metadata,
+    Column("dispute_id", BigInteger, primary_key=True),
+    Column("member", ADDRESS, primary_key=True),
+    Column("seat", Integer, nullable=False),
+    Column("committed", Boolean, nullable=False, default=False),
+    Column("digest", HASH),  # revealed vote
 )
 
 

@@ -1,17 +1,27 @@
-"""Settlement as the contract computes it (SPEC.md "Settlement"), from the posted rounds.
+"""Settlement as the contract computes it (SPEC.md "Settlement"), from the results of record.
 
-Pure functions: the auditor feeds them the posted scores and reasons and the job's terms and
-compares the results with what the contract slashed, pooled, paid and refunded.
+Pure functions: the auditor feeds them each round's result of record (the post, or the
+correction a dispute put in its place) and the job's terms, and compares the results with what
+the contract slashed (net of the slashes a dispute reversed), pooled, paid and refunded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from backend.chain.market import JobStatus, RoundPost
 from backend.core.errors import Reason
 
-__all__ = ["Slash", "expected_payouts", "expected_slashes", "score_totals"]
+__all__ = [
+    "Settlement",
+    "Slash",
+    "expected_payouts",
+    "expected_slashes",
+    "net_slashes",
+    "score_totals",
+]
 
 #: One slash: (round, trainer, amount in wei).
 Slash = tuple[int, str, int]
@@ -20,7 +30,7 @@ BPS = 10_000  # slashBps is in basis points
 
 
 def score_totals(participants: Sequence[str], posts: Sequence[RoundPost]) -> dict[str, int]:
-    """Each trainer's fixed-point score summed over the posted rounds."""
+    """Each trainer's fixed-point score summed over the rounds' results."""
     totals = dict.fromkeys(participants, 0)
     for post in posts:
         for k, trainer in enumerate(participants):
@@ -32,7 +42,7 @@ def score_totals(participants: Sequence[str], posts: Sequence[RoundPost]) -> dic
 def expected_slashes(
     participants: Sequence[str], posts: Sequence[RoundPost], stake: int, slash_bps: int
 ) -> list[Slash]:
-    """Every slash the posted reasons call for, in posting order.
+    """Every slash the results' reasons call for, in round order.
 
     Each slashable reason takes `slash_bps` of what is still locked of the trainer's stake
     (integer division, as the contract does), so repeated slashes shrink.
@@ -50,6 +60,28 @@ def expected_slashes(
     return slashes
 
 
+def net_slashes(applied: Iterable[Slash], reversed_: Iterable[Slash]) -> list[Slash]:
+    """The slashes that stand: every TrainerSlashed minus the SlashReversed that undid one."""
+    undone = Counter(reversed_)
+    out: list[Slash] = []
+    for slash in applied:
+        if undone[slash]:
+            undone[slash] -= 1
+            continue
+        out.append(slash)
+    return out
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a job's settlement pays: per trainer, to the owner, and the pools it fixed."""
+
+    rewards: dict[str, int]
+    refund: int
+    pool: int
+    forfeit_pool: int = 0
+
+
 def expected_payouts(
     reward: int,
     slashed_pool: int,
@@ -57,18 +89,44 @@ def expected_payouts(
     status: JobStatus,
     posted: int,
     rounds: int,
-) -> tuple[dict[str, int], int, int]:
-    """(reward per trainer, owner refund, reward pool) by SPEC.md's settlement formula.
+    *,
+    owner_fault: bool = False,
+    forfeit: int = 0,
+    revealers: Sequence[str] = (),
+) -> Settlement:
+    """The settlement by SPEC.md's formula (FedMarket `_settle` and `_rewardOf`).
 
+    Settled: the whole reward plus the slashed stake is paid by score. Abandoned for the
+    owner's fault (`owner_fault`, a withheld validation chunk): the same, in equal parts if
+    nobody scored. Abandoned for the aggregator's fault (a missed post, or an overturned round):
+    the posted rounds' share of the reward is paid by score, and the failed round's share plus
+    `forfeit` (the aggregator's slashed bond) goes in equal parts to that round's `revealers`.
     The refund is what the payouts leave, capped at the owner's `reward`: slashed stake never
     reaches the owner (with no contribution at all it is burned).
     """
     if status == JobStatus.CANCELLED:
-        return dict.fromkeys(totals, 0), reward, 0
-    earned = reward * posted // rounds if status == JobStatus.ABANDONED else reward
+        return Settlement(dict.fromkeys(totals, 0), reward, 0)
+    reserved = forfeit_pool = 0
+    if status == JobStatus.ABANDONED and not owner_fault:
+        earned = reward * posted // rounds
+        if revealers:
+            reserved = reward * (posted + 1) // rounds - earned
+            forfeit_pool = forfeit + reserved
+    else:
+        earned = reward
     pool = earned + slashed_pool
     total = sum(totals.values())
-    rewards = {t: pool * s // total if total else 0 for t, s in totals.items()}
-    left = pool - sum(rewards.values())
-    refundable = reward if total == 0 else reward - earned + left
-    return rewards, min(refundable, reward), pool
+    n = len(totals)
+    equal_split = total == 0 and owner_fault and n != 0
+    if equal_split:
+        rewards = dict.fromkeys(totals, pool // n)
+    else:
+        rewards = {t: pool * s // total if total else 0 for t, s in totals.items()}
+    paid = sum(rewards.values())
+    unearned = reward - earned - reserved
+    refundable = reward - reserved if total == 0 and not equal_split else unearned + pool - paid
+    if forfeit_pool:
+        each = forfeit_pool // len(revealers)
+        for t in revealers:
+            rewards[t] = rewards.get(t, 0) + each
+    return Settlement(rewards, min(refundable, reward), pool, forfeit_pool)

@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from backend.chain.base import Chain, TxResult
 from backend.core.jobstatus import JobStatus, Phase
@@ -344,7 +345,8 @@ class MarketClient:
         self, challenger: LocalAccount, job_id: int, round_: int, digest: bytes
     ) -> tuple[int, TxResult]:
         result = self._court_tx(challenger, "challenge", job_id, round_, digest)
-        (event,) = self.court.events.DisputeOpened().process_receipt(result.receipt)
+        opened = self.court.events.DisputeOpened()
+        (event,) = opened.process_receipt(result.receipt, errors=DISCARD)
         return int(event["args"]["disputeId"]), result
 
     def commit_vote(self, member: LocalAccount, dispute_id: int, commitment: bytes) -> TxResult:
@@ -558,6 +560,10 @@ class MarketClient:
                 log["transactionHash"].hex(),
             )
         return out
+
+    def job_events(self, job_id: int, event: str) -> list[dict[str, Any]]:
+        """Arguments of every FedMarket `event` log of job `job_id`, in chain order."""
+        return [dict(log["args"]) for log in self._logs(event, self._since(job_id), jobId=job_id)]
 
     def aggregator_bond_slashed(self, job_id: int) -> int:
         """Wei of the aggregator's bond a dispute or a missed post took in job `job_id`."""

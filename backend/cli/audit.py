@@ -2,7 +2,9 @@
 
 `audit index` follows the contract's events into the indexer database; `audit jobs | job |
 trainer` print what the REST API serves (through the same app, in-process) as tables or JSON;
-`audit verify JOB` re-runs every round from public artifacts and exits 1 on any mismatch;
+`audit verify JOB` re-runs every round whose validation chunk is revealed from public artifacts
+(against its result of record: the post, or a dispute's correction) and exits 1 on any
+mismatch;
 `api serve` runs the REST API and the dashboard.
 """
 
@@ -202,7 +204,8 @@ def jobs_cmd(
     table = Table(title="Jobs")
     for col in ("job", "status", "owner", "rounds", "trainers", "reward (ETH)", "slashed (ETH)"):
         table.add_column(col, justify="right" if col not in ("status", "owner") else "left")
-    table.add_column("validation")
+    table.add_column("chunks")
+    table.add_column("disputes", justify="right")
     for j in jobs:
         table.add_row(
             str(j["job_id"]),
@@ -212,7 +215,8 @@ def jobs_cmd(
             str(j["trainers"]),
             _eth(j["reward_wei"]),
             _eth(j["slashed_pool_wei"]),
-            "revealed" if j["validation_revealed"] else "sealed",
+            f"{j['chunks_revealed']}/{j['rounds']}",
+            str(j["disputes"]),
         )
     _out().print(table)
 
@@ -224,6 +228,7 @@ def job_record(reader: _Reader, job_id: int) -> dict[str, Any]:
         "submissions": reader.all(f"/jobs/{job_id}/submissions"),
         "payouts": reader.all(f"/jobs/{job_id}/payouts"),
         "slashes": reader.all(f"/jobs/{job_id}/slashes"),
+        "disputes": reader.all(f"/jobs/{job_id}/disputes"),
     }
 
 
@@ -238,7 +243,8 @@ def job_cmd(
     rpc: RpcOpt = None,
     market: MarketOpt = None,
 ) -> None:
-    """One job: its rounds, each trainer's score or flag per round, payouts and slashes."""
+    """One job: its rounds (results of record), each trainer's score or flag per round,
+    payouts, slashes and disputes."""
     rec = job_record(_reader(config, rpc, market, db, index), job_id)
     if as_json:
         _emit_json(rec)
@@ -247,8 +253,9 @@ def job_cmd(
     out.print(
         f"job {job['job_id']} · {job['status']} · owner {job['owner']} · aggregator "
         f"{job['aggregator']} · reward {_eth(job['reward_wei'])} ETH · rounds "
-        f"{job['posted_rounds']}/{job['rounds']} · validation "
-        f"{'revealed' if job['validation_revealed'] else 'sealed'}",
+        f"{job['posted_rounds']}/{job['rounds']} · validation chunks "
+        f"{job['chunks_revealed']}/{job['rounds']} · bond {_eth(job['aggregator_bond_wei'])} ETH"
+        + (f" · {job['disputes']} dispute(s)" if job["disputes"] else ""),
         highlight=False,
     )
     trainers = [p["trainer"] for p in rec["payouts"]]
@@ -262,7 +269,7 @@ def job_cmd(
     table.add_column("model", justify="left")
     for r in rec["rounds"]:
         table.add_row(
-            str(r["round"]),
+            str(r["round"]) + (" (corrected)" if r["corrected"] else ""),
             *[cells.get((r["round"], t), "-") for t in trainers],
             _score(r["total_score"]),
             f"{r['accepted'] or 0}/{r['flagged'] or 0}" if r["posted"] else "open",
@@ -270,6 +277,25 @@ def job_cmd(
         )
     out.print(table)
     out.print(_payouts_table(rec["payouts"], job))
+    if rec["disputes"]:
+        out.print(_disputes_table(rec["disputes"]))
+
+
+def _disputes_table(disputes: list[dict[str, Any]]) -> Table:
+    table = Table(title="Disputes")
+    for col in ("dispute", "round", "challenger", "votes", "outcome", "bond slashed (ETH)"):
+        table.add_column(col, justify="left" if col in ("challenger", "outcome") else "right")
+    for d in disputes:
+        outcome = d["outcome"] + (" · corrected" if d["corrected"] else "")
+        table.add_row(
+            str(d["dispute_id"]),
+            str(d["round"]),
+            d["challenger"],
+            f"{d['votes_revealed']}/{len(d['members'])}",
+            outcome,
+            _eth(d["aggregator_bond_slashed_wei"]),
+        )
+    return table
 
 
 def _submission_cell(submission: dict[str, Any]) -> str:
@@ -356,7 +382,7 @@ def verify_cmd(
     ipfs_api: Annotated[str | None, typer.Option(help="Kubo RPC API (overrides env)")] = None,
     store_dir: Annotated[Path | None, typer.Option(help="local content store directory")] = None,
 ) -> None:
-    """Re-run every round of JOB from public artifacts; exit 1 on any mismatch."""
+    """Re-run every round of JOB whose validation chunk is revealed; exit 1 on any mismatch."""
     from backend.audit.verify import verify_job
     from backend.protocol.settings import load_settings
     from backend.storage import open_store
@@ -388,19 +414,22 @@ def print_report(report: VerifyReport, as_json: bool = False) -> None:
         for r in report.rounds:
             result = "[green]ok[/]" if r.ok else "\n".join(m.describe() for m in r.mismatches)
             table.add_row(
-                str(r.round),
+                f"{r.round} (corrected)" if r.corrected else str(r.round),
                 result if r.ok else f"[red]{result}[/]",
                 "-" if r.validation_loss is None else f"{r.validation_loss:.4f}",
                 "-" if r.validation_accuracy is None else f"{r.validation_accuracy:.3f}",
             )
         if report.rounds:
             out.print(table)
+        for u in report.unverified:
+            out.print(f"[yellow]{u.describe()}[/]", highlight=False)
         for m in report.settlement:
             out.print(f"[red]mismatch:[/] {m.describe()}", highlight=False)
         if report.ok:
+            pending = f", {len(report.unverified)} not verifiable yet" if report.unverified else ""
             out.print(
                 f"job {report.job_id}: {report.rounds_verified} round(s) and the settlement "
-                "re-verified, no mismatch",
+                f"re-verified, no mismatch{pending}",
                 highlight=False,
             )
     if report.error:

@@ -58,10 +58,17 @@ def owner_create_job(
     dev_account: DevAccountOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Post a job: upload the spec and initial weights, commit the validation split's hash,
-    escrow the reward. The validation file stays local until `owner reveal-validation`."""
+    """Post a job: upload the spec and initial weights, commit to the validation split's
+    per-round chunks (a Merkle root), escrow the reward. The aggregator must be registered with
+    enough free bond. The validation package stays local; chunk r is revealed after round r is
+    posted (by the aggregator you give the package to, or `owner reveal-validation`)."""
     from backend.owner.jobfile import load_job_file
-    from backend.owner.lifecycle import create_job, keep_validation, preflight_job
+    from backend.owner.lifecycle import (
+        create_job,
+        keep_validation,
+        min_challenge_window,
+        preflight_job,
+    )
     from backend.owner.publish import load_validation, prepare_job
 
     job_file, job_spec = load_job_file(spec)
@@ -70,8 +77,10 @@ def owner_create_job(
     market = ctx.market()
     owner = ctx.signer(account, dev_account)
     aggregator = _aggregator_address(ctx, job_file.aggregator)
-    artifacts = prepare_job(job_spec, val, ctx.store)
-    params = job_file.job_params(artifacts, aggregator)
+    artifacts = prepare_job(job_spec, val, ctx.store, rounds=job_file.rounds)
+    params = job_file.job_params(
+        artifacts, aggregator, min_challenge_window=min_challenge_window(market)
+    )
     reward = job_file.reward_wei()
     preflight_job(market, owner, params, reward)  # before the progress bars: errors stay one line
     with stage_progress() as bars:
@@ -85,9 +94,10 @@ def owner_create_job(
         return
     out.print(f"job {job_id} created (gas {result.gas_used:,}); spec {artifacts.spec_cid}")
     out.print(
-        f"validation split kept privately at {kept} — give it to the aggregator "
-        f"{aggregator} (e.g. `fedmarket aggregator serve --validation {job_id}={kept}`); "
-        "it is published only by `fedmarket owner reveal-validation`"
+        f"validation package kept privately at {kept} — give it to the aggregator "
+        f"{aggregator} (e.g. `fedmarket aggregator serve --validation {job_id}={kept}`): it "
+        "reveals each round's validation chunk right after posting the round; if it does not, "
+        "run `fedmarket owner reveal-validation` within the post duration, or forfeit the reward"
     )
 
 
@@ -166,17 +176,31 @@ def owner_reveal_validation(
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
 ) -> None:
-    """Publish the validation split (upload it) and reveal it on chain, so anyone can audit."""
-    from backend.owner.lifecycle import check_validation, kept_validation, reveal_validation
+    """Publish the pending round's validation chunk and reveal it on chain (if the aggregator
+    has not): it starts the round's challenge window. Due within the post duration of each post."""
+    from backend.owner.lifecycle import kept_validation, load_package, reveal_chunk
 
     ctx = Ctx(config, dev_account)
     market = ctx.market()
     job = ctx.job(market, job_id)
     kept = kept_validation(_job_dir(ctx, market, job_id), job_id)
-    checked = check_validation(job, ctx.store, kept.read_bytes(), source=str(kept))
+    package = load_package(job, kept.read_bytes(), source=str(kept))
     sender = ctx.signer(account, dev_account)
-    cid, result = reveal_validation(market, ctx.store, sender, job_id, checked)
-    out.print(f"job {job_id}: validation split published as {cid} (gas {result.gas_used:,})")
+    revealed = reveal_chunk(market, ctx.store, sender, job, package)
+    if revealed is None:
+        pending = int(job.pendingRound)
+        why = (
+            "no round has been posted yet"
+            if pending == 0
+            else f"round {pending}'s chunk is already revealed"
+        )
+        out.print(f"job {job_id}: no validation chunk is due ({why})")
+        return
+    out.print(
+        f"job {job_id}: round {revealed.round}'s validation chunk published as {revealed.cid} "
+        f"and revealed (gas {revealed.result.gas_used:,}); challenges are open for "
+        f"{int(job.challengeWindow)} s"
+    )
 
 
 @owner_app.command("download")

@@ -1,7 +1,12 @@
 """job.toml: the owner's description of a job, read, checked and written.
 
-Top-level keys are the market terms (reward, stake, rounds, trainers, deadlines, aggregator);
-the tables `[model]`, `[training]`, `[aggregation]` are the job spec trainers download.
+Top-level keys are the market terms (reward, stake, rounds, trainers, deadlines, challenge
+window, aggregator and its bond); the tables `[model]`, `[training]`, `[aggregation]` are the job
+spec trainers download.
+
+`challenge_window` (seconds each posted round stays open to challenges after its validation
+chunk is revealed) defaults to the market's minimum: 0 on a dev chain, hours on a production
+deployment. `aggregator_bond_eth` (the aggregator's stake the job locks) defaults to the reward.
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from backend.chain.market import JobParams
 from backend.core.errors import ConfigError
@@ -64,18 +76,34 @@ class JobFile(BaseModel):
     commit_duration: int = Field(24 * 3600, gt=0, le=UINT32_MAX)
     reveal_duration: int = Field(12 * 3600, gt=0, le=UINT32_MAX)
     post_duration: int = Field(24 * 3600, gt=0, le=UINT32_MAX)
+    challenge_window: int | None = Field(None, ge=0, le=UINT32_MAX)  # None: the market's minimum
     slash_bps: int = Field(5_000, ge=0, le=10_000)
+    aggregator_bond_eth: str | float | None = None  # None: the reward
+
+    @field_validator("aggregator_bond_eth")
+    @classmethod
+    def _bond_is_positive_wei(cls, value: str | float | None) -> str | float | None:
+        if value is None:
+            return value
+        try:
+            wei = eth_to_wei(value, "", max_wei=UINT96_MAX)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix(": ")) from None
+        if wei == 0:
+            raise ValueError("must be above 0 ETH (leave it out for the default: the reward)")
+        return value
 
     @model_validator(mode="after")
     def _fits_the_contracts_time_limit(self) -> JobFile:
+        window = self.challenge_window or 0
         span = self.join_duration + self.rounds * (
-            self.commit_duration + self.reveal_duration + self.post_duration
+            self.commit_duration + self.reveal_duration + self.post_duration + window
         )
         if span > MAX_JOB_SECONDS:
             raise ValueError(
                 f"the job could run {span / 86400:g} days (join_duration + rounds x (commit + "
-                f"reveal + post durations)); the contract allows {MAX_JOB_SECONDS // 86400}: "
-                "shorten the durations or the rounds"
+                f"reveal + post durations + challenge_window)); the contract allows "
+                f"{MAX_JOB_SECONDS // 86400}: shorten the durations or the rounds"
             )
         return self
 
@@ -105,8 +133,12 @@ class JobFile(BaseModel):
             return (job_file.parent / self.validation_file).resolve()
         raise ConfigError("no validation data: set validation_file in job.toml or --validation")
 
-    def job_params(self, artifacts: JobArtifacts, aggregator: str) -> JobParams:
-        """createJob's arguments: these terms plus the published artifacts' hashes and CIDs."""
+    def job_params(
+        self, artifacts: JobArtifacts, aggregator: str, *, min_challenge_window: int = 0
+    ) -> JobParams:
+        """createJob's arguments: these terms plus the published artifacts' hashes, CIDs and
+        validation root. `min_challenge_window`: the market's (the default window)."""
+        window = self.challenge_window
         return job_params(
             artifacts,
             aggregator=aggregator,
@@ -118,9 +150,17 @@ class JobFile(BaseModel):
             commit_duration=self.commit_duration,
             reveal_duration=self.reveal_duration,
             post_duration=self.post_duration,
+            challenge_window=min_challenge_window if window is None else window,
             min_reliability_ppm=round(self.min_reliability * PPM),
             slash_bps=self.slash_bps,
+            aggregator_bond=self.aggregator_bond_wei(),
         )
+
+    def aggregator_bond_wei(self) -> int:
+        """The aggregator bond the job locks, in wei (0: the contract's default, the reward)."""
+        if self.aggregator_bond_eth is None:
+            return 0
+        return eth_to_wei(self.aggregator_bond_eth, "aggregator_bond_eth", max_wei=UINT96_MAX)
 
     def reward_wei(self) -> int:
         """The reward to escrow, in wei."""

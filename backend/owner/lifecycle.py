@@ -1,8 +1,15 @@
-"""A job's life on chain, from the owner's side: create (escrow), start, finalize, refund, reveal
-the validation split, follow its status and download its model.
+"""A job's life on chain, from the owner's side: create (escrow), start, reveal the pending
+round's validation chunk, finalize, refund, follow its status and download its model.
 
-The owner keeps each job's validation split under <home>/owner/<market>/job-<id>/ until the
-reveal, next to the commitment it was posted with.
+The owner keeps each job's validation package (`backend.core.valpackage`: the split plus each
+chunk's salt and CID) under <home>/owner/<market>/job-<id>/:
+
+    validation.npz   the package (arrays x, y, salts, cids): give the same file to the aggregator
+    validation.json  what is public once revealed: the root and each chunk's round, sha256, CID
+
+After round r is posted, chunk r must be revealed within the job's post duration (by the
+aggregator holding the package, else by the owner: `reveal_chunk`), or anyone can abandon the
+job and the owner forfeits the whole reward to the trainers.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from backend.chain.base import TxResult
-from backend.chain.market import JobInfo, JobParams, MarketClient, validation_commitment
-from backend.core.errors import ConfigError
+from backend.chain.market import JobInfo, JobParams, MarketClient
+from backend.core.errors import ConfigError, DataError
 from backend.core.jobstatus import JobStatus
 from backend.core.units import score_value
-from backend.owner.publish import JobArtifacts, predict_cid, publish_job
-from backend.storage import ContentStore, Transfer, fetch_verified, sha256_bytes
+from backend.core.valpackage import ValidationPackage
+from backend.owner.publish import JobArtifacts, publish_job
+from backend.storage import ContentStore, Transfer, fetch_verified
 
 
 def existing_job(market: MarketClient, job_id: int) -> JobInfo:
@@ -37,6 +45,11 @@ def preflight_job(
     """Raise what creating the job would (a revert, too little ETH), before anything is
     published or sent."""
     market.check_create_job(owner, params, reward_wei)
+
+
+def min_challenge_window(market: MarketClient) -> int:
+    """The market's shortest challenge window (per deployment): a job.toml's default."""
+    return int(market.chain.call(market.contract.functions.minChallengeWindow()))
 
 
 def create_job(
@@ -58,62 +71,93 @@ def create_job(
 
 
 def owner_job_dir(home: Path, market_address: str, job_id: int) -> Path:
-    """Where the owner keeps what belongs to one job (its private validation split)."""
+    """Where the owner keeps what belongs to one job (its private validation package)."""
     return home / "owner" / market_address.lower() / f"job-{job_id}"
 
 
 def keep_validation(job_dir: Path, artifacts: JobArtifacts) -> Path:
-    """Keep the validation split privately (until the reveal); returns the kept file."""
+    """Keep the validation package privately; returns the package file."""
+    package = artifacts.validation
     job_dir.mkdir(parents=True, exist_ok=True)
     kept = job_dir / "validation.npz"
-    kept.write_bytes(artifacts.validation_blob)
-    (job_dir / "validation.json").write_text(
-        json.dumps(
-            {"sha256": artifacts.validation_hash.hex(), "cid": artifacts.validation_cid}, indent=1
-        )
-    )
+    kept.write_bytes(package.to_bytes())
+    chunks = []
+    for r in range(1, package.rounds + 1):
+        reveal = package.reveal(r)
+        chunks.append({"round": r, "sha256": reveal.content_hash.hex(), "cid": reveal.cid})
+    summary = {"root": package.root.hex(), "rounds": package.rounds, "chunks": chunks}
+    (job_dir / "validation.json").write_text(json.dumps(summary, indent=1))
     return kept
 
 
 def kept_validation(job_dir: Path, job_id: int) -> Path:
-    """The validation split kept for a job; a ConfigError if it is not kept here."""
+    """The validation package kept for a job; a ConfigError if it is not kept here."""
     kept = job_dir / "validation.npz"
     if not kept.exists():
-        raise ConfigError(f"the validation split of job {job_id} is not kept here ({kept})")
+        raise ConfigError(f"the validation package of job {job_id} is not kept here ({kept})")
     return kept
 
 
+def load_package(job: JobInfo, blob: bytes, source: str) -> ValidationPackage:
+    """A validation package checked against the job's `validationRoot` (before anything is
+    published); `source` names where the blob came from in the errors."""
+    try:
+        package = ValidationPackage.from_bytes(blob)
+        root = package.root
+    except DataError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if package.rounds != int(job.rounds) or root != bytes(job.validationRoot):
+        raise ConfigError(f"{source} does not match job {job.job_id}'s validation root")
+    return package
+
+
 @dataclass(frozen=True)
-class CheckedValidation:
-    """A validation split that matches its job's on-chain commitment, ready to reveal."""
+class RevealedChunk:
+    """A validation chunk this owner published and revealed."""
 
-    blob: bytes
-    content_hash: bytes
+    round: int
     cid: str
+    result: TxResult
 
 
-def check_validation(
-    job: JobInfo, store: ContentStore, blob: bytes, source: str
-) -> CheckedValidation:
-    """Check `blob` against the job's validation commitment before anything is published;
-    `source` names where the blob came from in the error."""
-    content_hash = sha256_bytes(blob)
-    cid = predict_cid(store, blob)
-    if validation_commitment(content_hash, cid) != bytes(job.validationCommitment):
-        raise ConfigError(f"{source} does not match job {job.job_id}'s validation commitment")
-    return CheckedValidation(blob, content_hash, cid)
+def chunk_due(market: MarketClient, job: JobInfo) -> int | None:
+    """The round whose validation chunk awaits its reveal (None if none); a ConfigError once its
+    reveal window has closed (the job can then only be abandoned, at the owner's cost)."""
+    pending = int(job.pendingRound)
+    if pending == 0 or int(job.finalAt) != 0:
+        return None
+    due = int(job.postedAt) + int(job.postDuration)
+    if market.chain.now() > due:
+        raise ConfigError(
+            f"job {job.job_id}: round {pending}'s validation chunk was due by {due} (chain time "
+            f"{market.chain.now()}); too late to reveal it: the owner forfeits the reward"
+        )
+    return pending
 
 
-def reveal_validation(
+def reveal_chunk(
     market: MarketClient,
     store: ContentStore,
-    owner: LocalAccount,
-    job_id: int,
-    validation: CheckedValidation,
-) -> tuple[str, TxResult]:
-    """Publish the checked validation split and reveal it on chain; returns (cid, transaction)."""
-    cid = store.put(validation.blob)
-    return cid, market.reveal_validation(owner, job_id, validation.content_hash, cid)
+    sender: LocalAccount,
+    job: JobInfo,
+    package: ValidationPackage,
+) -> RevealedChunk | None:
+    """Publish the pending round's validation chunk and reveal it on chain, starting the
+    round's challenge window; None when no chunk is due (none posted, or already revealed)."""
+    round_ = chunk_due(market, job)
+    if round_ is None:
+        return None
+    chunk = package.reveal(round_)
+    cid = store.put(chunk.blob)
+    if cid != chunk.cid:
+        raise ConfigError(
+            f"job {job.job_id}: the store named round {round_}'s chunk {cid}, not {chunk.cid} "
+            "as committed (publish through the store the job was created with)"
+        )
+    result = market.reveal_validation_chunk(
+        sender, job.job_id, round_, chunk.content_hash, cid, chunk.salt, chunk.proof
+    )
+    return RevealedChunk(round_, cid, result)
 
 
 def start_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResult:
@@ -159,7 +203,12 @@ def job_status(market: MarketClient, job: JobInfo) -> dict[str, Any]:
         "trainers": f"{int(job.participantCount)} (min {int(job.minTrainers)}, "
         f"max {int(job.maxTrainers)})",
         "participants": participants,
-        "validation_revealed": bool(job.validationRevealed),
+        "pending_round": int(job.pendingRound),
+        "final_at": int(job.finalAt),
+        "dispute_open": bool(job.disputeOpen),
+        "challenge_window_s": int(job.challengeWindow),
+        "aggregator_bond_wei": int(job.aggregatorBond),
+        "validation_chunks_revealed": sorted(market.validation_chunks(job_id)),
     }
 
 

@@ -1,8 +1,11 @@
 """What a job is made of, and publishing it: the spec, the initial weights and the validation split.
 
-The spec and the initial weights are public from the start. The validation split stays with the
-owner: only its commitment (sha256 and the CID it will have) goes on chain, so the aggregator
-cannot be gamed by trainers who see it; it is published when the owner reveals it.
+The spec and the initial weights are public from the start. The validation split stays private:
+it is cut into one chunk per round (round r is scored on chunk r only), and only the Merkle root
+over the chunks' salted leaves goes on chain (`validationRoot`). The owner keeps — and hands to
+the aggregator — a *validation package* (`backend.core.valpackage`: the split plus each chunk's
+salt and predicted CID, one `.npz`); chunk r is published and revealed right after round r is
+posted, by the aggregator or the owner, so trainers never see a chunk before it is scored.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.chain.market import JobParams, validation_commitment
+from backend.chain.market import JobParams
 from backend.core import codec
-from backend.core.datasets import Dataset, load_fitting_file, to_npz_bytes
-from backend.core.errors import ConfigError
+from backend.core.datasets import Dataset, load_fitting_file
+from backend.core.errors import ConfigError, DataError
 from backend.core.jobspec import JobSpec
 from backend.core.models import build_model, get_weights
+from backend.core.valpackage import ValidationPackage, build_package
 from backend.storage import ContentStore, IpfsStore, LocalStore, Transfer, raw_cid, sha256_bytes
 
 
@@ -30,14 +34,14 @@ def predict_cid(store: ContentStore, blob: bytes) -> str:
 
 @dataclass(frozen=True)
 class JobArtifacts:
-    """A job's three blobs and the CIDs the store will give them (known before publishing)."""
+    """A job's public blobs, the CIDs the store will give them (known before publishing), and
+    the private validation package."""
 
     spec_blob: bytes
     initial_model_blob: bytes
-    validation_blob: bytes
+    validation: ValidationPackage
     spec_cid: str
     initial_model_cid: str
-    validation_cid: str
 
     @property
     def spec_hash(self) -> bytes:
@@ -48,13 +52,9 @@ class JobArtifacts:
         return sha256_bytes(self.initial_model_blob)
 
     @property
-    def validation_hash(self) -> bytes:
-        return sha256_bytes(self.validation_blob)
-
-    @property
-    def validation_commitment(self) -> bytes:
-        """What createJob records of the validation split: it hides the split until revealed."""
-        return validation_commitment(self.validation_hash, self.validation_cid)
+    def validation_root(self) -> bytes:
+        """What createJob records of the validation chunks: it hides each until revealed."""
+        return self.validation.root
 
 
 def load_validation(path: Path, spec: JobSpec) -> Dataset:
@@ -62,19 +62,23 @@ def load_validation(path: Path, spec: JobSpec) -> Dataset:
     return load_fitting_file(path, spec.model.input_dim, spec.model.num_classes, 1)
 
 
-def prepare_job(spec: JobSpec, validation: Dataset, store: ContentStore) -> JobArtifacts:
-    """Encode the spec, the model's initial weights and the validation split; predict CIDs."""
-    validation_blob = to_npz_bytes(validation)
-    validation_cid = predict_cid(store, validation_blob)
+def prepare_job(
+    spec: JobSpec, validation: Dataset, store: ContentStore, *, rounds: int
+) -> JobArtifacts:
+    """Encode the spec and the model's initial weights, cut the validation split into `rounds`
+    chunks with fresh salts; predict every CID."""
+    try:
+        package = build_package(validation, rounds, lambda blob: predict_cid(store, blob))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     spec_blob = spec.to_bytes()
     initial_model_blob = codec.encode(get_weights(build_model(spec.model)))
     return JobArtifacts(
         spec_blob=spec_blob,
         initial_model_blob=initial_model_blob,
-        validation_blob=validation_blob,
+        validation=package,
         spec_cid=predict_cid(store, spec_blob),
         initial_model_cid=predict_cid(store, initial_model_blob),
-        validation_cid=validation_cid,
     )
 
 
@@ -89,7 +93,8 @@ def job_params(
     **terms: int,
 ) -> JobParams:
     """createJob's arguments: the market terms plus the artifacts' hashes, CIDs and validation
-    commitment. `terms`: JobParams' optional fields (durations, min_reliability_ppm, slash_bps)."""
+    root. `terms`: JobParams' optional fields (durations, challenge_window, min_reliability_ppm,
+    slash_bps, aggregator_bond)."""
     return JobParams(
         aggregator=aggregator,
         stake_required=stake_required,
@@ -100,7 +105,7 @@ def job_params(
         spec_cid=artifacts.spec_cid,
         initial_model_hash=artifacts.initial_model_hash,
         initial_model_cid=artifacts.initial_model_cid,
-        validation_commitment=artifacts.validation_commitment,
+        validation_root=artifacts.validation_root,
         **terms,
     )
 
@@ -108,7 +113,7 @@ def job_params(
 def publish_job(
     store: ContentStore, artifacts: JobArtifacts, upload_progress: Transfer | None = None
 ) -> None:
-    """Publish the spec and the initial weights (not the validation split) where predicted."""
+    """Publish the spec and the initial weights (not the validation chunks) where predicted."""
     published = (
         store.put(artifacts.spec_blob),
         store.put(artifacts.initial_model_blob, upload_progress),

@@ -1,8 +1,10 @@
 """`fedmarket demo`: a whole market in one process on the embedded default.
 
-Deploy → owner creates a job (escrow) → trainers register, join (stake) → R rounds of
-train / upload / commit / reveal → aggregator checks, scores, flags, aggregates, posts →
-finalize → every trainer claims → the owner takes the refund and reveals the validation split.
+Deploy → the aggregator registers its bond → owner creates a job (escrow; commits to one
+validation chunk per round) → trainers register, join (stake) → R rounds of train / upload /
+commit / reveal → aggregator checks, scores on the round's chunk, flags, aggregates, posts, then
+reveals that chunk (the round's challenge window opens) and waits for the round to be final
+before the next post → finalize → every trainer claims → the owner takes the refund.
 """
 
 from __future__ import annotations
@@ -18,19 +20,13 @@ from eth_account.signers.local import LocalAccount
 from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
-from backend.chain.market import JobInfo, MarketClient
+from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
 from backend.core.units import ETHER, PPM, score_value
-from backend.owner.lifecycle import (
-    check_validation,
-    create_job,
-    finalize_job,
-    preflight_job,
-    refund_job,
-    reveal_validation,
-)
+from backend.core.valpackage import ValidationPackage
+from backend.owner.lifecycle import create_job, finalize_job, preflight_job, refund_job
 from backend.owner.publish import job_params, prepare_job
 from backend.storage import ContentStore, LocalStore
 from trainer_client.adversaries import ATTACKS, AdversarialClient
@@ -58,6 +54,7 @@ class DemoConfig:
     rule: str = "consensus"
     codec: str = "fp32"  # fp32 | int8 | topk: what trainers send (backend.core.compression)
     seed: int = 0
+    challenge_window: int = 0  # seconds; the demo's clock jumps over a longer one
     store_dir: Path | None = None
     audit: bool = False  # re-verify the job at the end (backend.audit.verify.verify_job)
 
@@ -94,14 +91,14 @@ class DemoMarket:
 
 @dataclass
 class DemoJob:
-    """The posted job and the owner's data split."""
+    """The posted job and the owner's data split (its validation package: the split with the
+    salts and CIDs of its per-round chunks, which the owner gives the aggregator)."""
 
     job_id: int
     spec: JobSpec
     train: Dataset
-    validation: Dataset
+    validation: ValidationPackage
     test: Dataset
-    validation_blob: bytes
 
 
 @dataclass
@@ -111,12 +108,14 @@ class RoundsRun:
     submit_gas: list[int] = field(default_factory=list)
 
 
-def deploy(chain: Chain, store: LocalStore, gas: dict[str, int]) -> DemoMarket:
-    """Deploy the contract; fund the owner and the aggregator."""
+def deploy(chain: Chain, store: LocalStore, gas: dict[str, int], bond_wei: int) -> DemoMarket:
+    """Deploy the contracts; fund the owner and the aggregator, which registers `bond_wei` of
+    bond (a job can name it only if its free bond covers the job's, by default the reward)."""
     market, deployed = MarketClient.deploy(chain, chain.dev_account(0))
     gas["deploy"] = deployed.gas_used
     owner = chain.new_funded_account(100 * ETHER)
-    aggregator = chain.new_funded_account(10 * ETHER)
+    aggregator = chain.new_funded_account(bond_wei + 10 * ETHER)
+    market.register_role(aggregator, ROLE_AGGREGATOR, bond_wei)
     return DemoMarket(chain, market, store, owner, aggregator)
 
 
@@ -143,12 +142,12 @@ def demo_spec(cfg: DemoConfig, data: Dataset) -> JobSpec:
 
 
 def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
-    """The owner splits the data, publishes spec and weights, commits the validation split and
-    creates the job, through `backend.owner` as `fedmarket owner create-job` does."""
+    """The owner splits the data, publishes spec and weights, commits to the validation chunks
+    and creates the job, through `backend.owner` as `fedmarket owner create-job` does."""
     data = load_dataset(cfg.dataset)
     train, validation, test = split_train_validation_test(data, seed=cfg.seed)
     spec = demo_spec(cfg, data)
-    artifacts = prepare_job(spec, validation, demo.store)
+    artifacts = prepare_job(spec, validation, demo.store, rounds=cfg.rounds)
     params = job_params(
         artifacts,
         aggregator=demo.aggregator.address,
@@ -157,13 +156,14 @@ def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
         min_trainers=cfg.trainers,
         max_trainers=cfg.trainers,
         slash_bps=cfg.slash_bps,
+        challenge_window=cfg.challenge_window,
     )
     preflight_job(demo.market, demo.owner, params, cfg.reward_wei)
     job_id, created = create_job(
         demo.market, demo.store, demo.owner, artifacts, params, cfg.reward_wei
     )
     gas["create_job"] = created.gas_used
-    return DemoJob(job_id, spec, train, validation, test, artifacts.validation_blob)
+    return DemoJob(job_id, spec, train, artifacts.validation, test)
 
 
 def register_trainers(
@@ -190,10 +190,23 @@ def register_trainers(
     return clients
 
 
+def wait_until_final(demo: DemoMarket, driver: RoundDriver) -> None:
+    """Let the last posted round become final: its chunk is revealed, so only the challenge
+    window can remain; the demo's clock jumps over it (nobody challenges in the demo)."""
+    reason = driver.not_final_reason()
+    if reason is None:
+        return
+    final_at = int(demo.market.job(driver.job_id).finalAt)
+    if final_at == 0:  # the aggregator reveals right after posting: cannot happen here
+        raise RuntimeError(f"job {driver.job_id}: {reason}")
+    demo.chain.advance_time(final_at - demo.chain.now())
+
+
 def run_rounds(
     cfg: DemoConfig, demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], tick: Progress
 ) -> RoundsRun:
-    """Every round: all trainers commit, then reveal; the aggregator posts; test accuracy."""
+    """Every round: all trainers commit, then reveal; once the previous round is final the
+    aggregator posts, then reveals the round's validation chunk; test accuracy."""
     driver = RoundDriver(demo.market, demo.store, demo.aggregator, job.job_id, job.validation)
     run = RoundsRun()
     steps = cfg.rounds * (cfg.trainers + 1)
@@ -204,28 +217,27 @@ def run_rounds(
         for k, client in enumerate(clients):
             run.submit_gas[-cfg.trainers + k] += client.reveal(job.job_id, r)
         tick(f"round {r}: aggregating", r * (cfg.trainers + 1) - 1, steps)
+        wait_until_final(demo, driver)
         report = driver.run_round()
+        driver.reveal_chunk()  # as the aggregator service does, right after the post
         run.reports.append(report)
         _, acc = evaluate(job.spec.model, report.outcome.next_weights, job.test.x, job.test.y)
         run.accuracy.append(round(acc, 4))
     tick("settling", steps, steps)
+    wait_until_final(demo, driver)
     return run
 
 
 def settle(
     demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], gas: dict[str, int]
 ) -> JobInfo:
-    """Finalize, every trainer claims, the owner takes the refund and reveals the validation
-    split. Returns the job as it stood before the refund (escrow, refund, slashed pool)."""
+    """Finalize (every round is final by now), every trainer claims, the owner takes the
+    refund. Returns the job as it stood before the refund (escrow, refund, slashed pool)."""
     gas["finalize"] = finalize_job(demo.market, demo.owner, job.job_id).gas_used
     for client in clients:
         demo.market.claim(client.account, job.job_id)
     settled = demo.market.job(job.job_id)
     refund_job(demo.market, demo.owner, job.job_id)
-    checked = check_validation(
-        settled, demo.store, job.validation_blob, "the demo's validation split"
-    )
-    reveal_validation(demo.market, demo.store, demo.owner, job.job_id, checked)
     return settled
 
 
@@ -305,7 +317,7 @@ def run_demo(
     store_dir = cfg.store_dir or Path(tempfile.mkdtemp(prefix="fedmarket-demo-"))
     gas: dict[str, int] = {}
     tick("deploying contracts", 0, 1)
-    demo = deploy(chain or embedded_chain(), LocalStore(store_dir), gas)
+    demo = deploy(chain or embedded_chain(), LocalStore(store_dir), gas, cfg.reward_wei)
     job = post_job(cfg, demo, gas)
     clients = register_trainers(cfg, demo, job, tick)
     run = run_rounds(cfg, demo, job, clients, tick)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from backend.chain.base import Chain
 from backend.core.datasets import load_digits_dataset, split_train_validation_test
 
 ETHER = 10**18
@@ -18,5 +17,6 @@ def digits():
 
 
 @pytest.fixture
-def aggregator(chain: Chain) -> LocalAccount:
-    return chain.new_funded_account(10 * ETHER)
+def aggregator(new_aggregator) -> LocalAccount:
+    """A registered aggregator whose bond covers three jobs' (10 ETH each, the reward)."""
+    return new_aggregator(30 * ETHER)

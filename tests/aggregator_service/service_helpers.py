@@ -7,16 +7,13 @@ from dataclasses import dataclass, field
 
 from aggregator.service import AggregatorService
 from backend.chain.base import Chain
-from backend.chain.market import JobParams, MarketClient, commitment_hash, validation_commitment
+from backend.chain.market import JobParams, MarketClient, commitment_hash
 from backend.core import codec
-from backend.core.datasets import (
-    Dataset,
-    shard,
-    to_npz_bytes,
-)
+from backend.core.datasets import Dataset, shard
 from backend.core.jobspec import JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, build_model, get_weights
-from backend.storage import LocalStore, sha256_bytes
+from backend.core.valpackage import ValidationPackage, build_package
+from backend.storage import LocalStore, raw_cid, sha256_bytes
 from trainer_client.client import PendingReveal, TrainerClient
 
 ETHER = 10**18
@@ -26,9 +23,15 @@ ETHER = 10**18
 class Job:
     job_id: int
     clients: list[TrainerClient]
-    validation: Dataset
-    validation_blob: bytes
+    owner: object  # LocalAccount
+    validation: Dataset  # the plain split: scores, but cannot reveal chunks
+    package: ValidationPackage  # what the owner hands the aggregator: it reveals chunks too
     deltas: dict[tuple[int, int], object] = field(default_factory=dict)  # (round, i) -> delta
+
+    @property
+    def validation_blob(self) -> bytes:
+        """The package file the owner gives the aggregator."""
+        return self.package.to_bytes()
 
 
 def make_job(
@@ -41,15 +44,18 @@ def make_job(
     trainers: int = 3,
     rounds: int = 2,
     seed: int = 0,
+    challenge_window: int = 0,
 ) -> Job:
+    """A job naming `aggregator` (registered with enough bond: see the `aggregator` fixture)
+    whose trainers joined; the owner's validation package cuts `digits`' split per round."""
     train, val = digits
     spec = JobSpec(
         model=ModelSpec(hidden=[8], seed=seed), training=TrainingSpec(local_epochs=1, lr=0.1)
     )
     spec_blob = spec.to_bytes()
     initial = codec.encode(get_weights(build_model(spec.model)))
-    val_blob = to_npz_bytes(val)
-    spec_cid, model_cid, val_cid = (store.put(b) for b in (spec_blob, initial, val_blob))
+    package = build_package(val, rounds, raw_cid)
+    spec_cid, model_cid = (store.put(b) for b in (spec_blob, initial))
     owner = chain.new_funded_account(20 * ETHER)
     params = JobParams(
         aggregator=aggregator,
@@ -61,7 +67,8 @@ def make_job(
         spec_cid=spec_cid,
         initial_model_hash=sha256_bytes(initial),
         initial_model_cid=model_cid,
-        validation_commitment=validation_commitment(sha256_bytes(val_blob), val_cid),
+        validation_root=package.root,
+        challenge_window=challenge_window,
     )
     job_id, _ = market.create_job(owner, params, 10 * ETHER)
     clients = []
@@ -70,7 +77,7 @@ def make_job(
         market.register(acct, 2 * ETHER)
         market.join(acct, job_id)
         clients.append(TrainerClient(market, store, acct, part, seed=seed * 100 + i))
-    return Job(job_id, clients, val, val_blob)
+    return Job(job_id, clients, owner, val, package)
 
 
 def commit_raw(client: TrainerClient, job_id: int, round_: int, blob: bytes) -> str:

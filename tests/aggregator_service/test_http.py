@@ -14,7 +14,7 @@ from service_helpers import make_job, new_service, play_round
 
 from aggregator.service import AggregatorService, create_app
 from backend.chain.embedded import embedded_chain
-from backend.chain.market import MarketClient
+from backend.chain.market import ROLE_AGGREGATOR, MarketClient
 from backend.storage import LocalStore
 
 ETHER = 10**18
@@ -36,9 +36,10 @@ def served(tmp_path_factory, digits) -> Served:
     chain = embedded_chain()
     market, _ = MarketClient.deploy(chain, chain.dev_account(0))
     store = LocalStore(root / "store")
-    account = chain.new_funded_account(10 * ETHER)
+    account = chain.new_funded_account(11 * ETHER)
+    market.register_role(account, ROLE_AGGREGATOR, 10 * ETHER)
     job = make_job(chain, market, store, account.address, digits, rounds=2, seed=7)
-    vals = {job.job_id: job.validation}
+    vals = {job.job_id: job.package}
     service = new_service(market, store, account, root / "journal", validation=vals)
     service.poll_once()
     play_round(job, 1)

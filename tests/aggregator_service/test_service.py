@@ -24,13 +24,13 @@ def _posted_rounds(market, job_id: int) -> list[int]:
 
 
 def test_two_jobs_each_round_posted_once_and_endpoints(
-    chain, market, store, aggregator, digits, tmp_path
+    chain, market, store, aggregator, new_aggregator, digits, tmp_path
 ) -> None:
     a = make_job(chain, market, store, aggregator.address, digits, seed=1)
     b = make_job(chain, market, store, aggregator.address, digits, seed=2)
-    stranger = chain.new_funded_account(10**18).address
+    stranger = new_aggregator().address
     other = make_job(chain, market, store, stranger, digits, trainers=1, rounds=1)
-    vals = {a.job_id: a.validation, b.job_id: b.validation}
+    vals = {a.job_id: a.package, b.job_id: b.package}
     service = new_service(market, store, aggregator, tmp_path / "j", validation=vals)
     assert service.poll_once() == {a.job_id: "waiting (commit)", b.job_id: "waiting (commit)"}
     assert other.job_id not in service.jobs
@@ -44,6 +44,15 @@ def test_two_jobs_each_round_posted_once_and_endpoints(
     for job in (a, b):
         assert _posted_rounds(market, job.job_id) == [1, 2]
         assert market.job(job.job_id).status == JobStatus.FINISHED
+        # each round's validation chunk was published and revealed right after its post
+        chunks = market.validation_chunks(job.job_id)
+        assert sorted(chunks) == [1, 2]
+        for r, (content_hash, cid) in chunks.items():
+            assert store.get(cid) == job.package.reveal(r).blob
+            assert content_hash == job.package.reveal(r).content_hash
+        market.finalize(job.owner, job.job_id)  # the last round is final: the job settles
+        assert market.job(job.job_id).status == JobStatus.SETTLED
+    service.poll_once()
 
     with TestClient(create_app(service, start_watcher=False)) as http:
         health = http.get("/health").json()
@@ -52,7 +61,8 @@ def test_two_jobs_each_round_posted_once_and_endpoints(
         assert health["watcher_running"] is False
         jobs = {j["job_id"]: j for j in http.get("/jobs").json()}
         assert set(jobs) == {a.job_id, b.job_id}
-        assert jobs[a.job_id]["status"] == "finished"
+        assert jobs[a.job_id]["status"] == "settled"
+        assert jobs[a.job_id]["validation_matches_commitment"] is True
         assert jobs[a.job_id]["posted_rounds"] == [1, 2]
         rounds = http.get(f"/jobs/{a.job_id}/rounds").json()
         assert [r["round"] for r in rounds] == [1, 2]
@@ -62,6 +72,7 @@ def test_two_jobs_each_round_posted_once_and_endpoints(
             assert r["reasons"] == post.reasons and r["scores"] == post.scores
             assert r["tx_hash"] == post.tx_hash
             assert r["model_hash"] == "0x" + post.model_hash.hex()
+            assert r["chunk_cid"] == market.validation_chunks(a.job_id)[r["round"]][1]
             assert 0 <= r["accuracy"] <= 1 and r["loss_after"] > 0
             assert len(r["details"]) == len(r["trainers"]) == 3
         assert http.get(f"/jobs/{other.job_id}/rounds").status_code == 404
@@ -78,7 +89,7 @@ def test_restart_resumes_rebuilds_history_and_posts_each_round_once(
     chain, market, store, aggregator, digits, tmp_path, monkeypatch
 ) -> None:
     job = make_job(chain, market, store, aggregator.address, digits, rounds=4, seed=3)
-    vals = {job.job_id: job.validation}
+    vals = {job.job_id: job.package}
     journal = tmp_path / "journal"
 
     # incarnation 1 posts round 1, then dies
@@ -107,11 +118,19 @@ def test_restart_resumes_rebuilds_history_and_posts_each_round_once(
         with pytest.raises(Crash):
             s3.poll_once()
     assert _posted_rounds(market, job.job_id) == [1, 2]
+    # incarnation 4 dies after posting round 3, before revealing its chunk
     s4 = new_service(market, store, aggregator, journal, validation=vals)
-    assert s4.poll_once()[job.job_id] == "posted round 3"
+    with monkeypatch.context() as m:
+        m.setattr(RoundDriver, "reveal_chunk", lambda self: None)
+        assert s4.poll_once()[job.job_id] == "posted round 3"
+    assert sorted(market.validation_chunks(job.job_id)) == [1, 2]
+    s4 = new_service(market, store, aggregator, journal, validation=vals)
+    assert s4.poll_once()[job.job_id] == "revealed round 3's validation chunk"
+    play_round(job, 4)
+    assert sorted(market.validation_chunks(job.job_id)) == [1, 2, 3]
+    assert s4.jobs[job.job_id].journal[3]["chunk_cid"] == market.validation_chunks(job.job_id)[3][1]
 
     # a stale incarnation (s2: state from round 2) cannot post round 3 again
-    play_round(job, 4)
     stale = s2.jobs[job.job_id].driver
     assert stale.rounds_done == 2
     with pytest.raises(RoundAlreadyPosted):
@@ -136,7 +155,7 @@ def test_post_revert_is_logged_and_the_loop_survives(
     job = make_job(chain, market, store, aggregator.address, digits, rounds=1, seed=4)
     play_round(job, 1)
     service = new_service(
-        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.validation}
+        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.package}
     )
     original = RoundDriver.post
 
@@ -170,7 +189,7 @@ def test_bad_blobs_get_reasons_on_chain_and_the_round_closes(
     (store.blobs / raw_cid(tampered)).write_bytes(b"tampered" + tampered)
     (store.blobs / raw_cid(missing)).unlink()
     service = new_service(
-        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.validation}
+        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.package}
     )
     assert service.poll_once()[job.job_id] == "posted round 1"
     (post,) = market.round_posts(job.job_id)
@@ -212,7 +231,7 @@ def test_store_outage_backs_off_and_one_unreachable_blob_is_reason_2(
     job = make_job(chain, market, store, aggregator.address, digits, trainers=4, rounds=1)
     flaky = FlakyStore(store)
     service = new_service(
-        market, flaky, aggregator, tmp_path / "j", validation={job.job_id: job.validation}
+        market, flaky, aggregator, tmp_path / "j", validation={job.job_id: job.package}
     )
     assert service.poll_once()[job.job_id] == "waiting (commit)"
     play_round(job, 1)
@@ -253,6 +272,68 @@ def test_job_without_validation_is_reported_not_crashed(
     (vdir / f"{job.job_id}.npz").write_bytes(job.validation_blob)
     assert service.poll_once()[job.job_id] == "posted round 1"
     assert service.job_view(job.job_id).validation_matches_commitment is True
+    assert sorted(market.validation_chunks(job.job_id)) == [1]  # the package revealed it
+
+
+def test_plain_split_scores_but_waits_for_the_owners_chunk_reveal(
+    chain, market, store, aggregator, digits, tmp_path
+) -> None:
+    """Without the chunks' salts the service cannot reveal: round 2 waits (no failure) until
+    the owner reveals round 1's chunk, then is posted on round 2's chunk."""
+    from backend.owner.lifecycle import reveal_chunk
+
+    job = make_job(chain, market, store, aggregator.address, digits, rounds=2, seed=6)
+    service = new_service(
+        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.validation}
+    )
+    play_round(job, 1)
+    assert service.poll_once()[job.job_id] == "posted round 1"
+    assert service.job_view(job.job_id).validation_matches_commitment is None
+    assert market.validation_chunks(job.job_id) == {}
+    play_round(job, 2)
+    action = service.poll_once()[job.job_id]
+    assert action == "waiting (round 1's validation chunk is not revealed yet)"
+    assert "not revealed" in service.job_view(job.job_id).status
+    revealed = reveal_chunk(market, store, job.owner, market.job(job.job_id), job.package)
+    assert revealed is not None and revealed.round == 1
+    assert reveal_chunk(market, store, job.owner, market.job(job.job_id), job.package) is None
+    assert service.poll_once()[job.job_id] == "posted round 2"
+    assert _posted_rounds(market, job.job_id) == [1, 2]
+    replayed = new_service(
+        market, store, aggregator, tmp_path / "j2", validation={job.job_id: job.validation}
+    )
+    replayed.poll_once()
+    assert replayed.jobs[job.job_id].replay_mismatches == []  # each round on its own chunk
+
+
+def test_challenge_window_and_a_wrong_package(
+    chain, market, store, aggregator, digits, tmp_path
+) -> None:
+    """Round 2 waits out round 1's challenge window; a package that does not match the job's
+    root is reported and reveals nothing."""
+    from backend.core.valpackage import build_package
+    from backend.storage import raw_cid
+
+    job = make_job(chain, market, store, aggregator.address, digits, seed=7, challenge_window=600)
+    wrong = build_package(job.validation, 2, raw_cid)  # other salts: another root
+    wrong_service = new_service(
+        market, store, aggregator, tmp_path / "w", validation={job.job_id: wrong}
+    )
+    wrong_service.poll_once()
+    assert wrong_service.job_view(job.job_id).validation_matches_commitment is False
+    service = new_service(
+        market, store, aggregator, tmp_path / "j", validation={job.job_id: job.package}
+    )
+    play_round(job, 1)
+    assert service.poll_once()[job.job_id] == "posted round 1"
+    final_at = int(market.job(job.job_id).finalAt)
+    assert final_at > chain.now()
+    play_round(job, 2)
+    action = service.poll_once()[job.job_id]
+    assert action.startswith("waiting (round 1 is open to challenges until")
+    chain.advance_time(final_at - chain.now() + 1)
+    assert service.poll_once()[job.job_id] == "posted round 2"
+    assert sorted(market.validation_chunks(job.job_id)) == [1, 2]
 
 
 def _free_port() -> int:

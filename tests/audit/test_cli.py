@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import backend.cli.audit as cli_audit
 from backend.cli.main import app
-from tests.audit.conftest import ROUNDS, TRAINERS
+from tests.audit.conftest import ROUNDS, TRAINERS, Indexed
 
 runner = CliRunner()
 
@@ -28,7 +28,7 @@ def test_audit_jobs_job_trainer_print_what_the_api_serves(indexed, api_client) -
     assert rec["job"] == api_client.get("/jobs/1").json()
     assert len(rec["rounds"]) == ROUNDS and len(rec["submissions"]) == ROUNDS * TRAINERS
     assert rec["payouts"] == api_client.get("/jobs/1/payouts").json()["items"]
-    bad = next(t["address"] for t in indexed.demo.summary["trainers"] if t["attack"])
+    bad = indexed.attacker
     tr = _json(["audit", "trainer", bad, *db])
     assert tr["address"] == bad and len(tr["slashes"]) == ROUNDS
 
@@ -38,9 +38,20 @@ def test_audit_jobs_job_trainer_print_what_the_api_serves(indexed, api_client) -
         "outlier" in table.stdout and "Payouts" in table.stdout and "owner refund" in table.stdout
     )
     table = runner.invoke(app, ["audit", "jobs", *db])
-    assert table.exit_code == 0 and "settled" in table.stdout
+    assert table.exit_code == 0 and "settled" in table.stdout and "3/3" in table.stdout
     table = runner.invoke(app, ["audit", "trainer", bad, *db])
     assert table.exit_code == 0 and "Slashes" in table.stdout
+
+
+def test_audit_job_shows_corrections_and_disputes(indexed: Indexed) -> None:
+    db = ["--db", indexed.db_url]
+    job_id = str(indexed.disputed.job.job_id)
+    rec = _json(["audit", "job", job_id, *db])
+    assert [d["outcome"] for d in rec["disputes"]] == ["upheld", "overturned"]
+    table = runner.invoke(app, ["audit", "job", job_id, *db], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    assert "2 (corrected)" in table.stdout and "Disputes" in table.stdout
+    assert "overturned · corrected" in table.stdout and "2 dispute(s)" in table.stdout
 
 
 @pytest.mark.parametrize(
@@ -78,21 +89,26 @@ def test_audit_index_and_verify_need_a_market_address(monkeypatch, tmp_path) -> 
 
 
 def test_audit_index_resumes(indexed, monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(cli_audit, "_market", lambda settings: indexed.demo.market)
+    monkeypatch.setattr(cli_audit, "_market", lambda settings: indexed.m.market)
     db = ["--db", f"sqlite:///{tmp_path / 'cli.db'}"]
     first = runner.invoke(app, ["audit", "index", *db, "--batch", "8"])
     assert first.exit_code == 0, first.output
     assert f"{indexed.stats.inserted} new" in first.stdout
     second = runner.invoke(app, ["audit", "index", *db])
     assert second.exit_code == 0 and " 0 new" in second.stdout
-    assert _json(["audit", "jobs", *db])[0]["job_id"] == 1
+    assert [j["job_id"] for j in _json(["audit", "jobs", *db])] == [3, 2, 1]
 
 
 def test_audit_verify_ok(indexed, monkeypatch) -> None:
-    monkeypatch.setattr(cli_audit, "_market", lambda settings: indexed.demo.market)
-    store = indexed.demo.summary["store"]
+    monkeypatch.setattr(cli_audit, "_market", lambda settings: indexed.m.market)
+    store = str(indexed.m.store.root)
     report = _json(["audit", "verify", "1", "--store-dir", store])
     assert report["ok"] is True and report["rounds_verified"] == ROUNDS
+    assert report["unverified"] == [] and report["chunks_revealed"] == [1, 2, 3]
+    corrected = _json(["audit", "verify", "2", "--store-dir", store])
+    assert corrected["ok"] is True
+    assert [r["corrected"] for r in corrected["rounds"]] == [False, True]
+    assert "recomputed" not in corrected["rounds"][0]  # the model blob stays out of the JSON
 
 
 def test_demo_audit_flag_adds_the_audit_to_the_json() -> None:

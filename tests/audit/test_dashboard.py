@@ -45,7 +45,7 @@ def served(indexed):
     from backend.audit.api import create_api
 
     port = _free_port()
-    app = create_api(indexed.db_url, store=indexed.demo.store)
+    app = create_api(indexed.db_url, store=indexed.m.store)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -67,19 +67,14 @@ def served(indexed):
     thread.join(timeout=10)
 
 
-def test_dashboard_renders_in_chromium(served) -> None:
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "dashboard.png"
-    shot.unlink(missing_ok=True)
+def _render(served: str, job_id: int, shot: Path) -> dict:
     env = {
         **os.environ,
         "CHROMIUM": CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
     }
+    shot.unlink(missing_ok=True)
     proc = subprocess.run(
-        ["node", str(BROWSER_DIR / "dashboard.js"), f"{served}/#job=1", str(shot)],
+        ["node", str(BROWSER_DIR / "dashboard.js"), f"{served}/#job={job_id}", str(shot)],
         cwd=BROWSER_DIR,
         capture_output=True,
         text=True,
@@ -90,7 +85,17 @@ def test_dashboard_renders_in_chromium(served) -> None:
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["ready"] == "1", seen
     assert seen["console_errors"] == [] and seen["external_requests"] == [], seen
-    assert seen["jobs"] == 1
+    assert seen["jobs"] == 3
+    return seen
+
+
+def test_dashboard_renders_in_chromium(served) -> None:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    seen = _render(served, 1, shot)
     assert seen["total_points"] == ROUNDS  # one point per posted round
     assert seen["metric_points"] == 2 * (ROUNDS + 1)  # accuracy + loss, initial model + rounds
     assert seen["contrib_bars"] == (TRAINERS - 1) * ROUNDS  # honest trainers' scores, stacked
@@ -99,3 +104,15 @@ def test_dashboard_renders_in_chromium(served) -> None:
     assert seen["payout_rows"] == 2 * TRAINERS and seen["reliability_bars"] == TRAINERS
     assert seen["flag_rows"] == ROUNDS
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_dashboard_shows_a_disputed_job_by_its_results_of_record(served) -> None:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    ARTIFACTS.mkdir(exist_ok=True)
+    seen = _render(served, 2, ARTIFACTS / "dashboard-disputed.png")
+    assert seen["total_points"] == 2
+    # the false flag was corrected: no cross, and the flags card has no table at all
+    assert seen["flag_marks"] == 0 and seen["flag_rows"] == -1
+    assert seen["contrib_bars"] == 3 * 2

@@ -22,7 +22,7 @@ EXAMPLES = 20
 def api_schema(indexed):
     from backend.audit.api import create_api
 
-    app = create_api(indexed.db_url, store=indexed.demo.store)
+    app = create_api(indexed.db_url, store=indexed.m.store)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -1,135 +1,245 @@
-"""Re-verification: an honest job verifies; a lying aggregator is caught, round by round."""
+"""Re-verification with per-round validation chunks: an honest job verifies round by round, the
+digest `verify_round` recomputes is the one the aggregator posted, a corrected round is checked
+against its correction, a lying aggregator is caught, and what cannot be verified (yet) is said
+so — never blamed on the aggregator."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from backend.audit.verify import VerifyReport, verify_job
-from backend.chain.market import JobParams, MarketClient
+from backend.audit.verify import CannotVerify, VerifyReport, verify_job, verify_round
+from backend.chain.market import round_digest
 from backend.core import codec
-from backend.simulation.demo import DemoConfig, DemoResult, run_demo
-from backend.storage import sha256_bytes
-from tests.audit.conftest import ROUNDS
+from backend.core.errors import Reason, StorageUnavailable
+from backend.core.models import template_of
+from backend.storage import LocalStore
+from tests.audit.conftest import ROUNDS, VICTIM, Indexed
+from tests.audit.jobs import Job, new_job, new_market
 
 BUMP = 12_345
 
 
-def test_the_honest_demo_verifies(indexed) -> None:
-    assert indexed.demo.summary["audit"] == {"rounds_verified": ROUNDS, "mismatches": 0}
-    report = verify_job(indexed.demo.market, indexed.demo.store, indexed.demo.summary["job_id"])
-    assert report.ok and report.validation_revealed and report.error is None
+def _digest(job_id: int, post) -> bytes:
+    return round_digest(job_id, post.round, post.model_hash, post.scores, post.reasons)
+
+
+# -- an honest job ------------------------------------------------------------------------------
+def test_the_honest_job_verifies_round_by_round_with_its_chunks(indexed: Indexed) -> None:
+    job = indexed.honest
+    report = verify_job(indexed.m.market, indexed.m.store, job.job_id)
+    assert report.ok and report.error is None and report.unverified == []
+    assert report.chunks_revealed == list(range(1, ROUNDS + 1))
     assert [r.round for r in report.rounds] == list(range(1, ROUNDS + 1))
-    assert all(r.ok and not r.mismatches for r in report.rounds)
-    for r, posted in zip(report.rounds, indexed.demo.rounds, strict=True):
+    assert all(r.ok and r.matches and not r.corrected for r in report.rounds)
+    for r, posted in zip(report.rounds, job.reports, strict=True):
         assert r.scores_recomputed == posted.outcome.scores_fp
         assert r.model_hash_recomputed == "0x" + posted.model_hash.hex()
-    for t in indexed.demo.summary["trainers"]:
-        assert report.payouts[t["address"]]["expected_wei"] == t["reward_wei"]
+        # scored on its own chunk: the recomputed loss is the aggregator's (on chunk r)
+        assert r.validation_loss == pytest.approx(posted.outcome.loss_after, abs=1e-12)
+    for client in job.clients:
+        paid = report.payouts[client.address]
+        assert paid["claimed"] == 1 and paid["reward_wei"] == paid["expected_wei"]
+    assert set(report.to_dict()) >= {"ok", "rounds_verified", "unverified", "chunks_revealed"}
 
 
+def test_verify_round_digest_is_what_the_aggregator_posted(indexed: Indexed) -> None:
+    m, job = indexed.m, indexed.honest
+    for r in range(1, ROUNDS + 1):
+        check = verify_round(m.market, m.store, job.job_id, r)
+        posted = job.posted(r)
+        assert check.digest == _digest(job.job_id, posted)
+        assert check.matches and check.ok and check.digest_posted == check.digest_recomputed
+        assert check.model_hash == posted.model_hash
+        assert check.scores == posted.scores and check.reasons == posted.reasons
+        assert check.model_blob == m.store.get(posted.model_cid)
+        fix = check.recomputed.as_post(posted.model_cid)  # type: ignore[union-attr]
+        assert (fix.model_hash, fix.scores, fix.reasons) == (
+            posted.model_hash,
+            posted.scores,
+            posted.reasons,
+        )
+
+
+def test_the_committee_voted_the_posted_digest_of_an_honest_round(indexed: Indexed) -> None:
+    d, market = indexed.disputed, indexed.m.market
+    upheld = market.dispute(d.upheld_id)
+    # what verify_round computed the moment round 1's chunk was public: the digest on chain
+    assert d.round1.matches
+    assert d.round1.digest == bytes(upheld["postedDigest"]) == bytes(upheld["winning"])
+    assert int(upheld["state"]) == 2  # upheld
+
+
+# -- a disputed, corrected round ----------------------------------------------------------------
+def test_a_false_flag_is_caught_before_the_correction(indexed: Indexed) -> None:
+    d = indexed.disputed
+    check, victim = d.round2, d.job.trainers[VICTIM]
+    assert not check.matches and not check.ok and not check.corrected
+    assert {(m.trainer, m.field) for m in check.mismatches} == {
+        (victim, "reason"),
+        (victim, "score"),
+    }
+    reason = next(m for m in check.mismatches if m.field == "reason")
+    assert (reason.posted, reason.recomputed) == (Reason.OUTLIER, Reason.ACCEPTED)
+    assert check.digest != _digest(d.job.job_id, d.job.posted(2))
+    overturned = indexed.m.market.dispute(d.overturned_id)
+    assert int(overturned["state"]) == 4  # corrected
+    assert bytes(overturned["winning"]) == check.digest
+
+
+def test_a_corrected_round_is_checked_against_its_correction(indexed: Indexed) -> None:
+    m, d = indexed.m, indexed.disputed
+    job_id = d.job.job_id
+    report = verify_job(m.market, m.store, job_id)
+    assert report.ok, [x.describe() for x in report.mismatches]
+    assert report.status == "settled"
+    assert [(r.round, r.corrected, r.ok) for r in report.rounds] == [
+        (1, False, True),
+        (2, True, True),
+    ]
+    r2 = report.rounds[1]
+    fixed = m.market.corrections(job_id)[2]
+    assert r2.digest_posted == "0x" + _digest(job_id, fixed).hex() == "0x" + d.round2.digest.hex()
+    assert r2.reasons_posted[VICTIM] == Reason.ACCEPTED  # the result of record, not the lie
+    # verify_round of the corrected round now matches (the correction is the result of record)
+    again = verify_round(m.market, m.store, job_id, 2)
+    assert again.matches and again.corrected and again.digest == d.round2.digest
+    # settlement: the reversed slash no longer counts, rewards follow the corrected scores
+    assert int(m.market.job(job_id).slashedPool) == 0
+    for t in d.job.trainers:
+        assert report.payouts[t]["reward_wei"] == report.payouts[t]["expected_wei"] > 0
+
+
+# -- what cannot be verified (yet) --------------------------------------------------------------
+def test_a_round_whose_chunk_is_not_revealed_cannot_be_verified_yet(indexed: Indexed) -> None:
+    m, job = indexed.m, indexed.pending
+    report = verify_job(m.market, m.store, job.job_id)
+    assert report.ok and report.rounds == [] and report.chunks_revealed == []
+    (u,) = report.unverified
+    assert u.round == 1 and u.describe() == (
+        "round 1: cannot verify yet: its validation chunk is not revealed yet"
+    )
+    with pytest.raises(CannotVerify, match="not revealed yet"):
+        verify_round(m.market, m.store, job.job_id, 1)
+    with pytest.raises(CannotVerify, match="not posted"):
+        verify_round(m.market, m.store, job.job_id, 2)
+
+
+class DownStore:
+    """The auditor's own store, unreachable."""
+
+    def put(self, data, progress=None):
+        raise StorageUnavailable("connection refused")
+
+    def get(self, cid, progress=None):
+        raise StorageUnavailable("connection refused")
+
+    def has(self, cid):
+        raise StorageUnavailable("connection refused")
+
+
+class FlakyStore(LocalStore):
+    """A store that is up for the validation chunks and the spec, down for updates and models."""
+
+    def __init__(self, inner: LocalStore, up: set[str]) -> None:
+        super().__init__(inner.root)
+        self.up = up
+
+    def get(self, cid, progress=None):
+        if cid not in self.up:
+            raise StorageUnavailable("connection reset")
+        return super().get(cid, progress)
+
+
+def test_an_outage_of_the_auditors_store_never_accuses_the_aggregator(indexed: Indexed) -> None:
+    m, job = indexed.m, indexed.honest
+    with pytest.raises(CannotVerify, match="unreachable"):
+        verify_round(m.market, DownStore(), job.job_id, 1)
+    up = {cid for _, cid in m.market.validation_chunks(job.job_id).values()}
+    up.add(m.market.spec_pointer(job.job_id)[1])
+    flaky = FlakyStore(m.store, up)
+    with pytest.raises(CannotVerify, match="cannot verify"):
+        verify_round(m.market, flaky, job.job_id, 2)
+    report = verify_job(m.market, flaky, job.job_id)
+    assert not report.ok and report.mismatches == [] and report.rounds == []
+    assert report.error is not None and "cannot verify" in report.error
+
+
+# -- a lying aggregator, unchallenged -----------------------------------------------------------
 @dataclass
 class Tampered:
-    demo: DemoResult
+    job: Job
     victim: str  # whose round-1 score the aggregator inflated
     posted_model: bytes  # the (wrong) model hash posted in the last round
     report: VerifyReport
 
 
+def _bump_a_score(job: Job) -> str:
+    pending = job.compute()
+    outcomes = list(pending.outcome.outcomes)
+    k = next(i for i, o in enumerate(outcomes) if o.reason == Reason.ACCEPTED)
+    outcomes[k] = dataclasses.replace(outcomes[k], score_fp=outcomes[k].score_fp + BUMP)
+    job.post(
+        dataclasses.replace(
+            pending, outcome=dataclasses.replace(pending.outcome, outcomes=outcomes)
+        )
+    )
+    return job.trainers[k]
+
+
+def _wrong_model(job: Job) -> bytes:
+    """Post a slightly different (but stored) model: only its hash gives it away."""
+    pending = job.compute()
+    tensors = codec.decode(pending.outcome.next_model_blob, template_of(job.spec.model))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + np.float32(1e-3)
+    bad = codec.encode(tensors)
+    outcome = dataclasses.replace(pending.outcome, next_model_blob=bad)
+    return job.post(dataclasses.replace(pending, outcome=outcome)).model_hash
+
+
 @pytest.fixture(scope="module")
 def tampered(tmp_path_factory) -> Tampered:
-    """A job whose aggregator lies: +BUMP on one score in round 1, a wrong model in round 2."""
-    honest_post = MarketClient.post_round
-    seen: dict[str, object] = {}
-
-    def lying_post(self, aggregator, job_id, round_, model_hash, model_cid, scores, reasons):
-        scores = list(scores)
-        if round_ == 1:
-            k = next(i for i, r in enumerate(reasons) if r == 0)
-            scores[k] += BUMP
-            seen["victim"] = self.participants(job_id)[k]
-        if round_ == 2:
-            # a slightly different model, stored so it is available: only the hash gives it away
-            store = seen["store"]
-            blob = store.get(model_cid)  # type: ignore[attr-defined]
-            spec_hash, spec_cid = self.spec_pointer(job_id)
-            from backend.core.jobspec import JobSpec
-            from backend.core.models import template_of
-            from backend.storage import fetch_verified
-
-            spec = JobSpec.from_bytes(fetch_verified(store, spec_cid, spec_hash))  # type: ignore[arg-type]
-            tensors = codec.decode(blob, template_of(spec.model))
-            name = sorted(tensors)[0]
-            tensors[name] = tensors[name] + np.float32(1e-3)
-            bad = codec.encode(tensors)
-            model_cid = store.put(bad)  # type: ignore[attr-defined]
-            model_hash = sha256_bytes(bad)
-            seen["model"] = model_hash
-        return honest_post(self, aggregator, job_id, round_, model_hash, model_cid, scores, reasons)
-
-    root = tmp_path_factory.mktemp("tampered")
-    from backend.storage import LocalStore
-
-    seen["store"] = LocalStore(root / "store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(MarketClient, "post_round", lying_post)
-        demo = run_demo(
-            DemoConfig(trainers=3, attackers=0, rounds=2, store_dir=root / "store", audit=True)
-        )
-    report = verify_job(demo.market, demo.store, demo.summary["job_id"])
-    return Tampered(demo, str(seen["victim"]), seen["model"], report)  # type: ignore[arg-type]
+    """A job whose aggregator lies, unchallenged: +BUMP on one score in round 1, a wrong model
+    in round 2."""
+    m = new_market(tmp_path_factory.mktemp("tampered") / "store")
+    job = new_job(m, trainers=3, rounds=2, seed=3)
+    job.train(1)
+    victim = _bump_a_score(job)
+    job.reveal_chunk(1)
+    job.wait_final()
+    job.train(2)
+    model = _wrong_model(job)
+    job.reveal_chunk(2)
+    job.wait_final()
+    job.settle()
+    report = verify_job(m.market, m.store, job.job_id)
+    return Tampered(job, victim, model, report)
 
 
 def test_verify_catches_a_tampered_score(tampered: Tampered) -> None:
     report = tampered.report
     assert not report.ok
     r1 = report.rounds[0]
-    assert not r1.ok
+    assert not r1.ok and not r1.matches
     (m,) = r1.mismatches
     assert (m.round, m.trainer, m.field) == (1, tampered.victim, "score")
     assert m.posted == m.recomputed + BUMP
     assert f"trainer {tampered.victim}: score posted {m.posted}" in m.describe()
-    # the demo's own --audit went through the same code and counted both lies
-    assert tampered.demo.summary["audit"] == {"rounds_verified": 2, "mismatches": 2}
 
 
 def test_verify_catches_a_wrong_model_hash(tampered: Tampered) -> None:
     report = tampered.report
     r2 = report.rounds[1]
-    assert not r2.ok
+    assert not r2.ok and not r2.matches
     (m,) = r2.mismatches
     assert (m.round, m.trainer, m.field) == (2, None, "model hash")
     assert m.posted == "0x" + tampered.posted_model.hex() != m.recomputed
-    # the payouts follow the posted scores, as the contract must: no settlement mismatch
+    # the payouts follow the scores of record, as the contract must: no settlement mismatch
     assert report.settlement == []
-
-
-def test_unrevealed_validation_is_reported_not_guessed(tampered: Tampered) -> None:
-    market, store = tampered.demo.market, tampered.demo.store
-    chain = market.chain
-    params = market.job_created(1)["params"]
-    owner = chain.new_funded_account(10**19)
-    job2, _ = market.create_job(
-        owner,
-        JobParams(
-            aggregator=chain.dev_account(1).address,
-            stake_required=10**18,
-            rounds=1,
-            min_trainers=1,
-            max_trainers=2,
-            spec_hash=bytes(params["specHash"]),
-            spec_cid=params["specCid"],
-            initial_model_hash=bytes(params["initialModelHash"]),
-            initial_model_cid=params["initialModelCid"],
-            validation_commitment=bytes(params["validationCommitment"]),
-        ),
-        10**18,
-    )
-    report = verify_job(market, store, job2)
-    assert not report.ok and not report.validation_revealed and report.rounds == []
-    assert "not revealed" in (report.error or "")
 
 
 def test_the_verify_command_exits_non_zero_on_a_mismatch(tampered: Tampered, monkeypatch) -> None:
@@ -138,16 +248,30 @@ def test_the_verify_command_exits_non_zero_on_a_mismatch(tampered: Tampered, mon
     import backend.cli.audit as cli_audit
     from backend.cli.main import app
 
-    monkeypatch.setattr(cli_audit, "_market", lambda settings: tampered.demo.market)
-    store = tampered.demo.summary["store"]
-    result = CliRunner().invoke(app, ["audit", "verify", "1", "--store-dir", store])
+    monkeypatch.setattr(cli_audit, "_market", lambda settings: tampered.job.market)
+    store = str(tampered.job.m.store.root)
+    job_id = str(tampered.job.job_id)
+    result = CliRunner().invoke(app, ["audit", "verify", job_id, "--store-dir", store])
     assert result.exit_code == 1, result.output
     assert f"trainer {tampered.victim}: score posted" in result.stdout.replace("\n", "")
     assert "model hash posted" in result.stdout.replace("\n", "")
     assert result.stderr.startswith("error:") and "2 mismatch(es)" in result.stderr
-    # a job whose validation split is sealed: said clearly, non-zero
-    sealed = CliRunner().invoke(app, ["audit", "verify", "2", "--store-dir", store])
-    if sealed.exit_code == 1 and "not revealed" in sealed.stderr:
-        return
-    # job 2 exists only if the sealed-validation test ran first; an unknown job is an error too
-    assert sealed.exit_code == 1 and sealed.stderr.startswith("error:"), sealed.output
+    unknown = CliRunner().invoke(app, ["audit", "verify", "99", "--store-dir", store])
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error:"), unknown.output
+    assert "does not exist" in unknown.stderr
+
+
+def test_the_verify_command_says_what_cannot_be_verified_yet(indexed: Indexed, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import backend.cli.audit as cli_audit
+    from backend.cli.main import app
+
+    monkeypatch.setattr(cli_audit, "_market", lambda settings: indexed.m.market)
+    store = str(indexed.m.store.root)
+    job_id = str(indexed.pending.job_id)
+    result = CliRunner().invoke(app, ["audit", "verify", job_id, "--store-dir", store])
+    assert result.exit_code == 0, result.output
+    out = result.stdout.replace("\n", " ")
+    assert "round 1: cannot verify yet: its validation chunk is not revealed yet" in out
+    assert "1 not verifiable yet" in out

@@ -78,6 +78,7 @@ def market(tmp_path_factory) -> Iterator[Path]:
         for name in ("owner", "agg", "t1", "t2", "t3"):
             cli("account", "fund", name, "--eth", "30")
         cli("data", "split", "digits", "--parts", "3", "--out", "data")
+        cli("aggregator", "register", "--bond", "10", "--account", "agg")  # 3 ETH a job
         for i in (1, 2, 3):
             cli("trainer", "register", "--stake", "6", "--account", f"t{i}")
         yield work
@@ -124,7 +125,8 @@ def run_job(codec: str) -> dict:
         last_json(cli("trainer", "claim", job, "--account", f"t{i}", "--json"))["reward_wei"]
         for i in (1, 2, 3)
     ]
-    cli("owner", "reveal-validation", job, "--account", "owner")
+    # the aggregator revealed each round's chunk right after posting it: nothing left to reveal
+    assert "no validation chunk is due" in cli("owner", "reveal-validation", job, "-a", "owner")
     cli("audit", "index")
     verified = last_json(cli("audit", "verify", job, "--json"))
     return {"job": int(job), "rounds": rounds, "claims": claims, "verified": verified}
@@ -246,6 +248,19 @@ def test_an_owner_naming_itself_aggregator_gets_one_line_and_escrows_nothing(
     spec.write_text(spec.read_text().replace('aggregator = "agg"', 'aggregator = "owner"'))
     line = fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match="own job")
     assert "cannot be the aggregator of its own job" in line and "OwnerIsAggregator" in line
+
+
+def test_an_unregistered_or_underbonded_aggregator_is_one_line(market: Path) -> None:
+    spec = write_job(market, "unbonded.toml")
+    spec.write_text(spec.read_text().replace('aggregator = "agg"', 'aggregator = "poor"'))
+    line = fails(
+        market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match="registered"
+    )
+    assert "fedmarket aggregator register --bond" in line
+    spec = write_job(market, "overbonded.toml", top='aggregator_bond_eth = "500"')
+    fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match="free bond")
+    spec = write_job(market, "bad-bond.toml", top='aggregator_bond_eth = "0"')
+    fails(market, "owner", "create-job", "--spec", str(spec), "-a", "owner", match="above 0 ETH")
 
 
 def test_claim_before_finalization_says_what_comes_first(market: Path) -> None:

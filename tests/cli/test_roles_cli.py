@@ -97,6 +97,7 @@ def test_owner_trainers_aggregator_full_path(home: Path, tmp_path: Path) -> None
         cli("account", "fund", name, "--eth", "50")
     ks = Keystore(home / "keystore")
     agg_addr = ks.find("agg").address
+    cli("aggregator", "register", "--bond", "5", "--account", "agg")
 
     data = load_dataset("digits")
     train, validation, _ = split_train_validation_test(data, seed=0)
@@ -182,6 +183,8 @@ local_epochs = 1
     cli("trainer", "join", str(job_id), "--dev-account", "3")
     cli("owner", "start", str(job_id), "--account", "owner")
     assert market.job(job_id).status_enum == JobStatus.RUNNING
+    out = cli("owner", "reveal-validation", str(job_id), "--account", "owner").output
+    assert "no validation chunk is due (no round has been posted yet)" in out
 
     driver = RoundDriver(market, market_store(home), ks.unlock("agg", PW), job_id, validation)
     for r in (1, 2):
@@ -250,6 +253,12 @@ local_epochs = 1
         report = driver.run_round()
         assert report.round == r
         assert all(int(o.reason) == 0 for o in report.outcome.outcomes), report.outcome.outcomes
+        # this aggregator was given the plain split (no salts): the owner reveals the chunk
+        assert driver.reveal_chunk() is None
+        out = cli("owner", "reveal-validation", str(job_id), "--account", "owner").output
+        assert f"round {r}'s validation chunk published as" in out, out
+        out = cli("owner", "reveal-validation", str(job_id), "--account", "owner").output
+        assert f"round {r}'s chunk is already revealed" in out, out
 
     residuals = list((home / "trainer").rglob("*-residual.safetensors"))
     assert len(residuals) == 3  # int8 error feedback persisted per trainer
@@ -261,8 +270,7 @@ local_epochs = 1
     fails("trainer", "claim", str(job_id), "--dev-account", "1", match="AlreadyClaimed")
     assert len(market.claims(job_id)) == 3
     cli("owner", "refund", str(job_id), "--account", "owner")
-    cli("owner", "reveal-validation", str(job_id), "--account", "owner")
-    assert market.job(job_id).validationRevealed
+    assert sorted(market.validation_chunks(job_id)) == [1, 2]
     model = tmp_path / "model.safetensors"
     cli("owner", "download", str(job_id), "--out", str(model))
     assert model.stat().st_size > 0

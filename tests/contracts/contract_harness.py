@@ -1,8 +1,13 @@
 """In-process EVM harness for the FedMarket contract tests (web3 + eth-tester/py-evm).
 
-Contracts are deployed from the committed artifacts (``backend.devtools.compile.load_artifact``), so
-these tests need neither node nor solc. Reverts are asserted by custom-error *name*: the revert
-data's selector is matched against every error in the artifacts' ABIs.
+Contracts are deployed from the committed artifacts (``backend.chain.contracts.load_artifact``),
+so these tests need neither node nor solc. Reverts are asserted by custom-error *name*: the
+revert data's selector is matched against every error in the artifacts' ABIs.
+
+Every chain deploys a FedMarket (``ALPHA_PPM``, ``MIN_CHALLENGE_WINDOW``) and its DisputeCourt
+(``CHALLENGE_BOND``, ``VOTE_BOND``), bound to each other. Jobs get a validation Merkle root over
+one chunk per round (``ValidationSet``); the harness keeps each job's set so tests can reveal a
+round's chunk with its proof.
 """
 
 from __future__ import annotations
@@ -21,12 +26,19 @@ from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak, to_checksum_address
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from backend.chain.contracts import load_artifact
 
 ETH = 10**18
 ALPHA_PPM = 300_000
-ARTIFACTS = ("FedMarket", "FedMarketSeparatePost", "ReentrantClaimer")
+MIN_CHALLENGE_WINDOW = 10
+CHALLENGE_WINDOW = 50  # default window of the harness's jobs
+# Odd bonds, so every split leaves a remainder somewhere.
+CHALLENGE_BOND = 10**17 + 3
+VOTE_BOND = 10**17 + 1
+ROLE_AGGREGATOR, ROLE_VERIFIER = 1, 2
+ARTIFACTS = ("FedMarket", "DisputeCourt", "FedMarketSeparatePost", "ReentrantClaimer")
 # Genesis balance well above 2**96 wei so the AmountTooLarge paths are reachable.
 GENESIS_BALANCE = 10**30
 GENESIS_TIME = 4_000_000_000  # year 2096
@@ -35,6 +47,8 @@ GENESIS_TIME = 4_000_000_000  # year 2096
 NONE, CREATED, RUNNING, FINISHED, SETTLED, ABANDONED, CANCELLED = range(7)
 ACCEPTED, MISSING, UNAVAILABLE, MISMATCH = 0, 1, 2, 3
 OUTLIER = 8
+# Dispute states (DisputeCourt).
+D_NONE, D_VOTING, D_UPHELD, D_OVERTURNED, D_CORRECTED, D_NO_DECISION = range(6)
 
 
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
@@ -81,6 +95,9 @@ def decode_error(data: bytes) -> tuple[str, tuple[Any, ...]]:
     )
 
 
+# ------------------------------------------------------------------------------ hashes
+
+
 def commitment(
     content_hash: bytes, cid: str, salt: bytes, trainer: str, job: int, rnd: int
 ) -> bytes:
@@ -92,8 +109,100 @@ def commitment(
     )
 
 
-def validation_commitment(content_hash: bytes, cid: str) -> bytes:
-    return keccak(abi_encode(["bytes32", "string"], [content_hash, cid]))
+def digest_of(
+    job: int, rnd: int, model_hash: bytes, scores: Iterable[int], reasons: Iterable[int]
+) -> bytes:
+    """FedMarket.digestOf: keccak256(abi.encode(jobId, round, modelHash, scores, reasons))."""
+    return keccak(
+        abi_encode(
+            ["uint256", "uint32", "bytes32", "uint64[]", "uint8[]"],
+            [job, rnd, model_hash, list(scores), list(reasons)],
+        )
+    )
+
+
+def vote_commitment(digest: bytes, salt: bytes, member: str, dispute: int) -> bytes:
+    """DisputeCourt.commitVote: keccak256(abi.encode(digest, salt, member, disputeId))."""
+    return keccak(
+        abi_encode(["bytes32", "bytes32", "address", "uint256"], [digest, salt, member, dispute])
+    )
+
+
+def _hash_pair(a: bytes, b: bytes) -> bytes:
+    """OpenZeppelin Hashes.commutativeKeccak256: keccak of the sorted pair."""
+    return keccak(a + b) if a < b else keccak(b + a)
+
+
+def merkle_tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """Root and per-leaf proofs of a sorted-pair (OpenZeppelin MerkleProof) tree; an odd node
+    is carried up unchanged."""
+    assert leaves
+    layers = [list(leaves)]
+    while len(layers[-1]) > 1:
+        cur = layers[-1]
+        nxt = [_hash_pair(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+        if len(cur) % 2:
+            nxt.append(cur[-1])
+        layers.append(nxt)
+    proofs = []
+    for index in range(len(leaves)):
+        proof, i = [], index
+        for layer in layers[:-1]:
+            sibling = i ^ 1
+            if sibling < len(layer):
+                proof.append(layer[sibling])
+            i //= 2
+        proofs.append(proof)
+    return layers[-1][0], proofs
+
+
+@dataclass(frozen=True)
+class Chunk:
+    round: int
+    content_hash: bytes
+    cid: str
+    salt: bytes
+
+    def leaf(self) -> bytes:
+        inner = keccak(
+            abi_encode(
+                ["uint32", "bytes32", "string", "bytes32"],
+                [self.round, self.content_hash, self.cid, self.salt],
+            )
+        )
+        return keccak(inner)
+
+
+@dataclass
+class ValidationSet:
+    """One validation chunk per round under a Merkle root (what the owner commits to)."""
+
+    chunks: list[Chunk]
+    root: bytes = field(init=False)
+    proofs: list[list[bytes]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root, self.proofs = merkle_tree([c.leaf() for c in self.chunks])
+
+    @classmethod
+    def make(cls, rounds: int, tag: str = "val") -> ValidationSet:
+        return cls(
+            [
+                Chunk(
+                    r,
+                    hashlib.sha256(f"{tag}:{r}".encode()).digest(),
+                    f"bafy-{tag}-{r}",
+                    keccak(text=f"salt:{tag}:{r}"),
+                )
+                for r in range(1, rounds + 1)
+            ]
+        )
+
+    def chunk(self, rnd: int) -> Chunk:
+        return self.chunks[rnd - 1]
+
+    def proof(self, rnd: int) -> list[bytes]:
+        return self.proofs[rnd - 1]
 
 
 @dataclass
@@ -110,10 +219,33 @@ def make_update(trainer: str, job: int, rnd: int) -> Update:
     )
 
 
+PARAM_KEYS = (
+    "aggregator",
+    "stakeRequired",
+    "aggregatorBond",
+    "rounds",
+    "minTrainers",
+    "maxTrainers",
+    "joinDuration",
+    "commitDuration",
+    "revealDuration",
+    "postDuration",
+    "challengeWindow",
+    "minReliabilityPpm",
+    "slashBps",
+    "specHash",
+    "specCid",
+    "initialModelHash",
+    "initialModelCid",
+    "validationRoot",
+)
+
+
 def job_params(aggregator: str, **kw: Any) -> dict[str, Any]:
     p: dict[str, Any] = {
         "aggregator": aggregator,
         "stakeRequired": ETH,
+        "aggregatorBond": 0,
         "rounds": 2,
         "minTrainers": 2,
         "maxTrainers": 3,
@@ -121,51 +253,60 @@ def job_params(aggregator: str, **kw: Any) -> dict[str, Any]:
         "commitDuration": 100,
         "revealDuration": 100,
         "postDuration": 100,
+        "challengeWindow": CHALLENGE_WINDOW,
         "minReliabilityPpm": 0,
         "slashBps": 1000,
         "specHash": b"\x11" * 32,
         "specCid": "bafy-spec",
         "initialModelHash": b"\x22" * 32,
         "initialModelCid": "bafy-model-0",
-        "validationCommitment": validation_commitment(b"\x33" * 32, "bafy-val"),
     }
     p.update(kw)
+    if "validationRoot" not in p:
+        p["validationRoot"] = ValidationSet.make(p["rounds"]).root
     return p
 
 
 def params_tuple(p: dict[str, Any]) -> tuple[Any, ...]:
-    keys = [
-        "aggregator",
-        "stakeRequired",
-        "rounds",
-        "minTrainers",
-        "maxTrainers",
-        "joinDuration",
-        "commitDuration",
-        "revealDuration",
-        "postDuration",
-        "minReliabilityPpm",
-        "slashBps",
-        "specHash",
-        "specCid",
-        "initialModelHash",
-        "initialModelCid",
-        "validationCommitment",
-    ]
-    return tuple(p[k] for k in keys)
+    return tuple(p[k] for k in PARAM_KEYS)
+
+
+def model_hash(rnd: int) -> bytes:
+    """The model hash the harness posts for round ``rnd``."""
+    return bytes([rnd]) * 32
+
+
+@dataclass
+class Posted:
+    """A round result as posted (RoundPosted) or as a correction."""
+
+    model_hash: bytes
+    scores: list[int]
+    reasons: list[int]
+    model_cid: str = ""
+
+    def as_tuple(self) -> tuple[bytes, list[int], list[int]]:
+        return (self.model_hash, list(self.scores), list(self.reasons))
+
+    def digest(self, job: int, rnd: int) -> bytes:
+        return digest_of(job, rnd, self.model_hash, self.scores, self.reasons)
 
 
 @dataclass
 class Chain:
-    """One fresh in-process chain with a deployed market."""
+    """One fresh in-process chain with a deployed market and its bound court."""
 
-    num_accounts: int = 12
+    num_accounts: int = 16
     alpha: int = ALPHA_PPM
     contract: str = "FedMarket"
+    min_window: int = MIN_CHALLENGE_WINDOW
     tester: EthereumTester = field(init=False)
     w3: Web3 = field(init=False)
     accounts: list[str] = field(init=False)
     market: Contract = field(init=False)
+    court: Contract = field(init=False)
+    validation: dict[int, ValidationSet] = field(init=False, default_factory=dict)
+    posted: dict[tuple[int, int], Posted] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         state = PyEVMBackend.generate_genesis_state(
@@ -173,11 +314,15 @@ class Chain:
         )
         # Genesis far in the future: block timestamps are then parent + 1 (py-evm takes
         # max(wall clock, parent + 1)), so every run sees the same timestamps.
-        params = PyEVMBackend.generate_genesis_params(overrides={"timestamp": GENESIS_TIME})
+        params = PyEVMBackend.generate_genesis_params(
+            overrides={"timestamp": GENESIS_TIME, "gas_limit": 60_000_000}
+        )
         self.tester = EthereumTester(PyEVMBackend(genesis_parameters=params, genesis_state=state))
         self.w3 = Web3(EthereumTesterProvider(self.tester))
         self.accounts = list(self.w3.eth.accounts)
-        self.market = self.deploy(self.contract, self.alpha)
+        self.market = self.deploy(self.contract, self.alpha, self.min_window)
+        self.court = self.deploy("DisputeCourt", self.market.address, CHALLENGE_BOND, VOTE_BOND)
+        self.tx(self.market.functions.bindCourt(self.court.address), self.accounts[0])
 
     # -- contracts ---------------------------------------------------------------------------
     def deploy(self, name: str, *args: Any, sender: str | None = None) -> Contract:
@@ -208,6 +353,14 @@ class Chain:
             return args
         raise AssertionError(f"expected revert {name}, transaction succeeded")
 
+    def events(self, name: str, receipt: Any, contract: Contract | None = None) -> list[dict]:
+        """Decoded ``name`` events of ``receipt`` (market events; court ones if not found)."""
+        if contract is None:
+            contract = self.market if _has_event(self.market, name) else self.court
+        return [
+            dict(e["args"]) for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)
+        ]
+
     # -- time ----------------------------------------------------------------------------------
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -223,6 +376,10 @@ class Chain:
             self.tester.time_travel(ts)  # mines a block at ts - 1; pending is then ts
         assert self.next_timestamp() == ts
 
+    def at_least(self, ts: int) -> None:
+        if self.next_timestamp() < ts:
+            self.at(ts)
+
     # -- vault -----------------------------------------------------------------------------------
     def balance(self, addr: str) -> int:
         return int(self.w3.eth.get_balance(addr))
@@ -230,14 +387,41 @@ class Chain:
     def account(self, addr: str) -> tuple[int, int, bool]:
         return tuple(self.market.functions.accountOf(addr).call())  # type: ignore[return-value]
 
+    def free(self, addr: str) -> int:
+        balance, locked, _ = self.account(addr)
+        return balance - locked
+
     def register(self, addr: str, stake: int = 5 * ETH) -> None:
         self.tx(self.market.functions.register(), addr, stake)
 
+    def register_role(self, addr: str, role: int, value: int = 0) -> Any:
+        return self.tx(self.market.functions.registerRole(role), addr, value)
+
+    def ensure_aggregator(self, addr: str, bond: int) -> None:
+        """Give ``addr`` the aggregator role and at least ``bond`` wei of free stake."""
+        has_role = self.market.functions.rolesOf(addr).call() & ROLE_AGGREGATOR
+        short = max(0, bond - self.free(addr))
+        if not has_role or short:
+            self.register_role(addr, ROLE_AGGREGATOR, short)
+
+    def make_verifiers(self, addrs: Iterable[str], stake: int = ETH) -> None:
+        for a in addrs:
+            self.register_role(a, ROLE_VERIFIER, stake)
+
     # -- jobs --------------------------------------------------------------------------------------
     def create_job(self, owner: str, reward: int, **kw: Any) -> int:
-        p = job_params(kw.pop("aggregator", self.accounts[1]), **kw)
+        """Create a job (funding the aggregator's bond if needed); remembers its chunks."""
+        aggregator = kw.pop("aggregator", self.accounts[1])
+        rounds = kw.get("rounds", 2)
+        vset = kw.pop("vset", None) or ValidationSet.make(rounds)
+        kw.setdefault("validationRoot", vset.root)
+        fund = kw.pop("fund_aggregator", True)
+        p = job_params(aggregator, **kw)
+        if fund:
+            self.ensure_aggregator(aggregator, p["aggregatorBond"] or reward)
         job = int(self.market.functions.nextJobId().call())
         self.tx(self.market.functions.createJob(params_tuple(p)), owner, reward)
+        self.validation[job] = vset
         return job
 
     def job(self, job: int) -> dict[str, Any]:
@@ -248,6 +432,9 @@ class Chain:
             ]
         ]
         return dict(zip(names, self.market.functions.getJob(job).call(), strict=True))
+
+    def parts(self, job: int) -> list[str]:
+        return list(self.market.functions.participantsOf(job).call())
 
     def participant(self, job: int, addr: str) -> dict[str, Any]:
         names = [
@@ -271,12 +458,41 @@ class Chain:
         return self.tx(self.market.functions.reveal(job, u.content_hash, u.cid, u.salt), trainer)
 
     def post(
-        self, job: int, rnd: int, scores: list[int], reasons: list[int], sender: str | None = None
+        self,
+        job: int,
+        rnd: int,
+        scores: list[int],
+        reasons: list[int],
+        sender: str | None = None,
+        model: bytes | None = None,
     ) -> Any:
-        fn = self.market.functions.postRound(
-            job, rnd, bytes([rnd]) * 32, f"bafy-model-{rnd}", scores, reasons
+        model = model_hash(rnd) if model is None else model
+        cid = f"bafy-model-{rnd}"
+        fn = self.market.functions.postRound(job, rnd, model, cid, scores, reasons)
+        receipt = self.tx(fn, sender or self.job(job)["aggregator"])
+        self.posted[(job, rnd)] = Posted(model, list(scores), list(reasons), cid)
+        return receipt
+
+    def reveal_chunk_fn(self, job: int, rnd: int, vset: ValidationSet | None = None) -> Any:
+        vset = vset or self.validation[job]
+        c = vset.chunk(rnd)
+        return self.market.functions.revealValidationChunk(
+            job, rnd, c.content_hash, c.cid, c.salt, vset.proof(rnd)
         )
-        return self.tx(fn, sender or self.job(job)["aggregator"])
+
+    def reveal_chunk(self, job: int, rnd: int | None = None, sender: str | None = None) -> Any:
+        rnd = self.job(job)["pendingRound"] if rnd is None else rnd
+        return self.tx(self.reveal_chunk_fn(job, rnd), sender or self.accounts[0])
+
+    def make_final(self, job: int) -> None:
+        """Reveal the pending round's chunk if needed and wait out its challenge window."""
+        info = self.job(job)
+        if info["pendingRound"] == 0:
+            return
+        if info["finalAt"] == 0:
+            self.reveal_chunk(job, info["pendingRound"], info["owner"])
+            info = self.job(job)
+        self.at_least(info["finalAt"] + 1)
 
     def play_round(
         self,
@@ -284,26 +500,72 @@ class Chain:
         results: dict[str, tuple[int, int]],
         revealers: Iterable[str] | None = None,
         committers: Iterable[str] | None = None,
+        chunk: bool = True,
     ) -> Any:
-        """Commit (committers), reveal (revealers), wait for the reveal end, post ``results``
-        ({trainer: (score, reason)}, every participant) in join order."""
+        """Commit (committers), reveal (revealers), wait for the reveal end and the previous
+        round's finality, post ``results`` ({trainer: (score, reason)}, every participant) in
+        join order, then (``chunk``) reveal the round's validation chunk."""
         info = self.job(job)
         rnd = info["currentRound"]
-        parts = list(self.market.functions.participantsOf(job).call())
+        parts = self.parts(job)
         committers = list(parts if committers is None else committers)
         revealers = list(committers if revealers is None else revealers)
         updates = {t: self.commit(job, t, rnd) for t in committers}
-        info = self.job(job)
-        if self.next_timestamp() < info["commitEnd"]:
-            self.at(info["commitEnd"])
+        self.at_least(self.job(job)["commitEnd"])
         for t in revealers:
             self.reveal(job, t, updates[t])
-        info = self.job(job)
-        if self.next_timestamp() < info["revealEnd"]:
-            self.at(info["revealEnd"])
+        self.at_least(self.job(job)["revealEnd"])
+        self.make_final(job)
         scores = [results[t][0] for t in parts]
         reasons = [results[t][1] for t in parts]
-        return self.post(job, rnd, scores, reasons)
+        receipt = self.post(job, rnd, scores, reasons)
+        if chunk:
+            self.reveal_chunk(job, rnd)
+        return receipt
+
+    def finish(self, job: int, sender: str | None = None) -> Any:
+        """Make the last round final and finalize the job."""
+        self.make_final(job)
+        return self.tx(self.market.functions.finalize(job), sender or self.accounts[0])
+
+    # -- disputes ----------------------------------------------------------------------------------
+    def dispute(self, dispute_id: int) -> dict[str, Any]:
+        comps = next(i for i in self.court.abi if i.get("name") == "getDispute")["outputs"][0][
+            "components"
+        ]
+        value = self.court.functions.getDispute(dispute_id).call()
+        return dict(zip([c["name"] for c in comps], value, strict=True))
+
+    def challenge(self, job: int, rnd: int, digest: bytes, challenger: str) -> tuple[int, Any]:
+        did = int(self.court.functions.nextDisputeId().call())
+        receipt = self.tx(self.court.functions.challenge(job, rnd, digest), challenger)
+        return did, receipt
+
+    def vote(self, dispute_id: int, votes: dict[str, bytes | None]) -> None:
+        """Each member in ``votes`` commits and then reveals its digest (None: stays absent)."""
+        salts = {}
+        for member, digest in votes.items():
+            if digest is None:
+                continue
+            salts[member] = keccak(text=f"{member}:{dispute_id}")
+            c = vote_commitment(digest, salts[member], member, dispute_id)
+            self.tx(self.court.functions.commitVote(dispute_id, c), member)
+        d = self.dispute(dispute_id)
+        if d["commits"] < 3:
+            self.at_least(d["commitEnd"])
+        for member, salt in salts.items():
+            digest = votes[member]
+            self.tx(self.court.functions.revealVote(dispute_id, digest, salt), member)
+
+    def resolve(self, dispute_id: int, sender: str | None = None) -> Any:
+        d = self.dispute(dispute_id)
+        if d["reveals"] < 3:
+            self.at_least(d["revealEnd"])
+        return self.tx(self.court.functions.resolve(dispute_id), sender or self.accounts[0])
+
+
+def _has_event(contract: Contract, name: str) -> bool:
+    return any(i.get("type") == "event" and i.get("name") == name for i in contract.abi)
 
 
 def all_error_names() -> set[str]:

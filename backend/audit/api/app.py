@@ -15,8 +15,10 @@ from backend.protocol.http_errors import http_error_headers
 from backend.storage import ContentStore
 
 DESCRIPTION = (
-    "Read-only records of the FedMarket contract, as indexed from its events: "
-    "jobs, rounds, submissions with scores and flags, payouts, slashes, trainers. "
+    "Read-only records of the FedMarket contract and its DisputeCourt, as indexed from their "
+    "events: jobs, rounds, submissions with scores and flags (each round's result of record: "
+    "the post, or the correction a dispute put in its place), payouts, slashes, disputes, "
+    "trainers. "
     "Amounts in wei are decimal strings; scores are fixed point (1e6 = 1.0)."
 )
 

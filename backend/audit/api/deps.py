@@ -26,8 +26,8 @@ class AuditContext:
 
     engine: Engine
     store: ContentStore | None
-    # (job id, posted rounds) -> metrics: evaluating models is slow, and a new post changes the key
-    metrics_cache: dict[tuple[int, int], Metrics] = field(default_factory=dict)
+    # (job id, posted rounds, chunks revealed, model) -> metrics: evaluating models is slow
+    metrics_cache: dict[tuple[int, int, int, str], Metrics] = field(default_factory=dict)
     metrics_lock: threading.Lock = field(default_factory=threading.Lock)
 
 

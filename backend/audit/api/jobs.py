@@ -1,4 +1,4 @@
-"""Jobs and what hangs off one: its rounds, submissions, payouts and slashes."""
+"""Jobs and what hangs off one: its rounds, submissions, payouts, slashes and disputes."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from backend.audit.api.deps import (
 )
 from backend.audit.api.models import (
     ERROR_RESPONSES,
+    Dispute,
     Job,
     Page,
     Payout,
@@ -55,7 +56,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=Job)
 def job(context: Context, job_id: JobId) -> dict[str, Any]:
-    """One job: settings, status, pools and the current model."""
+    """One job: settings, status, pools, the current model, chunks revealed and disputes."""
     return require_job(context, job_id)
 
 
@@ -127,7 +128,18 @@ def job_slashes(
     offset: Offset = 0,
     trainer: AddressQ = None,
 ) -> dict[str, Any]:
-    """Stake slashed in a job, per round and trainer, with the reason."""
+    """Stake slashed in a job, per round and trainer, with the reason (a slash a dispute
+    reversed is listed, marked `reversed`)."""
     require_job(context, job_id)
     q = queries.job_slashes_query(job_id, trainer)
     return queries.page(context.engine, q, limit, offset, queries.slash_row)
+
+
+@router.get("/jobs/{job_id}/disputes", response_model=Page[Dispute])
+def job_disputes(
+    context: Context, job_id: JobId, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Challenges of the job's rounds: challenger, committee and votes, outcome (upheld,
+    overturned, no decision) and the aggregator bond slashed."""
+    require_job(context, job_id)
+    return queries.dispute_page(context.engine, job_id, limit, offset)

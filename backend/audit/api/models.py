@@ -51,12 +51,19 @@ class Job(BaseModel):
     spec_cid: str
     initial_model_hash: str
     initial_model_cid: str
-    model_hash: str
+    model_hash: str = Field(description="the latest round's model of record")
     model_cid: str
-    validation_commitment: str
-    validation_hash: str | None
-    validation_cid: str | None
-    validation_revealed: bool
+    validation_root: str = Field(description="Merkle root of the per-round validation chunks")
+    chunks_revealed: int = Field(description="validation chunks revealed so far (one per round)")
+    validation_revealed: bool = Field(description="every round's validation chunk is revealed")
+    aggregator_bond_wei: str
+    aggregator_bond_slashed_wei: str
+    challenge_window: int = Field(description="seconds a posted round can be challenged")
+    dispute_open: bool
+    disputes: int
+    owner_fault: bool | None = Field(
+        None, description="abandoned jobs: true if the owner withheld a validation chunk"
+    )
     slashed_pool_wei: str
     reward_pool_wei: str | None
     owner_refund_wei: str | None
@@ -83,6 +90,14 @@ class Round(BaseModel):
     missing: int | None = Field(None, description="missing reveal or unavailable content")
     posted_block: int | None
     posted_tx: str | None
+    chunk_hash: str | None = Field(None, description="the round's revealed validation chunk")
+    chunk_cid: str | None
+    final_at: int | None = Field(None, description="end of the round's challenge window")
+    dispute: str | None = Field(None, description="disputed | upheld | overturned | no decision")
+    corrected: bool = Field(description="a dispute replaced the posted result")
+    voided: bool = Field(description="undone when the owner forfeited (its chunk was withheld)")
+    overturned_model_hash: str | None = Field(None, description="the model the aggregator posted")
+    overturned_model_cid: str | None
 
 
 class Submission(BaseModel):
@@ -98,6 +113,8 @@ class Submission(BaseModel):
     reason_label: str | None
     flagged: bool = Field(description="reason is slashable (3..11)")
     slashed_wei: str | None
+    overturned_score: int | None = Field(None, description="the score the aggregator posted")
+    overturned_reason: int | None = Field(None, description="the reason the aggregator posted")
 
 
 class Payout(BaseModel):
@@ -124,6 +141,41 @@ class Slash(BaseModel):
     reason_label: str
     block_number: int
     tx_hash: str
+    reversed: bool = Field(description="a dispute overturned the round and gave the stake back")
+
+
+class Vote(BaseModel):
+    member: str
+    committed: bool
+    digest: str | None = Field(None, description="the digest the member revealed")
+
+
+class Dispute(BaseModel):
+    dispute_id: int
+    job_id: int
+    round: int
+    challenger: str
+    challenger_digest: str
+    posted_digest: str
+    members: list[str]
+    commit_end: int
+    reveal_end: int
+    state: int = Field(
+        description="DisputeCourt state: 1 voting, 2 upheld, 3 overturned, "
+        "4 corrected, 5 no decision"
+    )
+    outcome: str = Field(description="voting | upheld | overturned | no decision")
+    winning_digest: str | None
+    votes_committed: int
+    votes_revealed: int
+    corrected: bool = Field(description="the correct result was applied (RoundCorrected)")
+    correction_poster: str | None
+    correction_tx: str | None
+    aggregator_bond_slashed_wei: str
+    opened_block: int
+    opened_tx: str
+    resolved_block: int | None
+    votes: list[Vote]
 
 
 class Trainer(BaseModel):
