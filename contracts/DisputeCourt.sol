@@ -11,7 +11,7 @@ import {FedMarket} from "./FedMarket.sol";
 ///         Holds no ETH: every bond lives in the market's vault, moved through its court hooks.
 /// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); every bond
 ///      this court locks is released or transferred exactly once (state moves forward only:
-///      Voting -> Upheld | NoDecision | Overturned -> Corrected).
+///      Voting -> Upheld | NoDecision | Overturned -> Corrected | Lapsed).
 contract DisputeCourt {
     /// @notice Members drawn per dispute.
     uint8 public constant COMMITTEE_SIZE = 3;
@@ -26,6 +26,7 @@ contract DisputeCourt {
     uint8 internal constant STATE_OVERTURNED = 3;
     uint8 internal constant STATE_CORRECTED = 4;
     uint8 internal constant STATE_NO_DECISION = 5;
+    uint8 internal constant STATE_LAPSED = 6;
     uint16 internal constant BPS = 10_000;
     /// @dev `StakeTransferred.why` codes for this court's payments.
     uint8 internal constant WHY_CHALLENGE_LOST = 4;
@@ -47,6 +48,7 @@ contract DisputeCourt {
         uint64 revealEnd;
         uint8 commits;
         uint8 reveals;
+        uint64 correctBy; // overturned: until when only a correction can close the dispute
         bytes32 postedDigest;
         bytes32 challengerDigest;
         bytes32 winning;
@@ -81,6 +83,9 @@ contract DisputeCourt {
     event DisputeResolved(uint256 indexed disputeId, uint8 state, bytes32 winning);
     /// @notice The correct result of an overturned round was applied (by `poster`).
     event CorrectionPosted(uint256 indexed disputeId, address indexed poster);
+    /// @notice Nobody posted a valid correction of an overturned round in time: the posted
+    ///         round stands (as with no decision), so the job is not frozen for good.
+    event CorrectionLapsed(uint256 indexed disputeId);
 
     error ZeroAddress();
     error SameAsPosted(bytes32 digest);
@@ -93,6 +98,7 @@ contract DisputeCourt {
     error VoteRevealNotOpen(uint256 disputeId);
     error VoteMismatch(uint256 disputeId, address member);
     error VotingNotOver(uint256 disputeId, uint64 revealEnd);
+    error CorrectionPending(uint256 disputeId, uint64 correctBy);
 
     /// @param market_ The market (which must then `bindCourt` this court).
     /// @param challengeBond_ Bond a challenger locks, wei.
@@ -149,6 +155,9 @@ contract DisputeCourt {
         if (_voteCommitments[disputeId][msg.sender] != bytes32(0)) {
             revert AlreadyVoted(disputeId, msg.sender);
         }
+        // A zero commitment would not count as a vote, yet raise `commits`: one member could
+        // open the reveal phase early and let the others copy its revealed digest.
+        if (commitment == bytes32(0)) revert VoteMismatch(disputeId, msg.sender);
         _voteCommitments[disputeId][msg.sender] = commitment;
         d.commits += 1;
         emit VoteCommitted(disputeId, msg.sender);
@@ -180,6 +189,7 @@ contract DisputeCourt {
     ///           half to the majority;
     ///         - another: overturned; the challenger's bond is released and the correct result
     ///           must then be posted (`postCorrection`), which pays out the aggregator's bond;
+    ///           if nobody posts it within the job's `postDuration`, anyone may `lapse` it;
     ///         - none: no decision; the posted round stands and the challenger's bond is released.
     ///         Members outside the majority (or who did not reveal) lose `MISS_PENALTY_BPS` of
     ///         their vote bond to the majority.
@@ -203,6 +213,9 @@ contract DisputeCourt {
         } else {
             market.releaseBond(d.challenger, challengeBond);
         }
+        if (state == STATE_OVERTURNED) {
+            d.correctBy = uint64(block.timestamp) + (d.revealEnd - d.commitEnd); // postDuration
+        }
         if (state != STATE_OVERTURNED) market.upholdRound(d.jobId);
     }
 
@@ -224,6 +237,20 @@ contract DisputeCourt {
         emit CorrectionPosted(disputeId, msg.sender);
         address[] memory voters = _votersOf(disputeId, d, d.winning);
         market.correctRound(d.jobId, d.winning, fix, modelCid, posted, d.challenger, voters);
+    }
+
+    /// @notice Close an overturned dispute whose correction nobody posted by `correctBy` (anyone):
+    ///         the posted round stands, as with no decision. Without this, a winning digest
+    ///         with no valid result behind it (or nobody willing to post it) would keep the job
+    ///         disputed, and every stake and the reward in it locked, for good.
+    /// @param disputeId Dispute.
+    function lapse(uint256 disputeId) external {
+        Dispute storage d = _disputes[disputeId];
+        if (d.state != STATE_OVERTURNED) revert WrongDisputeState(disputeId, d.state);
+        if (block.timestamp <= d.correctBy) revert CorrectionPending(disputeId, d.correctBy);
+        d.state = STATE_LAPSED;
+        emit CorrectionLapsed(disputeId);
+        market.upholdRound(d.jobId);
     }
 
     /// @notice Everything about dispute `disputeId`.

@@ -506,7 +506,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
         j.status = STATUS_CANCELLED;
         j.ownerRefund = j.reward;
-        _releaseJobBond(j);
+        // Nothing was judged, so nothing can be slashed: no withdraw cooldown (else anyone could
+        // keep an aggregator from withdrawing by naming it in jobs it must cancel).
+        _unlockStake(j.aggregator, j.aggregatorBond);
+        j.aggregatorBond = 0;
         emit JobCancelled(jobId);
     }
 
@@ -603,7 +606,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.pendingRound = round;
         j.postedAt = uint64(block.timestamp);
         j.finalAt = 0;
-        j.pendingDigest = keccak256(abi.encode(jobId, round, modelHash_, scores, reasons));
+        j.pendingDigest = _postedDigest(jobId, round, modelHash_, scores, reasons);
         emit RoundPosted(jobId, round, modelHash_, modelCid, scores, reasons);
         _advanceRound(jobId, j, modelHash_);
     }
@@ -714,7 +717,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint8 status = j.status;
         if (status != STATUS_RUNNING && status != STATUS_FINISHED) revert WrongStatus(jobId, status);
         uint64 finalAt = j.finalAt;
-        if (round == 0 || round != j.pendingRound || finalAt == 0 || block.timestamp > finalAt) {
+        // Open while now < finalAt: a round upheld (finalAt = now) is not challenged again in
+        // the same block, and a zero window means no challenges.
+        if (round == 0 || round != j.pendingRound || finalAt == 0 || block.timestamp >= finalAt) {
             revert ChallengeWindowClosed(jobId, round);
         }
         if (j.disputeOpen) revert DisputeOpen(jobId);
@@ -1053,9 +1058,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint64 maxTotal = j.maxTotalScore;
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
-            bool revealed = _participants[jobId][t].lastRevealRound == round;
+            Participant storage p = _participants[jobId][t];
             uint64 score = scores[i];
-            uint64 total = _applyResult(jobId, round, t, score, reasons[i], revealed);
+            uint64 total =
+                _applyResult(jobId, round, t, p, score, reasons[i], p.lastRevealRound == round);
             jobTotal += score;
             if (total > maxTotal) maxTotal = total;
         }
@@ -1064,19 +1070,20 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @dev Validate and apply one trainer's result for `round`. Shared by every post entry
-    ///      point. Returns the trainer's new running total. Slashed wei moves from the vault
+    ///      point (`p` is `trainer`'s record, looked up once by the caller). Returns the
+    ///      trainer's new running total. Slashed wei moves from the vault
     ///      into the job's slashedPool here (only flagged trainers pay for that write).
     function _applyResult(
         uint256 jobId,
         uint32 round,
         address trainer,
+        Participant storage p,
         uint64 score,
         uint8 reason,
         bool revealed
     ) internal returns (uint64 total) {
         if (reason > MAX_REASON) revert UnknownReason(reason);
         if (score > MAX_ROUND_SCORE) revert ScoreTooLarge(score);
-        Participant storage p = _participants[jobId][trainer];
         if (
             (revealed ? reason == REASON_MISSING : reason != REASON_MISSING)
                 || (reason != REASON_ACCEPTED && score != 0)
@@ -1127,7 +1134,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             uint8 reason = fix.reasons[i];
             uint64 score = fix.scores[i];
             bool revealed = posted.reasons[i] != REASON_MISSING;
-            uint64 total = _applyResult(jobId, round, t, score, reason, revealed);
+            uint64 total =
+                _applyResult(jobId, round, t, _participants[jobId][t], score, reason, revealed);
             jobTotal = jobTotal - oldScore + score;
             if (total > maxTotal) maxTotal = total;
             if (score > oldScore || (oldSlashed && reason < FIRST_SLASHABLE_REASON)) {
@@ -1339,6 +1347,34 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         else if (j.ownerForfeited) r = uint256(j.rewardPool) / _trainers[jobId].length;
         uint256 forfeit = j.forfeitPool;
         if (forfeit != 0 && p.lastRevealRound == j.currentRound) r += forfeit / j.reveals;
+    }
+
+    /// @dev `digestOf(jobId, round, (modelHash_, scores, reasons))` for a post's calldata arrays,
+    ///      hashed by copying them as they are: `_applyBatch` read (and so validated) every
+    ///      element and both lengths equal the participant count, so the calldata words are
+    ///      exactly their ABI encoding (cheaper than `abi.encode`, same value).
+    function _postedDigest(
+        uint256 jobId,
+        uint32 round,
+        bytes32 modelHash_,
+        uint64[] calldata scores,
+        uint8[] calldata reasons
+    ) internal pure returns (bytes32 d) {
+        assembly ("memory-safe") {
+            let p := mload(0x40) // scratch past the free memory pointer, not allocated
+            let size := shl(5, scores.length)
+            mstore(p, jobId)
+            mstore(add(p, 0x20), round)
+            mstore(add(p, 0x40), modelHash_)
+            mstore(add(p, 0x60), 0xa0)
+            mstore(add(p, 0x80), add(0xc0, size))
+            mstore(add(p, 0xa0), scores.length)
+            calldatacopy(add(p, 0xc0), scores.offset, size)
+            let q := add(add(p, 0xc0), size)
+            mstore(q, reasons.length)
+            calldatacopy(add(q, 0x20), reasons.offset, shl(5, reasons.length))
+            d := keccak256(p, add(sub(q, p), add(0x20, shl(5, reasons.length))))
+        }
     }
 
     function _checkDigest(bytes32 expected, bytes32 given) internal pure {

@@ -28,6 +28,8 @@ for name in owner agg t1 t2 t3; do
   run fedmarket account fund "$name" --eth 20
 done
 run fedmarket data split digits --parts 3 --out data
+# the aggregator's bond: a job can name it only if its free bond covers the job's (the reward)
+run fedmarket aggregator register --bond 10 --account agg
 
 # -- owner: post the job (int8 updates), escrow 10 ETH ------------------------------------------
 cat > job.toml <<TOML
@@ -65,20 +67,21 @@ for round in $(seq 1 "$ROUNDS"); do
       run fedmarket trainer run "$JOB" --data "data/shard-$i.npz" --step --account "t$i" >/dev/null
     done
   done
-  # -- aggregator: check, score, aggregate and post the round --------------------------------
+  # -- aggregator: check, score on this round's validation chunk, aggregate, post the round, then
+  #    reveal the chunk (from the owner's validation package): the round is final after the
+  #    job's challenge window (0 s by default on a dev chain), and only then the next can post
   run fedmarket aggregator run-round "$JOB" --account agg --validation "$JOB=$VALIDATION" >/dev/null
 done
 
-# -- settlement: finalize, claims, the owner's refund and the validation split for auditors -----
+# -- settlement: finalize, claims, the owner's refund --------------------------------------------
 run fedmarket owner finalize "$JOB" --account owner
 claims=()
 for i in 1 2 3; do
   claims+=("$(run fedmarket trainer claim "$JOB" --account "t$i" --json | json_field '["reward_wei"]')")
 done
 run fedmarket owner refund "$JOB" --account owner
-run fedmarket owner reveal-validation "$JOB" --account owner
 
-# -- auditor: index, re-run every round, download the model --------------------------------------
+# -- auditor: index, re-run every round on its revealed chunk, download the model -----------------
 run fedmarket audit index
 run fedmarket audit job "$JOB"
 verified=$(run fedmarket audit verify "$JOB" --json)

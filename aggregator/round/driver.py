@@ -12,6 +12,7 @@ in-memory state with the same replay the auditor uses (`aggregator.round.replay`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from aggregator.round.compute import compute_round
 from aggregator.round.gather import FetchPolicy, StoreOutage, gather
 from aggregator.round.records import RoundOutcome, Submission
 from aggregator.round.replay import ReplayedRound, previous_updates, replay
+from backend.chain.base import Chain
 from backend.chain.market import JobInfo, MarketClient, Phase
 from backend.core.codec import Tensors
 from backend.core.datasets import Dataset
@@ -41,6 +43,7 @@ __all__ = [
     "RoundReport",
     "StoreOutage",
     "chunk_due",
+    "next_block_time",
     "not_final_reason",
     "reveal_due_chunk",
 ]
@@ -85,11 +88,22 @@ class ChunkRevealed:
     tx_hash: str
 
 
-def not_final_reason(job: JobInfo, now: int) -> str | None:
-    """Why the job's pending (last posted) round will not be final in the next block after the
-    latest (timestamp `now`), so the next round cannot be posted (nor the job finalized) yet;
-    None when it will be, or no round is pending. The contract wants `block.timestamp >
-    finalAt`, and a block's timestamp always exceeds its parent's: `now >= finalAt` is enough."""
+def next_block_time(chain: Chain) -> int:
+    """A lower bound of the next block's timestamp: the time a transaction sent now is judged
+    at. The in-process chain stamps each block one second after its parent (time travel
+    aside); a node stamps it with the wall clock, never before its parent (anvil may repeat a
+    second)."""
+    latest = chain.now()
+    if chain.kind == "embedded":
+        return latest + 1
+    return max(latest, int(time.time()))
+
+
+def not_final_reason(job: JobInfo, at: int) -> str | None:
+    """Why the job's pending (last posted) round is not final at time `at` (see
+    `next_block_time`), so the next round cannot be posted (nor the job finalized) then; None
+    when it is final, or no round is pending. Final: the round's validation chunk is revealed,
+    no dispute is open and `at > finalAt` (the end of its challenge window)."""
     pending = int(job.pendingRound)
     if pending == 0:
         return None
@@ -98,8 +112,8 @@ def not_final_reason(job: JobInfo, now: int) -> str | None:
     final_at = int(job.finalAt)
     if final_at == 0:
         return f"round {pending}'s validation chunk is not revealed yet"
-    if now < final_at:
-        return f"round {pending} is open to challenges until {final_at} (chain time {now})"
+    if at <= final_at:
+        return f"round {pending} is open to challenges until {final_at} (next block at {at})"
     return None
 
 
@@ -164,14 +178,20 @@ class RoundDriver:
     fetch_timeout_s: float = 30.0  # per blob: how long a missing/unreachable blob is retried
     fetch_retry_s: float = 0.5
     spec: JobSpec = field(init=False)
-    rounds: int = field(init=False)
     history: list[np.ndarray] = field(default_factory=list)
     momentum: np.ndarray | None = None
+    _rounds: int | None = field(default=None, init=False, repr=False)
     _chunks: list[Dataset] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.spec = fetch_job_spec(self.market, self.store, self.job_id)
-        self.rounds = int(self.market.job(self.job_id).rounds)
+
+    @property
+    def rounds(self) -> int:
+        """The job's number of rounds (one validation chunk each), read once."""
+        if self._rounds is None:
+            self._rounds = int(self.market.job(self.job_id).rounds)
+        return self._rounds
 
     @property
     def package(self) -> ValidationPackage | None:
@@ -268,7 +288,7 @@ class RoundDriver:
 
     def not_final_reason(self) -> str | None:
         """Why the previous round is not final yet (see `not_final_reason`); None: postable."""
-        return not_final_reason(self.market.job(self.job_id), self.market.chain.now())
+        return not_final_reason(self.market.job(self.job_id), next_block_time(self.market.chain))
 
     def post(self, pending: PendingRound) -> RoundReport:
         """Store the next model and post the round, unless the chain already moved on."""

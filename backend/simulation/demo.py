@@ -199,7 +199,7 @@ def wait_until_final(demo: DemoMarket, driver: RoundDriver) -> None:
     final_at = int(demo.market.job(driver.job_id).finalAt)
     if final_at == 0:  # the aggregator reveals right after posting: cannot happen here
         raise RuntimeError(f"job {driver.job_id}: {reason}")
-    demo.chain.advance_time(final_at - demo.chain.now())
+    demo.chain.advance_time(max(final_at - demo.chain.now(), 0) + 1)
 
 
 def run_rounds(

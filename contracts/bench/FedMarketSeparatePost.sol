@@ -41,8 +41,9 @@ contract FedMarketSeparatePost is FedMarket {
             revert WrongIndex(expected, index);
         }
         address trainer = _trainers[jobId][index];
-        bool revealed = _participants[jobId][trainer].lastRevealRound == round;
-        uint64 total = _applyResult(jobId, round, trainer, score, reason, revealed);
+        Participant storage p = _participants[jobId][trainer];
+        uint64 total =
+            _applyResult(jobId, round, trainer, p, score, reason, p.lastRevealRound == round);
         j.totalScore += score;
         if (total > j.maxTotalScore) j.maxTotalScore = total;
         _nextIndex[jobId] = index + 1;

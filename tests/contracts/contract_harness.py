@@ -263,7 +263,7 @@ def job_params(aggregator: str, **kw: Any) -> dict[str, Any]:
     }
     p.update(kw)
     if "validationRoot" not in p:
-        p["validationRoot"] = ValidationSet.make(p["rounds"]).root
+        p["validationRoot"] = ValidationSet.make(max(1, min(p["rounds"], 1000))).root
     return p
 
 

@@ -12,7 +12,9 @@ from backend.devtools.compile import ARTIFACTS_DIR, NODE_MODULES, artifact_json
 EIP170_LIMIT = 24_576
 
 
-@pytest.mark.parametrize("name", ["FedMarket", "FedMarketSeparatePost", "ReentrantClaimer"])
+@pytest.mark.parametrize(
+    "name", ["FedMarket", "DisputeCourt", "FedMarketSeparatePost", "ReentrantClaimer"]
+)
 def test_committed_artifact_shape(name: str) -> None:
     art = load_artifact(name)
     assert art["contractName"] == name

@@ -1,4 +1,5 @@
-"""Unit tests: every external function and every custom-error path of FedMarket."""
+"""Unit tests: every external function and every custom-error path of FedMarket's job
+lifecycle (the bonds, chunks and disputes of issue 13 are in test_disputes.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ from contract_harness import (
     ABANDONED,
     ALPHA_PPM,
     CANCELLED,
+    CHALLENGE_WINDOW,
     CREATED,
     ETH,
     FINISHED,
+    MIN_CHALLENGE_WINDOW,
     MISSING,
     OUTLIER,
     RUNNING,
     SETTLED,
     UNAVAILABLE,
     Chain,
+    ValidationSet,
     commitment,
     job_params,
     make_update,
@@ -43,12 +47,12 @@ def setup_running(
 
 
 def events(chain: Chain, name: str, receipt: object) -> list[dict]:
-    from web3.logs import DISCARD
+    return chain.events(name, receipt)
 
-    return [
-        dict(e["args"])
-        for e in chain.market.events[name]().process_receipt(receipt, errors=DISCARD)
-    ]
+
+def vault_total(chain: Chain, addrs: list[str]) -> int:
+    """Σ vault balances of ``addrs`` plus the default aggregator's (its bond lives there)."""
+    return sum(chain.account(a)[0] for a in {*addrs, chain.accounts[1]})
 
 
 # ------------------------------------------------------------------------------------ vault
@@ -117,23 +121,29 @@ def test_create_job_and_views(chain: Chain) -> None:
     assert (m.SCORE_ONE().call(), m.MAX_ROUND_SCORE().call()) == (10**6, 10**12)
     assert (m.MAX_TRAINERS().call(), m.MAX_ROUNDS().call()) == (256, 1000)
     assert m.reliabilityAlphaPpm().call() == ALPHA_PPM
+    assert m.minChallengeWindow().call() == MIN_CHALLENGE_WINDOW
+    chain.ensure_aggregator(agg, 6 * ETH)
     p = job_params(agg, slashBps=2500, minReliabilityPpm=7)
     r = chain.tx(m.createJob(params_tuple(p)), owner, 5 * ETH + 3)
     ev = events(chain, "JobCreated", r)[0]
-    assert (ev["jobId"], ev["owner"], ev["aggregator"], ev["reward"]) == (
+    assert (ev["jobId"], ev["owner"], ev["aggregator"], ev["reward"], ev["aggregatorBond"]) == (
         1,
         owner,
         agg,
         5 * ETH + 3,
+        5 * ETH + 3,  # the default bond is the reward
     )
     assert ev["params"]["specCid"] == "bafy-spec"
+    assert chain.account(agg) == (6 * ETH, 5 * ETH + 3, True)
     assert m.nextJobId().call() == 2
     j = chain.job(1)
     assert j["status"] == CREATED and j["owner"] == owner and j["aggregator"] == agg
     assert j["reward"] == 5 * ETH + 3 and j["slashBps"] == 2500 and j["minReliabilityPpm"] == 7
     assert j["joinDeadline"] == chain.now() + 1000
     assert j["modelHash"] == p["initialModelHash"]
-    assert j["validationCommitment"] == p["validationCommitment"]
+    assert j["validationRoot"] == p["validationRoot"] == ValidationSet.make(2).root
+    assert j["aggregatorBond"] == 5 * ETH + 3 and j["challengeWindow"] == CHALLENGE_WINDOW
+    assert (j["pendingRound"], j["finalAt"], j["disputeOpen"]) == (0, 0, False)
     assert j["participantCount"] == 0 and j["currentRound"] == 0
     assert m.phaseOf(1).call() == 0
     assert m.participantsOf(1).call() == []
@@ -156,11 +166,22 @@ def test_create_job_and_views(chain: Chain) -> None:
         ({"postDuration": 0}, ETH, "InvalidDuration", ()),
         ({"slashBps": 10001}, ETH, "InvalidSlashBps", (10001,)),
         ({"minReliabilityPpm": 1_000_001}, ETH, "InvalidReliability", (1_000_001,)),
+        ({"challengeWindow": 9}, ETH, "ChallengeWindowTooShort", (9, MIN_CHALLENGE_WINDOW)),
+        ({"validationRoot": b"\x00" * 32}, ETH, "MissingValidationRoot", ()),
+        ({"aggregator": "stranger"}, ETH, "NotAnAggregator", ("stranger",)),
+        ({}, 2 * ETH + 1, "AggregatorBondTooLow", (2 * ETH, 2 * ETH + 1)),
+        ({"aggregatorBond": 2 * ETH + 1}, 1, "AggregatorBondTooLow", (2 * ETH, 2 * ETH + 1)),
     ],
 )
 def test_create_job_errors(
     chain: Chain, overrides: dict, value: int, error: str, args: tuple
 ) -> None:
+    chain.ensure_aggregator(chain.accounts[1], 2 * ETH)
+    stranger = chain.accounts[9]
+    chain.register(stranger)  # staked, but not an aggregator
+    if overrides.get("aggregator") == "stranger":
+        overrides["aggregator"] = stranger
+        args = (stranger,)
     p = job_params(overrides.pop("aggregator", chain.accounts[1]), **overrides)
     got = chain.reverts(
         error, chain.market.functions.createJob(params_tuple(p)), chain.accounts[0], value
@@ -174,7 +195,7 @@ def test_constructor_rejects_alpha_above_one(chain: Chain) -> None:
     art = load_artifact("FedMarket")
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     assert chain.reverts(
-        "InvalidReliability", factory.constructor(1_000_001), chain.accounts[0]
+        "InvalidReliability", factory.constructor(1_000_001, 10), chain.accounts[0]
     ) == (1_000_001,)
 
 
@@ -273,7 +294,10 @@ def test_cancel_paths(chain: Chain) -> None:
     chain.at(chain.job(job2)["joinDeadline"] + 1)
     chain.tx(m.cancel(job2), stranger)
     assert chain.job(job2)["status"] == CANCELLED
-    assert chain.balance(chain.market.address) == 5 * ETH + ETH
+    assert chain.balance(chain.market.address) == vault_total(chain, [t1]) + ETH
+    agg = chain.accounts[1]
+    assert chain.account(agg)[1] == 0  # both bonds unlocked, with no withdraw cooldown
+    assert m.cooldownOf(agg).call() == 0
 
 
 def test_a_startable_job_cannot_be_cancelled_by_others_before_the_grace_period(
@@ -317,15 +341,22 @@ def test_a_job_cannot_lock_stakes_for_more_than_a_year(chain: Chain) -> None:
     owner, m = chain.accounts[0], chain.market.functions
     limit = m.MAX_JOB_DURATION().call()
     assert limit == 365 * 86_400
-    # join + rounds × (commit + reveal + post) exactly at the limit is fine, one second more is not
-    fits = job_params(chain.accounts[1], rounds=10, joinDuration=limit - 10 * 3, commitDuration=1)
-    fits.update(revealDuration=1, postDuration=1)
+    chain.ensure_aggregator(chain.accounts[1], 3 * ETH)
+    # join + rounds × (commit + reveal + post + challenge window) exactly at the limit is fine,
+    # one second more is not
+    w = MIN_CHALLENGE_WINDOW
+    fits = job_params(
+        chain.accounts[1], rounds=10, joinDuration=limit - 10 * (3 + w), commitDuration=1
+    )
+    fits.update(revealDuration=1, postDuration=1, challengeWindow=w)
     chain.tx(m.createJob(params_tuple(fits)), owner, ETH)
     fits["joinDuration"] += 1
     got = chain.reverts("JobTooLong", m.createJob(params_tuple(fits)), owner, ETH)
     assert got == (limit + 1, limit)
     # the product cannot overflow into a short span: uint256 arithmetic
     huge = job_params(chain.accounts[1], rounds=1000, commitDuration=2**32 - 1)
+    assert chain.reverts("JobTooLong", m.createJob(params_tuple(huge)), owner, ETH)[1] == limit
+    huge = job_params(chain.accounts[1], rounds=1000, challengeWindow=2**32 - 1)
     assert chain.reverts("JobTooLong", m.createJob(params_tuple(huge)), owner, ETH)[1] == limit
 
 
@@ -536,6 +567,7 @@ def test_finalize_settlement_exact_with_remainders(chain: Chain) -> None:
     assert (
         slashed == (ETH + 1) * 333 // 10000 + ((ETH + 1) - (ETH + 1) * 333 // 10000) * 333 // 10000
     )
+    chain.make_final(job)
     r = chain.tx(m.finalize(job), chain.accounts[9])  # anyone
     pool = reward + slashed
     total = 333_333 + 666_667 + 1_000_001 + 1
@@ -560,8 +592,7 @@ def test_finalize_settlement_exact_with_remainders(chain: Chain) -> None:
         assert m.rewardOf(job, t).call() == 0
         assert chain.participant(job, t)["claimed"]
     chain.tx(m.claimRefund(job), owner)
-    vault = sum(chain.account(t)[0] for t in (t1, t2, t3))
-    assert chain.balance(chain.market.address) == vault
+    assert chain.balance(chain.market.address) == vault_total(chain, [t1, t2, t3])
     assert all(chain.account(t)[1] == 0 for t in (t1, t2, t3))
     assert chain.account(t3)[0] == 5 * ETH - slashed
 
@@ -573,7 +604,7 @@ def test_claim_errors_and_double_claim(chain: Chain) -> None:
     assert chain.reverts("WrongStatus", m.claim(job), t1) == (job, RUNNING)
     assert chain.reverts("WrongStatus", m.claimRefund(job), owner) == (job, RUNNING)
     chain.play_round(job, {t1: (5, 0), t2: (5, 0)})
-    chain.tx(m.finalize(job), owner)
+    chain.finish(job)
     assert chain.reverts("NotParticipant", m.claim(job), stranger) == (job, stranger)
     assert chain.reverts("NotOwner", m.claimRefund(job), stranger) == (job, stranger)
     r = chain.tx(m.claim(job), t1)
@@ -592,7 +623,7 @@ def test_zero_total_score_burns_slashed_stake_and_refunds_only_the_reward(chain:
     reward = 3 * ETH + 1
     job, (t1, t2) = setup_running(chain, 2, reward=reward, rounds=1, slashBps=500)
     chain.play_round(job, {t1: (0, OUTLIER), t2: (0, MISSING)}, committers=[t1])
-    r = chain.tx(m.finalize(job), chain.accounts[0])
+    r = chain.finish(job)
     slashed = ETH * 500 // 10000
     assert events(chain, "SlashedStakeBurned", r) == [{"jobId": job, "amount": slashed}]
     j = chain.job(job)
@@ -620,8 +651,20 @@ def test_abandon_pays_posted_rounds(chain: Chain) -> None:
     rewards = {t1: pool * 100 // 300, t2: pool * 200 // 300, t3: 0}
     refund = reward + slashed - sum(rewards.values())
     assert events(chain, "JobAbandoned", r) == [
-        {"jobId": job, "postedRounds": 1, "rewardPool": pool, "ownerRefund": refund}
+        {
+            "jobId": job,
+            "postedRounds": 1,
+            "rewardPool": pool,
+            "ownerRefund": refund,
+            "ownerFault": False,
+        }
     ]
+    # nobody revealed in the round the aggregator failed: its bond is burned (harmed no one)
+    bond = reward
+    assert events(chain, "AggregatorBondSlashed", r) == [
+        {"jobId": job, "aggregator": chain.accounts[1], "amount": bond}
+    ]
+    assert events(chain, "SlashedStakeBurned", r) == [{"jobId": job, "amount": bond}]
     # the posted round's contributions count: skipping the last post shields no one
     assert [
         (e["trainer"], e["contributionPpm"]) for e in events(chain, "ReliabilityUpdated", r)
@@ -638,7 +681,8 @@ def test_abandon_pays_posted_rounds(chain: Chain) -> None:
         chain.tx(m.claim(job), t)
         assert m.reliabilityOf(t).call() == [ppm, 1]
     chain.tx(m.claimRefund(job), owner)
-    assert chain.balance(chain.market.address) == sum(chain.account(t)[0] for t in (t1, t2, t3))
+    held = chain.balance(chain.market.address)
+    assert held == vault_total(chain, [t1, t2, t3]) + bond  # the burned bond stays, owned by none
 
 
 def test_abandon_without_contributors_refunds_everything(chain: Chain) -> None:
@@ -658,39 +702,6 @@ def test_abandon_without_contributors_refunds_everything(chain: Chain) -> None:
     assert chain.balance(owner) == before + reward - r["gasUsed"] * r["effectiveGasPrice"]
 
 
-def test_reveal_validation(chain: Chain) -> None:
-    m = chain.market.functions
-    owner, stranger = chain.accounts[0], chain.accounts[9]
-    job, (t1, t2) = setup_running(chain, 2, rounds=1)
-    h, cid = b"\x33" * 32, "bafy-val"
-    assert chain.reverts("NotOwner", m.revealValidation(job, h, cid), stranger) == (job, stranger)
-    assert chain.reverts("WrongStatus", m.revealValidation(job, h, cid), owner) == (job, RUNNING)
-    chain.play_round(job, {t1: (1, 0), t2: (1, 0)})
-    assert chain.reverts("WrongStatus", m.revealValidation(job, h, cid), owner) == (job, FINISHED)
-    chain.tx(m.finalize(job), owner)
-    assert chain.reverts("ValidationMismatch", m.revealValidation(job, h, "bafy-other"), owner) == (
-        job,
-    )
-    assert chain.reverts(
-        "ValidationMismatch", m.revealValidation(job, b"\x34" * 32, cid), owner
-    ) == (job,)
-    r = chain.tx(m.revealValidation(job, h, cid), owner)
-    assert events(chain, "ValidationRevealed", r) == [{"jobId": job, "contentHash": h, "cid": cid}]
-    assert chain.job(job)["validationRevealed"]
-    assert chain.reverts("AlreadyRevealedValidation", m.revealValidation(job, h, cid), owner) == (
-        job,
-    )
-
-
-def test_reveal_validation_after_abandon(chain: Chain) -> None:
-    m = chain.market.functions
-    owner = chain.accounts[0]
-    job, _ = setup_running(chain, 2, rounds=1)
-    chain.at(chain.job(job)["postDeadline"] + 1)
-    chain.tx(m.abandon(job), owner)
-    chain.tx(m.revealValidation(job, b"\x33" * 32, "bafy-val"), owner)
-
-
 # ------------------------------------------------------------------------------------ reliability
 
 
@@ -699,7 +710,7 @@ def test_reliability_ema_after_two_jobs_and_min_to_join(chain: Chain) -> None:
     owner = chain.accounts[0]
     job1, (t1, t2, t3) = setup_running(chain, 3, rounds=1)
     chain.play_round(job1, {t1: (4_000_000, 0), t2: (1_000_000, 0), t3: (0, OUTLIER)})
-    chain.tx(m.finalize(job1), owner)
+    chain.finish(job1)
     c1 = {t1: 1_000_000, t2: 250_000, t3: 0}
     for t, c in c1.items():
         assert m.reliabilityOf(t).call() == [c, 1]
@@ -710,7 +721,7 @@ def test_reliability_ema_after_two_jobs_and_min_to_join(chain: Chain) -> None:
     for t in (t1, t2, t3):
         chain.tx(m.join(job2), t)
     chain.play_round(job2, {t1: (1_000_000, 0), t2: (3_000_000, 0), t3: (1_500_000, 0)})
-    r = chain.tx(m.finalize(job2), owner)
+    r = chain.finish(job2)
     c2 = {t1: 333_333, t2: 1_000_000, t3: 500_000}
     want = {t: (c1[t] * (10**6 - ALPHA_PPM) + c2[t] * ALPHA_PPM) // 10**6 for t in c1}
     assert want == {t1: 799_999, t2: 475_000, t3: 150_000}
@@ -756,7 +767,7 @@ def _claimer_job(chain: Chain) -> tuple[object, int, str]:
     chain.tx(claimer.functions.reveal(job, u.content_hash, u.cid, u.salt), owner)
     chain.reveal(job, t1, u1)
     chain.post(job, 1, [3_000_000, 1_000_000], [0, 0])
-    chain.tx(m.finalize(job), owner)
+    chain.finish(job)
     return claimer, job, owner
 
 
@@ -800,6 +811,7 @@ def test_claim_refund_transfer_failed(chain: Chain) -> None:
     claimer = chain.deploy("ReentrantClaimer", chain.market.address)
     owner = chain.accounts[0]
     p = job_params(chain.accounts[1])
+    chain.ensure_aggregator(chain.accounts[1], ETH)
     job = chain.market.functions.nextJobId().call()
     chain.tx(claimer.functions.createJob(params_tuple(p)), owner, ETH)
     chain.tx(claimer.functions.cancel(job), owner)

@@ -1,12 +1,16 @@
 """The whole market as separate processes against a real node (anvil) and a real IPFS daemon.
 
 Owner, three trainers, the aggregator service and the API each run as their own `fedmarket`
-invocation. The aggregator service is killed (SIGKILL) in the middle of round 2 and restarted:
-round 2 must still be posted exactly once, and the job must finish, settle and re-verify.
+invocation. The aggregator service (given the owner's validation package: it reveals each
+round's validation chunk after posting the round) is killed (SIGKILL) as soon as round 1 is
+posted — possibly before its chunk is revealed — and restarted in the middle of round 2: round
+1's chunk must still be revealed, round 2 posted exactly once, and the job must finish, settle
+and re-verify.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
+from aggregator.round.driver import next_block_time, not_final_reason
 from backend.chain.market import JobStatus, MarketClient, Phase
 from backend.chain.rpc import rpc_chain
 from backend.core.datasets import (
@@ -111,7 +116,11 @@ num_classes = 10
 hidden = [32]
 """)
     _run(env, "deploy", "--dev-account", "0")
-    _run(env, "owner", "create-job", "--spec", str(home / "job.toml"), "--dev-account", "1")
+    _run(env, "aggregator", "register", "--bond", "5", "--dev-account", "2")
+    created = _run(
+        env, "owner", "create-job", "--spec", str(home / "job.toml"), "--dev-account", "1", "--json"
+    )
+    package = json.loads(created.strip().splitlines()[-1])["validation"]
     from backend.protocol.settings import load_settings
 
     settings = load_settings(home / "config.toml")
@@ -125,7 +134,7 @@ hidden = [32]
         "--dev-account",
         "2",
         "--validation",
-        f"1={home / 'val.npz'}",
+        f"1={package}",
         "--port",
         str(agg_port),
         "--poll-interval",
@@ -177,6 +186,12 @@ hidden = [32]
         assert int(market.job(1).currentRound) == 2  # nobody posted round 2 while it was down
         agg = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: market.job(1).status_enum == JobStatus.FINISHED, 180, "round 2 post")
+        _wait(lambda: sorted(market.validation_chunks(1)) == [1, 2], 60, "round 2's chunk")
+        _wait(
+            lambda: not_final_reason(market.job(1), next_block_time(chain)) is None,
+            60,
+            "round 2 to be final",
+        )
         for t in trainers:
             assert t.wait(timeout=120) == 0
         assert [p.round for p in market.round_posts(1)] == [1, 2]  # each round exactly once
@@ -192,7 +207,8 @@ hidden = [32]
     for k in range(3):
         _run(env, "trainer", "claim", "1", "--dev-account", str(3 + k))
     _run(env, "owner", "refund", "1", "--dev-account", "1")
-    _run(env, "owner", "reveal-validation", "1", "--dev-account", "1")
+    revealed = _run(env, "owner", "reveal-validation", "1", "--dev-account", "1")
+    assert "no validation chunk is due" in revealed  # the aggregator revealed both
     paid = sum(int(c["reward"]) for c in market.claims(1))
     job = market.job(1)
     assert paid + int(job.ownerRefund) == int(job.reward) + int(job.slashedPool)
