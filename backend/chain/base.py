@@ -44,6 +44,11 @@ class Chain(ABC):
     # Tip on top of twice the base fee; a real node's miners want one, py-evm does not.
     priority_fee_wei: int = 0
 
+    # The block a gas estimate runs against (None: the backend's default). A node estimates on
+    # `latest`, whose timestamp may still be before a deadline the transaction itself, mined in
+    # the next block, will be past (e.g. a round becoming final); `pending` is that next block.
+    estimate_block: str | None = None
+
     def __init__(
         self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None, tx_timeout_s: float = 120.0
     ) -> None:
@@ -156,7 +161,10 @@ class Chain(ABC):
         """The gas `fn` would use; raises what sending it would (ContractRevert,
         InsufficientFunds) without sending anything."""
         try:
-            return int(fn.estimate_gas({"from": sender.address, "value": int(value)}))
+            tx = {"from": sender.address, "value": int(value)}
+            if self.estimate_block is None:
+                return int(fn.estimate_gas(tx))
+            return int(fn.estimate_gas(tx, block_identifier=self.estimate_block))
         except Exception as exc:
             raise self._classify(exc, sender.address, int(value), fn.fn_name) from None
 

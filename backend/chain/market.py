@@ -314,6 +314,15 @@ class MarketClient:
             [int(r) for r in reasons],
         )
 
+    def forfeit(self, sender: LocalAccount, job_id: int, posted: RoundPost) -> TxResult:
+        """End a job whose owner withheld the pending round's chunk; `posted` is that round."""
+        return self._tx(
+            sender, "forfeit", job_id, (posted.model_hash, posted.scores, posted.reasons)
+        )
+
+    def min_challenge_window(self) -> int:
+        return int(self._view("minChallengeWindow"))
+
     def abandon(self, sender: LocalAccount, job_id: int) -> TxResult:
         return self._tx(sender, "abandon", job_id)
 

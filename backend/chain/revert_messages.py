@@ -158,7 +158,7 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         f"the aggregator has {_eth(a.get('available', 0))} of free bond and the job needs "
         f"{_eth(a.get('required', 0))} (the reward, unless aggregator_bond says otherwise): "
         "it must add bond (`fedmarket aggregator register --bond ETH`) or you lower "
-        "aggregator_bond"
+        "aggregator_bond_eth"
     ),
     "ChallengeWindowTooShort": lambda fn, a: (
         f"challenge_window = {a.get('given')} s is below this market's minimum of "
@@ -181,7 +181,7 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     ),
     "ChunkRevealClosed": lambda fn, a: (
         f"round {a.get('round')}'s validation chunk was due within the post duration after "
-        f"its post; anyone may now `abandon` job {a.get('jobId')} (the owner forfeits)"
+        f"its post; anyone may now make the owner forfeit job {a.get('jobId')} (`forfeit`)"
     ),
     "ChallengeWindowClosed": lambda fn, a: (
         f"round {a.get('round')} of job {a.get('jobId')} cannot be challenged now: it is not "

@@ -16,6 +16,7 @@ class RpcChain(Chain):
     """A chain behind a JSON-RPC node; its clock moves by anvil's evm_increaseTime."""
 
     priority_fee_wei = 10**9
+    estimate_block = "pending"
 
     def __init__(
         self, w3: Web3, *, dev_keys: list[str] | None = None, tx_timeout_s: float = 120.0

@@ -64,6 +64,23 @@ AuditOpt = Annotated[
 ]
 
 
+LyingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lying-aggregator",
+        help="round 2's aggregator flags an honest trainer; in-process verifiers challenge and "
+        "a committee overturns the round",
+    ),
+]
+FrivolousOpt = Annotated[
+    bool,
+    typer.Option(
+        "--frivolous-challenge",
+        help="an honest round 2 is challenged with a wrong digest; the committee upholds it",
+    ),
+]
+
+
 def demo_cmd(
     trainers: TrainersOpt = 5,
     attackers: AttackersOpt = 0,
@@ -78,6 +95,8 @@ def demo_cmd(
     rpc_url: RpcUrlOpt = None,
     as_json: JsonSummaryOpt = False,
     audit: AuditOpt = False,
+    lying_aggregator: LyingOpt = False,
+    frivolous_challenge: FrivolousOpt = False,
 ) -> None:
     """Run a whole market in one process: in-process EVM + local content-addressed store."""
     from backend.simulation.demo import DemoConfig, check_demo_options, run_demo
@@ -98,6 +117,8 @@ def demo_cmd(
         store_dir=store,
         seed=seed,
         audit=audit,
+        lying_aggregator=lying_aggregator,
+        frivolous_challenge=frivolous_challenge,
     )
     try:
         with demo_progress() as tick:

@@ -49,7 +49,7 @@ def preflight_job(
 
 def min_challenge_window(market: MarketClient) -> int:
     """The market's shortest challenge window (per deployment): a job.toml's default."""
-    return int(market.chain.call(market.contract.functions.minChallengeWindow()))
+    return market.min_challenge_window()
 
 
 def create_job(

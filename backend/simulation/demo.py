@@ -28,11 +28,21 @@ from backend.core.units import ETHER, PPM, score_value
 from backend.core.valpackage import ValidationPackage
 from backend.owner.lifecycle import create_job, finalize_job, preflight_job, refund_job
 from backend.owner.publish import job_params, prepare_job
+from backend.simulation.disputes import (
+    conservation,
+    dispute_summary,
+    enlist_verifiers,
+    frivolous_challenge,
+    job_over,
+    lie,
+    settle_disputes,
+)
 from backend.storage import ContentStore, LocalStore
 from trainer_client.adversaries import ATTACKS, AdversarialClient
 from trainer_client.client import TrainerClient
 
 CODECS = ("fp32", "int8", "topk")
+DISPUTE_WINDOW = 3600  # seconds of chain time the verifiers get per round in the dispute demos
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -55,6 +65,14 @@ class DemoConfig:
     codec: str = "fp32"  # fp32 | int8 | topk: what trainers send (backend.core.compression)
     seed: int = 0
     challenge_window: int = 0  # seconds; the demo's clock jumps over a longer one
+    lying_aggregator: bool = False  # round 2 flags an honest trainer; verifiers overturn it
+    frivolous_challenge: bool = False  # an honest round 2 is challenged with a wrong digest
+
+    @property
+    def disputes(self) -> bool:
+        """Whether verifiers take part (either dispute scenario)."""
+        return self.lying_aggregator or self.frivolous_challenge
+
     store_dir: Path | None = None
     audit: bool = False  # re-verify the job at the end (backend.audit.verify.verify_job)
 
@@ -87,6 +105,7 @@ class DemoMarket:
     store: LocalStore
     owner: LocalAccount
     aggregator: LocalAccount
+    verifiers: list[Any] = field(default_factory=list)  # VerifierService (dispute scenarios)
 
 
 @dataclass
@@ -156,7 +175,7 @@ def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
         min_trainers=cfg.trainers,
         max_trainers=cfg.trainers,
         slash_bps=cfg.slash_bps,
-        challenge_window=cfg.challenge_window,
+        challenge_window=cfg.challenge_window or (DISPUTE_WINDOW if cfg.disputes else 0),
     )
     preflight_job(demo.market, demo.owner, params, cfg.reward_wei)
     job_id, created = create_job(
@@ -206,7 +225,9 @@ def run_rounds(
     cfg: DemoConfig, demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], tick: Progress
 ) -> RoundsRun:
     """Every round: all trainers commit, then reveal; once the previous round is final the
-    aggregator posts, then reveals the round's validation chunk; test accuracy."""
+    aggregator posts, then reveals the round's validation chunk; test accuracy. In the dispute
+    scenarios the verifiers then check the round (and challenge, vote, correct); a correction
+    ends the job."""
     driver = RoundDriver(demo.market, demo.store, demo.aggregator, job.job_id, job.validation)
     run = RoundsRun()
     steps = cfg.rounds * (cfg.trainers + 1)
@@ -218,14 +239,33 @@ def run_rounds(
             run.submit_gas[-cfg.trainers + k] += client.reveal(job.job_id, r)
         tick(f"round {r}: aggregating", r * (cfg.trainers + 1) - 1, steps)
         wait_until_final(demo, driver)
-        report = driver.run_round()
+        pending = driver.compute()
+        if cfg.lying_aggregator and r == 2:
+            pending = lie(pending, honest_victim(cfg, clients))
+        report = driver.post(pending)
         driver.reveal_chunk()  # as the aggregator service does, right after the post
         run.reports.append(report)
         _, acc = evaluate(job.spec.model, report.outcome.next_weights, job.test.x, job.test.y)
         run.accuracy.append(round(acc, 4))
+        if cfg.disputes:
+            tick(f"round {r}: verifiers", r * (cfg.trainers + 1) - 1, steps)
+            if cfg.frivolous_challenge and r == 2:
+                frivolous_challenge(demo.verifiers[0], job.job_id, r)
+            settle_disputes(demo.chain, demo.market, demo.verifiers)
+            if job_over(demo.market, job.job_id):
+                break
     tick("settling", steps, steps)
-    wait_until_final(demo, driver)
+    if not job_over(demo.market, job.job_id):
+        wait_until_final(demo, driver)
     return run
+
+
+def honest_victim(cfg: DemoConfig, clients: list[TrainerClient]) -> str:
+    """The honest trainer the lying aggregator flags: the first one."""
+    honest = clients[: cfg.trainers - cfg.attackers]
+    if not honest:
+        raise ValueError("--lying-aggregator needs at least one honest trainer")
+    return honest[0].address
 
 
 def settle(
@@ -233,7 +273,8 @@ def settle(
 ) -> JobInfo:
     """Finalize (every round is final by now), every trainer claims, the owner takes the
     refund. Returns the job as it stood before the refund (escrow, refund, slashed pool)."""
-    gas["finalize"] = finalize_job(demo.market, demo.owner, job.job_id).gas_used
+    if not job_over(demo.market, job.job_id):  # a correction already ended it
+        gas["finalize"] = finalize_job(demo.market, demo.owner, job.job_id).gas_used
     for client in clients:
         demo.market.claim(client.account, job.job_id)
     settled = demo.market.job(job.job_id)
@@ -248,6 +289,8 @@ def trainer_summaries(
     slashed: dict[str, int] = {}
     for ev in demo.market.slashes(job_id):
         slashed[ev["trainer"]] = slashed.get(ev["trainer"], 0) + int(ev["amount"])
+    for ev in demo.market.job_events(job_id, "SlashReversed"):  # a dispute gave it back
+        slashed[ev["trainer"]] -= int(ev["amount"])
     paid = {ev["trainer"]: int(ev["reward"]) for ev in demo.market.claims(job_id)}
     summaries = []
     for client in clients:
@@ -318,12 +361,25 @@ def run_demo(
     gas: dict[str, int] = {}
     tick("deploying contracts", 0, 1)
     demo = deploy(chain or embedded_chain(), LocalStore(store_dir), gas, cfg.reward_wei)
+    if cfg.disputes:
+        demo.verifiers = enlist_verifiers(demo.chain, demo.market, demo.store, store_dir)
     job = post_job(cfg, demo, gas)
     clients = register_trainers(cfg, demo, job, tick)
     run = run_rounds(cfg, demo, job, clients, tick)
     settled = settle(demo, job, clients, gas)
     trainers = trainer_summaries(demo, job.job_id, clients)
     summary = summarise(cfg, demo, settled, trainers, run, gas)
+    if cfg.disputes:
+        summary["disputes"] = dispute_summary(demo.market, job.job_id)
+        accounts = [demo.owner.address, demo.aggregator.address]
+        accounts += [c.address for c in clients] + [v.address for v in demo.verifiers]
+        held = conservation(demo.market, job.job_id, accounts)
+        summary["conservation"] = {
+            "contract_wei": held.contract_wei,
+            "vault_wei": held.vault_wei,
+            "job_unpaid_wei": held.job_unpaid_wei,
+            "holds": held.holds,
+        }
     if cfg.audit:
         summary["audit"] = audit(demo, job.job_id, tick)
     return DemoResult(summary, run.reports, demo.chain, demo.market, demo.store)

@@ -564,6 +564,65 @@ class Chain:
         return self.tx(self.court.functions.resolve(dispute_id), sender or self.accounts[0])
 
 
+def check_conservation(chain: Chain, extra: Iterable[str] = ()) -> dict[int, dict[str, int]]:
+    """ETH conservation, to the wei, read off the chain's state and event logs:
+
+    market balance == Σ vault balances (``chain.accounts`` and ``extra``)
+                    + Σ over jobs (reward + slashedPool + bond forfeited into the job − paid)
+
+    and, per settled/abandoned job: Σ unclaimed rewardOf + unclaimed refund + paid + burned +
+    forfeit-pool dust == reward + slashedPool + forfeited bond (cancelled: refund + paid ==
+    reward). Returns each job's figures."""
+    m = chain.market
+
+    def logs(name: str) -> list[Any]:
+        return list(m.events[name]().get_logs(from_block=0))
+
+    paid: dict[int, int] = {}
+    for e in logs("RewardClaimed"):
+        paid[e["args"]["jobId"]] = paid.get(e["args"]["jobId"], 0) + e["args"]["reward"]
+    for e in logs("RefundClaimed"):
+        paid[e["args"]["jobId"]] = paid.get(e["args"]["jobId"], 0) + e["args"]["amount"]
+    burned: dict[int, int] = {}
+    for e in logs("SlashedStakeBurned"):
+        burned[e["args"]["jobId"]] = burned.get(e["args"]["jobId"], 0) + e["args"]["amount"]
+    corrected = {e["transactionHash"] for e in logs("RoundCorrected")}
+    forfeited: dict[int, int] = {}  # abandon moves the bond into the job; a correction pays it out
+    for e in logs("AggregatorBondSlashed"):
+        if e["transactionHash"] not in corrected:
+            job = e["args"]["jobId"]
+            forfeited[job] = forfeited.get(job, 0) + e["args"]["amount"]
+    vault = sum(chain.account(a)[0] for a in {*chain.accounts, *extra})
+    out: dict[int, dict[str, int]] = {}
+    for job in range(1, int(m.functions.nextJobId().call())):
+        info = chain.job(job)
+        f = {
+            "reward": info["reward"],
+            "slashed": info["slashedPool"],
+            "forfeited": forfeited.get(job, 0),
+            "paid": paid.get(job, 0),
+            "burned": burned.get(job, 0),
+        }
+        f["held"] = f["reward"] + f["slashed"] + f["forfeited"] - f["paid"]
+        out[job] = f
+        refund = 0 if info["refundClaimed"] else info["ownerRefund"]
+        if info["status"] in (SETTLED, ABANDONED):
+            unclaimed = sum(
+                m.functions.rewardOf(job, t).call() for t in m.functions.participantsOf(job).call()
+            )
+            pool = info["forfeitPool"]
+            dust = pool - pool // info["reveals"] * info["reveals"] if pool else 0
+            assert unclaimed + refund + f["paid"] + f["burned"] + dust == (
+                f["reward"] + f["slashed"] + f["forfeited"]
+            ), (job, f, unclaimed, refund, dust)
+            assert info["ownerRefund"] <= f["reward"]  # slashed stake never refunds the owner
+        elif info["status"] == CANCELLED:
+            assert refund + f["paid"] == f["reward"]
+    held = chain.balance(m.address)
+    assert held == vault + sum(f["held"] for f in out.values()), (held, vault, out)
+    return out
+
+
 def _has_event(contract: Contract, name: str) -> bool:
     return any(i.get("type") == "event" and i.get("name") == name for i in contract.abi)
 
