@@ -85,3 +85,31 @@ def test_demo_codecs_go_through_the_trainer_path() -> None:
         assert flagged == [0, 0, 0, 0, 3], (codec, flagged)
     result = runner.invoke(app, ["demo", "--codec", "zip"])
     assert result.exit_code == 1 and "unknown codec" in result.output
+
+
+# -- disputes (issue 13): a lying aggregator is overturned, a frivolous challenge is upheld ------
+def test_demo_lying_aggregator_is_overturned() -> None:
+    s = _run("--trainers", "4", "--rounds", "3", "--lying-aggregator")
+    (dispute,) = s["disputes"]
+    assert dispute["round"] == 2 and dispute["outcome"] == "overturned"
+    # the whole bond (the reward, by default) went to the harmed trainer, challenger and voters
+    assert dispute["aggregator_bond_slashed_wei"] == s["escrow_wei"]
+    assert dispute["challenger"] not in {t["address"] for t in s["trainers"]}
+    # the lie flagged the first trainer; the correction gave its stake back and paid its rounds
+    assert all(t["slashed_wei"] == 0 and t["reward_wei"] > 0 for t in s["trainers"])
+    assert all(t["flagged_rounds"] == 0 for t in s["trainers"])
+    # a proven liar does not keep judging: the job ended after the corrected round, and the
+    # owner got back the share of the round never played
+    assert len(s["accuracy"]) == 2
+    assert s["refund_wei"] >= s["escrow_wei"] // 3
+    assert s["conservation"]["holds"], s["conservation"]
+
+
+def test_demo_frivolous_challenge_is_upheld() -> None:
+    s = _run("--trainers", "4", "--rounds", "3", "--frivolous-challenge")
+    (dispute,) = s["disputes"]
+    assert dispute["round"] == 2 and dispute["outcome"] == "upheld"
+    assert dispute["aggregator_bond_slashed_wei"] == 0
+    assert len(s["accuracy"]) == 3 and "finalize" in s["gas"]  # the job went on and settled
+    assert all(t["slashed_wei"] == 0 and t["reward_wei"] > 0 for t in s["trainers"])
+    assert s["conservation"]["holds"], s["conservation"]

@@ -1,0 +1,107 @@
+"""The verifier service: it challenges only what does not reproduce, votes by commit–reveal with
+a salt it saves first, and picks up where it left off after a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from backend.chain.market import MarketClient
+from backend.cli.main import app
+from backend.simulation.demo import DemoConfig, run_demo
+from backend.simulation.disputes import settle_disputes
+from verifier import VerifierJournal, VerifierService
+
+runner = CliRunner()
+
+
+def _dispute_ids(market: MarketClient) -> list[int]:
+    return [int(e["args"]["disputeId"]) for e in market.court_logs("DisputeOpened")]
+
+
+@pytest.fixture(scope="module")
+def lying_demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    store = tmp_path_factory.mktemp("store")
+    cfg = DemoConfig(trainers=3, rounds=3, lying_aggregator=True, store_dir=store)
+    return run_demo(cfg)
+
+
+def test_the_challenger_is_a_verifier_and_the_committee_excludes_it(lying_demo) -> None:  # type: ignore[no-untyped-def]
+    market = lying_demo.market
+    (dispute_id,) = _dispute_ids(market)
+    d = market.dispute(dispute_id)
+    members = {str(m) for m in d["members"]}
+    assert str(d["challenger"]) not in members and len(members) == 3
+    job = market.job(int(d["jobId"]))
+    assert str(job.owner) not in members and str(job.aggregator) not in members
+    assert not members & set(market.participants(int(d["jobId"])))
+    # every member revealed the winning digest, which is the recomputed (honest) result
+    assert all(market.vote_of(dispute_id, m) == bytes(d["winning"]) for m in members)
+    assert int(d["state"]) == 4  # corrected
+
+
+def test_a_matching_round_is_checked_not_challenged(tmp_path: Path) -> None:
+    cfg = DemoConfig(trainers=3, rounds=2, frivolous_challenge=False, store_dir=tmp_path / "s")
+    cfg.challenge_window = 3600
+    result = run_demo(cfg)
+    market = result.market
+    # nobody challenged the honest rounds
+    assert _dispute_ids(market) == []
+
+
+def test_restart_reveals_a_committed_vote_from_the_journal(tmp_path: Path) -> None:
+    """A member that committed, then crashed, reveals after a restart from its journal."""
+    cfg = DemoConfig(trainers=3, rounds=3, lying_aggregator=True, store_dir=tmp_path / "s")
+    seen: dict[str, object] = {}
+
+    def crash_after_commit(chain, market, verifiers):  # type: ignore[no-untyped-def]
+        # one pass: the first verifier challenges, the committee (the others) commits
+        for v in verifiers:
+            v.step()
+        if not _dispute_ids(market):  # an honest round: nothing to crash on
+            return
+        (dispute_id,) = _dispute_ids(market)
+        members = {str(m).lower() for m in market.dispute(dispute_id)["members"]}
+        member = next(v for v in verifiers if v.address.lower() in members)
+        assert market.has_committed(dispute_id, member.address)
+        journal_path = member.journal.path
+        saved = json.loads(journal_path.read_text())["votes"][str(dispute_id)]
+        assert saved["committed"] and not saved["revealed"] and len(saved["salt"]) == 64
+        # the process dies; a new one opens the same journal
+        reborn = VerifierService(
+            market, member.store, member.account, VerifierJournal.open(journal_path)
+        )
+        verifiers = [reborn if v is member else v for v in verifiers]
+        seen["reborn"] = reborn
+        settle_disputes(chain, market, verifiers)
+
+    import backend.simulation.demo as demo_module
+
+    original = demo_module.settle_disputes
+    demo_module.settle_disputes = crash_after_commit  # type: ignore[assignment]
+    try:
+        result = run_demo(cfg)
+    finally:
+        demo_module.settle_disputes = original  # type: ignore[assignment]
+    (dispute,) = result.summary["disputes"]
+    assert dispute["outcome"] == "overturned"
+    reborn = seen["reborn"]
+    (dispute_id,) = _dispute_ids(result.market)
+    assert result.market.vote_of(dispute_id, reborn.address) != bytes(32)  # type: ignore[attr-defined]
+
+
+def test_verifier_cli_status_and_register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDMARKET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FEDMARKET_PASSWORD", "pw")
+    assert runner.invoke(app, ["deploy", "--dev-account", "0"]).exit_code == 0
+    done = runner.invoke(app, ["verifier", "register", "--bond", "1", "--dev-account", "3"])
+    assert done.exit_code == 0, done.output
+    assert "verifier; bond 1 ETH" in done.output
+    status = runner.invoke(app, ["verifier", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout.strip().splitlines()[-1]) == []
+    bad = runner.invoke(app, ["verifier", "challenge", "7", "1", "--dev-account", "3"])
+    assert bad.exit_code == 1 and "job 7" in bad.output and "Traceback" not in bad.output
