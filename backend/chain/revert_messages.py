@@ -199,6 +199,15 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         f"{a.get('account')}'s bond was released recently and can be withdrawn from unix "
         f"time {a.get('until')} (a one-day cooldown lets slashes settle first)"
     ),
+    "NotCourt": lambda fn, a: (
+        f"{a.get('caller')} is not this market's dispute court (only the court moves bonds and "
+        "decides disputes; the deployer binds it once)"
+    ),
+    "CorrectionPending": lambda fn, a: (
+        f"dispute {a.get('disputeId')} was overturned and its correct result may be posted "
+        f"until unix time {a.get('correctBy')}; only after that can it lapse"
+    ),
+    "CourtAlreadyBound": lambda fn, a: "this market's dispute court is already bound",
     "InvalidRole": lambda fn, a: f"role {a.get('role')} is not 1 (aggregator) or 2 (verifier)",
     "SameAsPosted": lambda fn, a: (
         "your digest equals the posted result's: you agree with the round, there is nothing "

@@ -42,6 +42,7 @@ ARTIFACTS = ("FedMarket", "DisputeCourt", "FedMarketSeparatePost", "ReentrantCla
 # Genesis balance well above 2**96 wei so the AmountTooLarge paths are reachable.
 GENESIS_BALANCE = 10**30
 GENESIS_TIME = 4_000_000_000  # year 2096
+TX_GAS = 12_000_000
 
 # Status / reason codes (SPEC.md).
 NONE, CREATED, RUNNING, FINISHED, SETTLED, ABANDONED, CANCELLED = range(7)
@@ -333,19 +334,31 @@ class Chain:
         assert receipt["status"] == 1
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
 
-    def tx(self, fn: Any, sender: str, value: int = 0, gas: int | None = None) -> Any:
-        params: dict[str, Any] = {"from": sender, "value": value}
-        if gas is not None:
-            params["gas"] = gas
-        h = fn.transact(params)
+    def tx(self, fn: Any, sender: str, value: int = 0, gas: int = TX_GAS) -> Any:
+        """Send ``fn`` and return its receipt (it must succeed). The gas limit is explicit:
+        eth-tester's gas estimation would run the transaction a dozen times."""
+        h = fn.transact({"from": sender, "value": value, "gas": gas})
         receipt = self.w3.eth.get_transaction_receipt(h)
-        assert receipt["status"] == 1, "transaction reverted"
+        if receipt["status"] != 1:
+            self.why(fn, sender, value)  # raises with the reason (a revert mines nothing new)
         return receipt
 
-    def reverts(self, name: str, fn: Any, sender: str, value: int = 0) -> tuple[Any, ...]:
-        """Assert that sending ``fn`` reverts with custom error ``name``; return its args."""
+    def why(self, fn: Any, sender: str, value: int = 0) -> None:
+        """Raise an AssertionError naming the custom error ``fn`` reverts with, now."""
         try:
-            fn.transact({"from": sender, "value": value})
+            fn.call({"from": sender, "value": value}, block_identifier="pending")
+        except TransactionFailed as exc:
+            raise AssertionError(f"transaction reverted: {decode_error(revert_data(exc))}") from exc
+        raise AssertionError("transaction reverted (ran out of gas?)")
+
+    def reverts(self, name: str, fn: Any, sender: str, value: int = 0) -> tuple[Any, ...]:
+        """Assert that ``fn``, sent now, reverts with custom error ``name``; return its args.
+        (Run as a call on the pending block: same timestamp and state, nothing mined.)"""
+        try:
+            if hasattr(fn, "call"):
+                fn.call({"from": sender, "value": value}, block_identifier="pending")
+            else:  # a constructor: its gas estimate reverts
+                fn.transact({"from": sender, "value": value})
         except TransactionFailed as exc:
             got, args = decode_error(revert_data(exc))
             assert got == name, f"expected {name}, reverted with {got}{args}"

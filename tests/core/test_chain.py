@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from eth_account.signers.local import LocalAccount
 
 from backend.chain.base import Chain
 from backend.chain.market import JobParams, MarketClient, commitment_hash
@@ -19,7 +22,8 @@ def _params(aggregator: str, **kw: object) -> JobParams:
         spec_cid="spec",
         initial_model_hash=b"\x02" * 32,
         initial_model_cid="model",
-        validation_commitment=b"\x03" * 32,
+        validation_root=b"\x03" * 32,
+        challenge_window=0,
     )
     base.update(kw)
     return JobParams(**base)  # type: ignore[arg-type]
@@ -40,11 +44,14 @@ def test_revert_surfaces_as_project_error_naming_custom_error(
     assert info.value.args_["requested"] == 2 * 10**18
 
 
-def test_failed_transaction_changes_nothing(chain: Chain, market: MarketClient) -> None:
+def test_failed_transaction_changes_nothing(
+    chain: Chain, market: MarketClient, new_aggregator: Callable[..., LocalAccount]
+) -> None:
     owner = chain.new_funded_account(10**19)
+    agg = new_aggregator()
     before = chain.balance(owner.address)
     with pytest.raises(ContractRevert, match="InvalidRounds"):
-        market.create_job(owner, _params(chain.dev_account(1).address, rounds=0), 10**18)
+        market.create_job(owner, _params(agg.address, rounds=0), 10**18)
     assert market.next_job_id() == 1
     assert chain.balance(owner.address) == before  # estimate failed: nothing sent, no gas spent
 
@@ -89,8 +96,11 @@ def test_in_process_gas_estimate_runs_the_transaction_once_and_covers_it(
     assert market.deposit(a, 1).gas_used <= one_run <= searched
 
 
-def test_only_the_jobs_aggregator_posts(chain: Chain, market: MarketClient) -> None:
-    owner, agg, trainer = (chain.new_funded_account(10**19) for _ in range(3))
+def test_only_the_jobs_aggregator_posts(
+    chain: Chain, market: MarketClient, new_aggregator: Callable[..., LocalAccount]
+) -> None:
+    owner, trainer = (chain.new_funded_account(10**19) for _ in range(2))
+    agg = new_aggregator()
     job_id, _ = market.create_job(owner, _params(agg.address, max_trainers=1), 10**18)
     market.register(trainer, 10**18)
     market.join(trainer, job_id)  # max_trainers reached: the job starts
@@ -108,8 +118,11 @@ def test_only_the_jobs_aggregator_posts(chain: Chain, market: MarketClient) -> N
         market.post_round(agg, job_id, 1, b"\x07" * 32, "m", [1], [0])
 
 
-def test_commitment_hash_matches_contract(chain: Chain, market: MarketClient) -> None:
-    owner, agg, trainer = (chain.new_funded_account(10**19) for _ in range(3))
+def test_commitment_hash_matches_contract(
+    chain: Chain, market: MarketClient, new_aggregator: Callable[..., LocalAccount]
+) -> None:
+    owner, trainer = (chain.new_funded_account(10**19) for _ in range(2))
+    agg = new_aggregator()
     job_id, _ = market.create_job(owner, _params(agg.address, max_trainers=1), 10**18)
     market.register(trainer, 10**18)
     market.join(trainer, job_id)
@@ -158,9 +171,11 @@ def test_too_little_eth_is_one_clear_error_and_sends_nothing(
     assert chain.w3.eth.block_number == block and chain.balance(poor.address) == 10**17
 
 
-def test_reverts_say_what_to_do_and_keep_the_raw_error(chain: Chain, market: MarketClient) -> None:
+def test_reverts_say_what_to_do_and_keep_the_raw_error(
+    chain: Chain, market: MarketClient, new_aggregator: Callable[..., LocalAccount]
+) -> None:
     owner = chain.new_funded_account(10**19)
-    job_id, _ = market.create_job(owner, _params(chain.dev_account(1).address), 10**18)
+    job_id, _ = market.create_job(owner, _params(new_aggregator().address), 10**18)
     with pytest.raises(ContractRevert) as info:
         market.finalize(owner, job_id)
     text = str(info.value)
@@ -173,8 +188,13 @@ def test_every_custom_error_of_the_contract_is_explained() -> None:
     from backend.chain.contracts import load_artifact
     from backend.chain.revert_messages import explain
 
-    errors = [i for i in load_artifact("FedMarket")["abi"] if i["type"] == "error"]
-    assert len(errors) > 30
+    errors = [
+        i
+        for name in ("FedMarket", "DisputeCourt")
+        for i in load_artifact(name)["abi"]
+        if i["type"] == "error"
+    ]
+    assert len(errors) > 50
     for item in errors:
         args = {
             i["name"]: 1 if i["type"].startswith(("uint", "int")) else "0x1" for i in item["inputs"]
