@@ -13,6 +13,7 @@ STATE_WORDS = {
     3: "overturned (awaiting the correct result)",
     4: "overturned",
     5: "no decision",
+    6: "lapsed (no correct result was posted in time; the round stands)",
 }
 
 

@@ -24,7 +24,7 @@ from verifier.journal import VerifierJournal, Vote
 log = logging.getLogger("fedmarket.verifier")
 
 # DisputeCourt states.
-VOTING, UPHELD, OVERTURNED, CORRECTED, NO_DECISION = 1, 2, 3, 4, 5
+VOTING, UPHELD, OVERTURNED, CORRECTED, NO_DECISION, LAPSED = 1, 2, 3, 4, 5, 6
 OUTCOMES = {
     UPHELD: "upheld",
     OVERTURNED: "overturned",
@@ -187,6 +187,9 @@ class VerifierService:
                 return Action("resolved", job_id, round_, OUTCOMES.get(state, str(state)))
             return None
         if state == OVERTURNED:
+            if now > int(d["correctBy"]):  # nobody could post the winning result: close it
+                self.market.lapse(self.account, dispute_id)
+                return Action("lapsed", job_id, round_, f"dispute {dispute_id}")
             return self._correct(dispute_id, job_id, round_, bytes(d["winning"]))
         return None
 

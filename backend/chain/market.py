@@ -385,6 +385,10 @@ class MarketClient:
             (posted.model_hash, posted.scores, posted.reasons),
         )
 
+    def lapse(self, sender: LocalAccount, dispute_id: int) -> TxResult:
+        """Close an overturned dispute whose correction nobody posted in time."""
+        return self._court_tx(sender, "lapse", dispute_id)
+
     def dispute(self, dispute_id: int) -> dict[str, Any]:
         outputs = next(i["outputs"] for i in self.court.abi if i.get("name") == "getDispute")
         value = self._court_view("getDispute", dispute_id)
