@@ -658,6 +658,7 @@ DISPUTE_OUTCOMES = {
     3: "overturned",
     4: "overturned",  # corrected: the correct result was applied
     5: "no decision",
+    6: "lapsed",  # overturned, but nobody posted the correct result in time: the round stands
 }
 
 
@@ -747,6 +748,14 @@ def fold_correction_posted(conn: Connection, a: EventArgs, origin: LogOrigin) ->
     )
 
 
+def fold_correction_lapsed(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
+    d = _dispute(conn, a["disputeId"])
+    if d is None:
+        return
+    _update_dispute(conn, a["disputeId"], state=6)
+    _update_round(conn, d["job_id"], d["round"], dispute=DISPUTE_OUTCOMES[6])
+
+
 def dispute_of_event(conn: Connection, args: EventArgs) -> tuple[int | None, int | None]:
     """(job, round) of a court event that names only its dispute (None if unknown)."""
     if "disputeId" not in args:
@@ -795,6 +804,7 @@ COURT_FOLDERS: dict[str, Folder] = {
     "VoteRevealed": fold_vote_revealed,
     "DisputeResolved": fold_dispute_resolved,
     "CorrectionPosted": fold_correction_posted,
+    "CorrectionLapsed": fold_correction_lapsed,
 }
 
 FOLDERS: dict[str, Folder] = {**MARKET_FOLDERS, **COURT_FOLDERS}
