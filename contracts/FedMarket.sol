@@ -650,7 +650,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     ///         trainers who revealed in that round. The posted rounds' contributions update
     ///         reliability. (A job whose pending round's chunk was withheld ends by `forfeit`.)
     /// @param jobId Job.
-    function abandon(uint256 jobId) external {
+    function abandon(uint256 jobId) external virtual {
         Job storage j = _jobs[jobId];
         uint8 status = j.status;
         if (status != STATUS_RUNNING) revert WrongStatus(jobId, status);
@@ -778,6 +778,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.finalAt = uint64(block.timestamp);
         emit RoundCorrected(jobId, round, fix.modelHash, modelCid, fix.scores, fix.reasons);
         _payOutBond(jobId, j, harmed, challenger, voters);
+        // Status is an enum-like code, not a balance: a strict comparison is what is meant.
+        // slither-disable-next-line incorrect-equality
         if (j.status == STATUS_FINISHED) _finishSettled(jobId, j);
         else _endForAggregatorFault(jobId, j, 0);
     }
@@ -1157,7 +1159,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
         uint64 jobTotal = j.totalScore;
-        uint64 maxTotal;
+        uint64 maxTotal = 0;
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             uint64 score = posted.scores[i];
@@ -1271,7 +1273,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint256 reward = j.reward;
         uint256 earned = reward * posted / j.rounds;
         uint256 share = reward * (posted + 1) / j.rounds - earned;
-        uint256 reserved;
+        uint256 reserved = 0;
         if (j.reveals != 0) {
             reserved = share;
             j.forfeitPool = uint128(forfeit + share);
@@ -1322,6 +1324,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             }
         }
         bool equalSplit = total == 0 && j.ownerForfeited && n != 0;
+        // Equal parts, floored: the dust stays with the refund/burn (intended order).
+        // slither-disable-next-line divide-before-multiply
         if (equalSplit) paid = pool / n * n;
         uint256 unearned = reward - earned - reserved;
         uint256 refundable = (total == 0 && !equalSplit) ? reward - reserved : unearned + pool - paid;

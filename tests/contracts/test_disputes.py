@@ -41,7 +41,8 @@ from contract_harness import (
     params_tuple,
     vote_commitment,
 )
-from eth_utils import keccak
+
+from backend.chain.contracts import load_artifact
 
 DAY = 86_400
 BPS = 10_000
@@ -78,9 +79,7 @@ def setup_job(
 
 
 def result(parts: list[str], entries: dict[str, tuple[int, int]], model: bytes) -> Posted:
-    return Posted(
-        model, [entries[t][0] for t in parts], [entries[t][1] for t in parts], "bafy-fix"
-    )
+    return Posted(model, [entries[t][0] for t in parts], [entries[t][1] for t in parts], "bafy-fix")
 
 
 def posted(chain: Chain, job: int, rnd: int) -> Posted:
@@ -101,6 +100,20 @@ def transfers(chain: Chain, receipt: Any) -> list[tuple[str, str, int, int]]:
         (e["from"], e["to"], e["amount"], e["why"])
         for e in chain.events("StakeTransferred", receipt, chain.market)
     ]
+
+
+def test_harness_reads_storage_like_the_views(chain: Chain) -> None:
+    """Chain.vault / status / slashed_pool read FedMarket's storage directly (the stateful test
+    checks conservation after every step with them): they agree with the views."""
+    job, (t1, t2, t3), _ = setup_job(chain, rounds=1, slashBps=2500)
+    chain.play_round(job, {t1: (1, 0), t2: (0, OUTLIER), t3: (0, OUTLIER)})
+    for a in (*chain.accounts, chain.court.address):
+        balance, locked, registered, roles = chain.vault(a)
+        assert (balance, locked, registered) == chain.account(a)
+        assert roles == chain.market.functions.rolesOf(a).call()
+    assert chain.status(job) == chain.job(job)["status"] == FINISHED
+    assert chain.slashed_pool(job) == chain.job(job)["slashedPool"] == 2 * (ETH // 4)
+    assert chain.status(job + 1) == 0
 
 
 # ------------------------------------------------------------------------------------ roles
@@ -195,6 +208,10 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
     assert chain.court.functions.challengeBond().call() == CHALLENGE_BOND
     assert chain.court.functions.voteBond().call() == VOTE_BOND
     assert chain.court.functions.COMMITTEE_SIZE().call() == 3
+    assert chain.court.functions.MISS_PENALTY_BPS().call() == MISS_PENALTY_BPS
+    assert chain.court.functions.MAX_DRAW_SCAN().call() == 256
+    assert m.HARMED_SHARE_BPS().call() == HARMED_BPS
+    assert m.CHALLENGER_SHARE_BPS().call() == CHALLENGER_BPS
     assert chain.reverts("CourtAlreadyBound", m.bindCourt(other), deployer) == ()
     assert chain.reverts("NotCourt", m.bindCourt(other), other) == (other,)
     fresh = chain.deploy("FedMarket", 0, 0)
@@ -213,12 +230,8 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
         m.transferBond(other, deployer, 1, 4),
     ):
         assert chain.reverts("NotCourt", fn, deployer) == (deployer,)
-    factory = chain.w3.eth.contract(
-        abi=chain.court.abi,
-        bytecode=__import__("backend.chain.contracts", fromlist=["x"]).load_artifact(
-            "DisputeCourt"
-        )["bytecode"],
-    )
+    art = load_artifact("DisputeCourt")
+    factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
     assert chain.reverts("ZeroAddress", factory.constructor(zero, 1, 1), deployer) == ()
 
 
@@ -226,13 +239,26 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
 
 
 def test_merkle_helper_matches_openzeppelin(chain: Chain) -> None:
-    """The harness's sorted-pair tree verifies on chain for odd and even sizes (via reveals)."""
+    """The harness's sorted-pair tree is the client's (backend.core.valchunks) and verifies on
+    chain: every chunk of a 5-round job (an odd tree, nodes carried up unpaired) is accepted."""
+    from backend.core import valchunks
+
     root, proofs = merkle_tree([b"\x01" * 32])
     assert root == b"\x01" * 32 and proofs == [[]]
-    for rounds in (1, 2, 3, 5):
+    for rounds in range(1, 8):
         vset = ValidationSet.make(rounds, tag=f"t{rounds}")
-        assert len({c.leaf() for c in vset.chunks}) == rounds
-        assert all(len(p) <= (rounds - 1).bit_length() for p in vset.proofs)
+        leaves = [c.leaf() for c in vset.chunks]
+        assert leaves == [
+            valchunks.chunk_leaf(c.round, c.content_hash, c.cid, c.salt) for c in vset.chunks
+        ]
+        tree = valchunks.MerkleTree(leaves)
+        assert vset.root == tree.root
+        assert vset.proofs == [tree.proof(i) for i in range(rounds)]
+    job, (t1, t2), _ = setup_job(chain, n=2, rounds=5)
+    for _ in range(5):
+        chain.play_round(job, {t1: (1, 0), t2: (2, 0)})  # reveals each round's chunk
+    r = chain.finish(job)
+    assert chain.events("JobFinalized", r)[0]["totalScore"] == 15
 
 
 def test_reveal_validation_chunk(chain: Chain) -> None:
@@ -568,7 +594,6 @@ def test_dispute_blocks_posts_finalize_and_abandon(chain: Chain) -> None:
     chain.tx(post2, agg)
     chain.reveal_chunk(job, 2)
     did2, _ = chain.challenge(job, 2, b"\x0e" * 32, t2)
-    chain.make_final  # noqa: B018 (documentation: finalize must wait for the dispute)
     assert chain.reverts("DisputeOpen", m.finalize(job), agg) == (job,)
     chain.resolve(did2)
     chain.finish(job)
@@ -711,7 +736,8 @@ def _second_job(chain: Chain) -> tuple[int, list[str], list[str]]:
 
 
 def test_pending_digest_is_digest_of_the_posted_result(chain: Chain) -> None:
-    from backend.chain.market import round_digest, vote_commitment as client_vote
+    from backend.chain.market import round_digest
+    from backend.chain.market import vote_commitment as client_vote
 
     m = chain.market.functions
     job, (t1, t2, t3), _ = setup_job(chain, rounds=1)
@@ -852,7 +878,9 @@ def test_b_sybil_paying_aggregator_is_overturned_and_pays(chain: Chain) -> None:
         assert rewards[x] == control.market.functions.rewardOf(cjob, x).call()
         assert chain.participant(job, x) == control.participant(cjob, x)
     assert rewards[s] == 0
-    assert chain.reverts("WrongDisputeState", c.postCorrection(did, fix.as_tuple(), "", was.as_tuple()), h2) == (did, D_CORRECTED)
+    assert chain.reverts(
+        "WrongDisputeState", c.postCorrection(did, fix.as_tuple(), "", was.as_tuple()), h2
+    ) == (did, D_CORRECTED)
     for x in (h1, h2, s):
         chain.tx(m.claim(job), x)
     chain.tx(m.claimRefund(job), chain.accounts[0])
@@ -996,9 +1024,7 @@ def test_f_owner_withholding_a_chunk_forfeits_the_reward(chain: Chain) -> None:
     job, (h1, h2, s), _ = setup_job(chain, rounds=2, slashBps=5000)
     reward = chain.job(job)["reward"]
     chain.play_round(job, {h1: (1_000_000, 0), h2: (2_000_000, 0), s: (1_000_000, 0)})
-    chain.play_round(
-        job, {h1: (0, OUTLIER), h2: (0, OUTLIER), s: (10**12, 0)}, chunk=False
-    )
+    chain.play_round(job, {h1: (0, OUTLIER), h2: (0, OUTLIER), s: (10**12, 0)}, chunk=False)
     assert chain.participant(job, h1)["lockedStake"] == ETH // 2
     assert chain.reverts("ChallengeWindowClosed", c.challenge(job, 2, b"\x01" * 32), h1) == (
         job,
