@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,9 +218,11 @@ class Update:
 
 
 def make_update(trainer: str, job: int, rnd: int) -> Update:
+    """A trainer's update for a round; the salt is derived too, so runs are reproducible
+    (block hashes, hence committee draws, depend on every transaction's bytes)."""
     blob = f"{trainer}:{job}:{rnd}".encode()
     return Update(
-        hashlib.sha256(blob).digest(), f"bafy-{job}-{rnd}-{trainer[2:10]}", os.urandom(32)
+        hashlib.sha256(blob).digest(), f"bafy-{job}-{rnd}-{trainer[2:10]}", keccak(b"salt:" + blob)
     )
 
 

@@ -495,7 +495,7 @@ class MarketMachine(RuleBasedStateMachine):
         assert receipt is not None, res
         if self.jobs[job].lie_pending:
             self.challenge_lie(job, rnd, absent)
-        elif absent == 4:  # the garbage trainer (or a verifier) disputes a correct round
+        elif absent >= 3:  # the garbage trainer (or a verifier) disputes a correct round
             self.challenge_frivolously(
                 job, GARBAGE if self.acc[GARBAGE] in self.jobs[job].parts else 12
             )
