@@ -1073,8 +1073,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     /// @dev Validate and apply one trainer's result for `round`. Shared by every post entry
     ///      point (`p` is `trainer`'s record, looked up once by the caller). Returns the
-    ///      trainer's new running total. Slashed wei moves from the vault
-    ///      into the job's slashedPool here (only flagged trainers pay for that write).
+    ///      trainer's new running total. Slashed wei moves from the vault into the job's
+    ///      slashedPool here (only flagged trainers pay for that write).
     function _applyResult(
         uint256 jobId,
         uint32 round,

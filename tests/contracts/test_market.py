@@ -19,6 +19,7 @@ from contract_harness import (
     SETTLED,
     UNAVAILABLE,
     Chain,
+    Update,
     ValidationSet,
     commitment,
     job_params,
@@ -420,8 +421,12 @@ def test_reveal_errors(chain: Chain) -> None:
     assert chain.reverts("NotParticipant", reveal(stranger, u1), stranger) == (job, stranger)
     chain.at(chain.job(job)["commitEnd"])
     assert chain.reverts("NothingCommitted", reveal(t3, u1), t3) == (job, 1, t3)
-    bad = make_update(t1, job, 1)
-    assert chain.reverts("CommitmentMismatch", reveal(t1, bad), t1) == (job, 1, t1)
+    for bad in (
+        Update(u1.content_hash, u1.cid, b"\x00" * 32),  # wrong salt
+        Update(u1.content_hash, u1.cid + "x", u1.salt),  # wrong cid
+        Update(b"\x00" * 32, u1.cid, u1.salt),  # wrong content hash
+    ):
+        assert chain.reverts("CommitmentMismatch", reveal(t1, bad), t1) == (job, 1, t1)
     # someone else's (valid) opening does not match my commitment either
     assert chain.reverts("CommitmentMismatch", reveal(t2, u1), t2) == (job, 1, t2)
     r = chain.reveal(job, t1, u1)

@@ -283,6 +283,7 @@ class MarketMachine(RuleBasedStateMachine):
             slashBps=slash_bps,
             aggregatorBond=bond,
             challengeWindow=window,
+            postDuration=300,  # room for other jobs' waits (a dispute takes 2 x postDuration)
             validationRoot=vset.root,
         )
         receipt, res = self.send(self.m.functions.createJob(params_tuple(p)), owner, reward)
@@ -332,15 +333,16 @@ class MarketMachine(RuleBasedStateMachine):
             who = (*TRAINERS, *OWNERS)[(seed >> 8) % (len(TRAINERS) + len(OWNERS))]
             self.claim(who, j)
 
-    # The step that moves jobs forward, under three names: Hypothesis's swarm testing turns
-    # rules off per run by name, and a run that cannot advance its jobs tests little.
+    # The step that moves jobs forward, under five names: Hypothesis's swarm testing turns
+    # rules off per run by name, and a run that cannot advance its jobs tests little. (They
+    # also sort first: Hypothesis's simplest run repeats the first rule.)
     _advance_args: ClassVar[dict] = {
         "j": st.integers(0, 7),
-        "skip_commit": st.integers(0, 5),
-        "skip_reveal": st.integers(0, 5),
+        "skip_commit": st.integers(0, 15),
+        "skip_reveal": st.integers(0, 15),
         "tamper": st.booleans(),
         "seed": st.integers(0, 2**32),
-        "lie": st.booleans(),
+        "lie": st.sampled_from([False, False, True]),  # one post in three lies
     }
 
     @precondition(lambda self: self.jobs)
@@ -356,6 +358,16 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.jobs)
     @rule(**_advance_args)
     def advance_more(self, **kw) -> None:
+        self.advance(**kw)
+
+    @precondition(lambda self: self.jobs)
+    @rule(**_advance_args)
+    def advance_once_more(self, **kw) -> None:
+        self.advance(**kw)
+
+    @precondition(lambda self: self.jobs)
+    @rule(**_advance_args)
+    def advance_again(self, **kw) -> None:
         self.advance(**kw)
 
     def step(
@@ -377,14 +389,16 @@ class MarketMachine(RuleBasedStateMachine):
         if status not in (RUNNING, FINISHED):
             return
         if pending and info["finalAt"] == 0:
+            if seed % 4 == 0:  # the owner withholds the chunk: anyone ends the job after it
+                self.chain.at_least(info["postedAt"] + info["postDuration"] + 1)
             if self.now() > info["postedAt"] + info["postDuration"]:
-                self.forfeit_job(job, self.acc[ANYONE[seed % len(ANYONE)]])  # withheld
-            elif seed % 6:
-                self.reveal_chunk_of(job, self.jobs[job].owner, seed % 5)
+                self.forfeit_job(job, self.acc[ANYONE[seed % len(ANYONE)]])
+            else:
+                self.reveal_chunk_of(job, self.jobs[job].owner, seed % 12)
             return
         if info["disputeOpen"]:
             did = max(d for d, (jb, _r) in self.disputes.items() if jb == job)
-            self.settle(did, seed % 4, self.acc[ANYONE[seed % len(ANYONE)]])
+            self.settle(did, seed % 12, self.acc[ANYONE[seed % len(ANYONE)]])
             return
         if status == FINISHED:
             self.chain.at_least(info["finalAt"] + 1)
@@ -393,6 +407,8 @@ class MarketMachine(RuleBasedStateMachine):
             self.seen["finalize"] += 1
             assert not self.jobs[job].lie_pending  # a lie is never settled
             return
+        if (seed >> 11) % 32 == 0:  # the aggregator goes silent
+            self.chain.at_least(info["postDeadline"] + 1)
         if self.now() > info["postDeadline"]:  # the aggregator missed its post
             receipt, res = self.send(self.m.functions.abandon(job), self.acc[STRANGER])
             assert receipt is not None, res
@@ -446,7 +462,7 @@ class MarketMachine(RuleBasedStateMachine):
         model.lie_pending = bad.digest(job, rnd) != good.digest(job, rnd)
         self.seen["lie posted" if model.lie_pending else "correct post"] += 1
         if (seed >> 5) % 3:  # most owners reveal the chunk right away
-            self.reveal_chunk_of(job, model.owner, (seed >> 7) % 5)
+            self.reveal_chunk_of(job, model.owner, (seed >> 7) % 12)
 
     def results(self, job: int, rnd: int, lie: bool, seed: int) -> tuple[Posted, Posted]:
         """(correct, posted) results of round ``rnd`` given who revealed."""
@@ -482,8 +498,10 @@ class MarketMachine(RuleBasedStateMachine):
             self.chain.at_least(info["postedAt"] + info["postDuration"] + 1)
         self.reveal_chunk_of(job, self.acc[who] if who else self.jobs[job].owner, late)
 
-    def reveal_chunk_of(self, job: int, sender: str, absent: int = 3) -> None:
-        """Reveal the pending round's chunk; an honest party challenges a lie at once."""
+    def reveal_chunk_of(self, job: int, sender: str, code: int = 4) -> None:
+        """Reveal the pending round's chunk; an honest party challenges a lie at once (member
+        ``code`` of the committee stays away if < 3); a correct round is challenged
+        frivolously if ``code % 4 == 3``."""
         info = self.info(job)
         rnd = info["pendingRound"]
         due = info["postedAt"] + info["postDuration"]
@@ -494,11 +512,12 @@ class MarketMachine(RuleBasedStateMachine):
             return
         assert receipt is not None, res
         if self.jobs[job].lie_pending:
-            self.challenge_lie(job, rnd, absent)
-        elif absent >= 3:  # the garbage trainer (or a verifier) disputes a correct round
-            self.challenge_frivolously(
-                job, GARBAGE if self.acc[GARBAGE] in self.jobs[job].parts else 12
-            )
+            self.challenge_lie(job, rnd, code)
+        elif code % 4 == 3:  # the garbage trainer (or a verifier) disputes a correct round
+            who = GARBAGE if self.acc[GARBAGE] in self.jobs[job].parts else 12
+            did = self.challenge_frivolously(job, who)
+            if did and code % 8 == 3:  # the committee votes at once (else: later, or never)
+                self.settle(did, code, self.acc[STRANGER])
 
     def challenge_lie(self, job: int, rnd: int, absent: int) -> None:
         model = self.jobs[job]
@@ -518,10 +537,11 @@ class MarketMachine(RuleBasedStateMachine):
     def frivolous_challenge(self, j: int, who: int) -> None:
         self.challenge_frivolously(self.pick(j, (RUNNING, FINISHED)), who)
 
-    def challenge_frivolously(self, job: int, who: int) -> None:
+    def challenge_frivolously(self, job: int, who: int) -> int:
+        """Challenge a correct pending round with a made-up digest; the dispute's id (or 0)."""
         rnd = self.info(job)["pendingRound"]
         if rnd == 0 or self.jobs[job].lie_pending:
-            return
+            return 0
         sender = self.acc[who]
         did = int(self.c.functions.nextDisputeId().call())
         receipt, res = self.send(self.c.functions.challenge(job, rnd, b"\x0f" * 32), sender)
@@ -534,11 +554,12 @@ class MarketMachine(RuleBasedStateMachine):
                 "WrongStatus",
                 "ConflictOfInterest",
             }, res
-            return
+            return 0
         self.disputes[did] = (job, rnd)
+        return did
 
     @precondition(lambda self: self.disputes)
-    @rule(k=st.integers(0, 7), absent=st.integers(0, 5), poster=st.sampled_from(ANYONE))
+    @rule(k=st.integers(0, 7), absent=st.integers(0, 11), poster=st.sampled_from(ANYONE))
     def settle_dispute(self, k: int, absent: int, poster: int) -> None:
         did = sorted(self.disputes)[k % len(self.disputes)]
         self.settle(did, absent, self.acc[poster])
@@ -586,13 +607,14 @@ class MarketMachine(RuleBasedStateMachine):
         self.seen["lie corrected"] += 1
 
     @precondition(lambda self: self.jobs)
-    @rule(seconds=st.sampled_from([30, 60, 120, 350]))
+    @rule(seconds=st.sampled_from([10, 10, 30, 60, 350]))
     def wait(self, seconds: int) -> None:
         self.chain.at(self.now() + seconds)
 
     @precondition(lambda self: self.jobs)
-    @rule(a=st.sampled_from(ANYONE), j=st.integers(0, 7), coin=st.integers(0, 4))
-    def abandon(self, a: int, j: int, coin: int) -> None:
+    @rule(a=st.sampled_from(ANYONE), j=st.integers(0, 7), coin=st.integers(0, 9))
+    def walk_away(self, a: int, j: int, coin: int) -> None:
+        """Anyone abandons a running job once its post deadline passed (jumping there)."""
         if coin:
             return  # abandoning kills a job: keep it rarer than the other steps
         job = self.pick(j, (RUNNING,))
