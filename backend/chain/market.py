@@ -164,6 +164,20 @@ def vote_commitment(digest: bytes, salt: bytes, member: str, dispute_id: int) ->
     return Web3.keccak(encoded)
 
 
+def _round_post(log: Any) -> RoundPost:
+    """A RoundPosted or RoundCorrected log (same fields) as a RoundPost."""
+    a = log["args"]
+    return RoundPost(
+        int(a["round"]),
+        bytes(a["modelHash"]),
+        str(a["modelCid"]),
+        [int(s) for s in a["scores"]],
+        [int(r) for r in a["reasons"]],
+        int(log["blockNumber"]),
+        log["transactionHash"].hex(),
+    )
+
+
 def _named(outputs: list[dict[str, Any]], value: Any) -> Any:
     """Turn web3's tuples into dicts using the ABI's component names (recursively)."""
     if len(outputs) == 1 and outputs[0]["type"] == "tuple":
@@ -522,21 +536,8 @@ class MarketClient:
         ]
 
     def round_posts(self, job_id: int) -> list[RoundPost]:
-        out = []
-        for log in self._logs("RoundPosted", self._since(job_id), jobId=job_id):
-            a = log["args"]
-            out.append(
-                RoundPost(
-                    int(a["round"]),
-                    bytes(a["modelHash"]),
-                    str(a["modelCid"]),
-                    [int(s) for s in a["scores"]],
-                    [int(r) for r in a["reasons"]],
-                    int(log["blockNumber"]),
-                    log["transactionHash"].hex(),
-                )
-            )
-        return sorted(out, key=lambda p: p.round)
+        logs = self._logs("RoundPosted", self._since(job_id), jobId=job_id)
+        return sorted((_round_post(log) for log in logs), key=lambda p: p.round)
 
     def slashes(self, job_id: int) -> list[dict[str, Any]]:
         return [
@@ -560,19 +561,8 @@ class MarketClient:
 
     def corrections(self, job_id: int) -> dict[int, RoundPost]:
         """round -> the result a dispute put in place of the posted one (RoundCorrected)."""
-        out = {}
-        for log in self._logs("RoundCorrected", self._since(job_id), jobId=job_id):
-            a = log["args"]
-            out[int(a["round"])] = RoundPost(
-                int(a["round"]),
-                bytes(a["modelHash"]),
-                str(a["modelCid"]),
-                [int(s) for s in a["scores"]],
-                [int(r) for r in a["reasons"]],
-                int(log["blockNumber"]),
-                log["transactionHash"].hex(),
-            )
-        return out
+        logs = self._logs("RoundCorrected", self._since(job_id), jobId=job_id)
+        return {post.round: post for post in map(_round_post, logs)}
 
     def job_events(self, job_id: int, event: str) -> list[dict[str, Any]]:
         """Arguments of every FedMarket `event` log of job `job_id`, in chain order."""
