@@ -6,20 +6,29 @@ import {FedMarket} from "./FedMarket.sol";
 
 /// @title DisputeCourt
 /// @notice Settles challenges of posted rounds by re-execution: a challenger bonds a digest it
-///         computed; a committee of `COMMITTEE_SIZE` bonded verifiers, drawn at random from the
-///         market's verifiers (never the job's owner, aggregator, trainers or the challenger),
+///         computed; a committee of `COMMITTEE_SIZE` verifiers, drawn at random from the
+///         court's pool (never the job's owner, aggregator, trainers or the challenger),
 ///         re-runs the round and votes a digest by commit–reveal; the majority decides.
+///         A verifier enters the pool by locking `voteBond` for as long as it stays
+///         (`joinPool`), and each seat it takes locks another `voteBond` of free stake. A
+///         member drawn without the free stake for a seat, or who misses or loses a vote,
+///         is dropped from the pool: the pool cannot be flooded with entries that never serve.
 ///         Holds no ETH: every bond lives in the market's vault, moved through its court hooks.
-/// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); every bond
-///      this court locks is released or transferred exactly once (state moves forward only:
-///      Voting -> Upheld | NoDecision | Overturned -> Corrected | Lapsed).
+/// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); every pool
+///      member has `voteBond` locked for its membership, released exactly once when it leaves
+///      the pool; every seat's `voteBond` is locked at the draw and released or transferred
+///      exactly once at `resolve`; a dispute's state moves forward only: Voting -> Upheld |
+///      NoDecision | Overturned -> Corrected | Lapsed.
 contract DisputeCourt is ReentrancyGuard {
     /// @notice Members drawn per dispute.
     uint8 public constant COMMITTEE_SIZE = 3;
     /// @notice Part of its vote bond an absent or minority member loses (bps).
     uint16 public constant MISS_PENALTY_BPS = 5000;
-    /// @notice Longest prefix of the verifier list scanned for a committee (bounds the loop).
-    uint256 public constant MAX_DRAW_SCAN = 256;
+    /// @notice Random pool positions tried when drawing a committee (bounds the loop). A job
+    ///         has at most 256 trainers, who are never drawn, and members who cannot take a
+    ///         seat are dropped as they are met: with 20 able members next to 256 of the job's
+    ///         trainers, 3 distinct able ones are found with probability > 1 − 1e-6.
+    uint256 public constant MAX_DRAW_TRIES = 256;
 
     uint8 internal constant STATE_NONE = 0;
     uint8 internal constant STATE_VOTING = 1;
@@ -63,6 +72,9 @@ contract DisputeCourt is ReentrancyGuard {
     mapping(uint256 => mapping(address => bytes32)) internal _votes;
     /// @notice Latest dispute of each job (0 if none).
     mapping(uint256 => uint256) public latestDisputeOf;
+    /// @dev Pool members (committees are drawn from here) and their 1-based positions.
+    address[] internal _pool;
+    mapping(address => uint256) internal _poolPosition;
 
     /// @notice Round `round` of job `jobId` was challenged; `members` must vote.
     event DisputeOpened(
@@ -87,6 +99,12 @@ contract DisputeCourt is ReentrancyGuard {
     /// @notice Nobody posted a valid correction of an overturned round in time: the posted
     ///         round stands (as with no decision), so the job is not frozen for good.
     event CorrectionLapsed(uint256 indexed disputeId);
+    /// @notice `verifier` joined the pool, locking `bond`.
+    event PoolJoined(address indexed verifier, uint256 bond);
+    /// @notice `verifier` left the pool: by itself (`disputeId` 0), or dropped in dispute
+    ///         `disputeId` (drawn without free stake for a seat, or missed or lost its vote);
+    ///         its membership bond is released.
+    event PoolLeft(address indexed verifier, uint256 indexed disputeId);
 
     error ZeroAddress();
     error SameAsPosted(bytes32 digest);
@@ -100,6 +118,9 @@ contract DisputeCourt is ReentrancyGuard {
     error VoteMismatch(uint256 disputeId, address member);
     error VotingNotOver(uint256 disputeId, uint64 revealEnd);
     error CorrectionPending(uint256 disputeId, uint64 correctBy);
+    error NotVerifier(address account);
+    error AlreadyInPool(address account);
+    error NotInPool(address account);
 
     /// @param market_ The market (which must then `bindCourt` this court).
     /// @param challengeBond_ Bond a challenger locks, wei.
@@ -109,6 +130,48 @@ contract DisputeCourt is ReentrancyGuard {
         market = market_;
         challengeBond = challengeBond_;
         voteBond = voteBond_;
+    }
+
+    /// @notice Join the committee pool (a verifier, see `FedMarket.registerRole`), locking
+    ///         `voteBond` of free stake for as long as the caller stays in it.
+    /// @dev Reverts `NotVerifier`, `AlreadyInPool` or the market's `InsufficientFreeStake`.
+    function joinPool() external nonReentrant {
+        if (_poolPosition[msg.sender] != 0) revert AlreadyInPool(msg.sender);
+        if (market.rolesOf(msg.sender) & market.ROLE_VERIFIER() == 0) {
+            revert NotVerifier(msg.sender);
+        }
+        _pool.push(msg.sender);
+        _poolPosition[msg.sender] = _pool.length;
+        emit PoolJoined(msg.sender, voteBond);
+        market.lockBond(msg.sender, voteBond);
+    }
+
+    /// @notice Leave the committee pool; the membership bond is released (with the market's
+    ///         bond cooldown). Seats already taken stay bonded until their disputes resolve.
+    /// @dev Reverts `NotInPool`.
+    function leavePool() external nonReentrant {
+        if (_poolPosition[msg.sender] == 0) revert NotInPool(msg.sender);
+        _leave(msg.sender, 0);
+    }
+
+    /// @notice Number of verifiers in the committee pool.
+    /// @return Count.
+    function poolSize() external view returns (uint256) {
+        return _pool.length;
+    }
+
+    /// @notice The `index`-th pool member (order changes as members leave).
+    /// @param index Index below `poolSize()`.
+    /// @return Member address.
+    function poolAt(uint256 index) external view returns (address) {
+        return _pool[index];
+    }
+
+    /// @notice Whether `account` is in the committee pool.
+    /// @param account Account.
+    /// @return True if a member.
+    function inPool(address account) external view returns (bool) {
+        return _poolPosition[account] != 0;
     }
 
     /// @notice Challenge the pending round `round` of job `jobId` with the digest the caller
@@ -241,7 +304,11 @@ contract DisputeCourt is ReentrancyGuard {
         d.state = STATE_CORRECTED;
         emit CorrectionPosted(disputeId, msg.sender);
         address[] memory voters = _votersOf(disputeId, d, d.winning);
-        market.correctRound(d.jobId, d.winning, fix, modelCid, posted, d.challenger, voters);
+        // The challenger's share is for finding the right result, not for being first: one
+        // that bonded another digest (say, the aggregator's own sybil racing honest
+        // verifiers with a made-up one) gets none of it; the voters who found it do.
+        address payee = d.challengerDigest == d.winning ? d.challenger : address(0);
+        market.correctRound(d.jobId, d.winning, fix, modelCid, posted, payee, voters);
     }
 
     /// @notice Close an overturned dispute whose correction nobody posted by `correctBy` (anyone):
@@ -283,46 +350,59 @@ contract DisputeCourt is ReentrancyGuard {
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Draw the committee: walk the verifier list from a pseudo-random start (block hash
-    ///      and prevrandao of the challenge block: a block producer can bias it, see SPEC.md),
-    ///      taking eligible verifiers with enough free stake and locking their vote bond.
+    /// @dev Draw the committee: try up to `MAX_DRAW_TRIES` pseudo-random pool positions (from
+    ///      the block hash and prevrandao of the challenge block: a block producer can bias
+    ///      it, see SPEC.md). A member with no stake in the job takes a seat, locking
+    ///      `voteBond` of its free stake; one without that much free stake is dropped.
     // slither-disable-next-line reentrancy-no-eth
     function _draw(Dispute storage d, address owner, address aggregator, uint256 disputeId)
         internal
     {
-        uint256 count = market.verifierCount();
-        uint256 seed = uint256(
-            keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, disputeId))
-        );
-        uint256 scan = count < MAX_DRAW_SCAN ? count : MAX_DRAW_SCAN;
+        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, disputeId));
         uint256 found = 0;
-        for (uint256 i; i < scan && found < COMMITTEE_SIZE; ++i) {
+        for (uint256 i; _pool.length != 0 && i < MAX_DRAW_TRIES && found < COMMITTEE_SIZE; ++i) {
             // Not a secure random draw, and not meant to be one: SPEC.md "Security assumptions"
             // states how a block producer or a challenger can bias it.
             // slither-disable-next-line weak-prng
-            address v = market.verifierAt((seed + i) % count);
-            if (!_eligible(d, v, owner, aggregator, found)) continue;
+            address v = _pool[uint256(keccak256(abi.encode(seed, i))) % _pool.length];
+            if (_conflicted(d, v, owner, aggregator, found)) continue;
+            (uint256 balance, uint256 locked,) = market.accountOf(v);
+            if (balance - locked < voteBond) {
+                _leave(v, disputeId);
+                continue;
+            }
             market.lockBond(v, voteBond);
             d.members[found++] = v;
         }
         if (found < COMMITTEE_SIZE) revert NoCommittee(found, COMMITTEE_SIZE);
     }
 
-    function _eligible(
+    /// @dev Whether `v` has a stake in the dispute (or already holds one of its seats).
+    function _conflicted(
         Dispute storage d,
         address v,
         address owner,
         address aggregator,
         uint256 found
     ) internal view returns (bool) {
-        if (v == owner || v == aggregator || v == d.challenger) return false;
-        if (market.participantOf(d.jobId, v).joined) return false;
+        if (v == owner || v == aggregator || v == d.challenger) return true;
         for (uint256 k; k < found; ++k) {
-            if (d.members[k] == v) return false;
+            if (d.members[k] == v) return true;
         }
-        (uint256 balance, uint256 locked, bool registered) = market.accountOf(v);
-        if (!registered) return false;
-        return balance - locked >= voteBond;
+        return market.participantOf(d.jobId, v).joined;
+    }
+
+    /// @dev Remove `member` from the pool (swap with the last) and release its membership
+    ///      bond.
+    function _leave(address member, uint256 disputeId) internal {
+        uint256 position = _poolPosition[member];
+        address last = _pool[_pool.length - 1];
+        _pool[position - 1] = last;
+        _poolPosition[last] = position;
+        _pool.pop();
+        delete _poolPosition[member];
+        emit PoolLeft(member, disputeId);
+        market.releaseBond(member, voteBond);
     }
 
     /// @dev The digest a strict majority of the committee revealed (zero if none).
@@ -357,9 +437,10 @@ contract DisputeCourt is ReentrancyGuard {
         }
     }
 
-    /// @dev Release the good members' vote bonds; each other member pays `MISS_PENALTY_BPS` of
-    ///      its bond in equal parts to the good ones (to the challenger if none) and gets the
-    ///      rest back.
+    /// @dev Release the good members' seat bonds; each other member pays `MISS_PENALTY_BPS`
+    ///      of its seat bond in equal parts to the good ones (to the challenger if none), gets
+    ///      the rest back, and is dropped from the pool (if still in it): a member that does
+    ///      not vote, or votes against the majority, is not drawn again until it rejoins.
     function _settleMembers(uint256 disputeId, Dispute storage d, bytes32 winning) internal {
         address[] memory good = _votersOf(disputeId, d, winning);
         uint96 bond = voteBond;
@@ -373,6 +454,7 @@ contract DisputeCourt is ReentrancyGuard {
             }
             uint96 paid = _spread(m, good, penalty, d.challenger, WHY_VOTE_PENALTY);
             market.releaseBond(m, bond - paid);
+            if (_poolPosition[m] != 0) _leave(m, disputeId);
         }
     }
 

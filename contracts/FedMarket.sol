@@ -1217,9 +1217,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         emit AggregatorBondSlashed(jobId, agg, bond);
         uint96 left = bond;
         left -= _payEach(agg, harmed, uint96(uint256(bond) * HARMED_SHARE_BPS / BPS), WHY_HARMED);
-        uint96 votersPart = uint96(uint256(bond) * (BPS - HARMED_SHARE_BPS - CHALLENGER_SHARE_BPS) / BPS);
+        // No challenger (its digest lost): the voters take its share too.
+        uint96 votersPart = challenger == address(0)
+            ? left
+            : uint96(uint256(bond) * (BPS - HARMED_SHARE_BPS - CHALLENGER_SHARE_BPS) / BPS);
         left -= _payEach(agg, voters, votersPart, WHY_VOTER);
-        if (left != 0) _transferLocked(agg, challenger, left, WHY_CHALLENGER);
+        if (left != 0) _transferLocked(agg, challenger == address(0) ? voters[0] : challenger, left, WHY_CHALLENGER);
     }
 
     /// @dev Pay `part` of `from`'s locked stake in equal parts to `to`; returns what was paid.

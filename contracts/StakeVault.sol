@@ -27,7 +27,8 @@ abstract contract StakeVault is ReentrancyGuard {
 
     /// @notice Role bit: the account offers to aggregate jobs (its stake is its bond).
     uint8 public constant ROLE_AGGREGATOR = 1;
-    /// @notice Role bit: the account may challenge any round and can be drawn into committees.
+    /// @notice Role bit: the account may challenge any round and join the dispute court's
+    ///         committee pool.
     uint8 public constant ROLE_VERIFIER = 2;
     /// @notice How long a released bond stays locked for withdrawal (slashes settle first).
     uint64 public constant BOND_COOLDOWN = 1 days;
@@ -35,8 +36,6 @@ abstract contract StakeVault is ReentrancyGuard {
     mapping(address => Account) internal _accounts;
     /// @dev Earliest withdrawal time after a bond was released.
     mapping(address => uint64) internal _cooldownUntil;
-    /// @dev Every account that ever took the verifier role, in order (committees draw from it).
-    address[] internal _verifiers;
 
     /// @notice A trainer registered with an initial stake.
     event TrainerRegistered(address indexed trainer, uint256 stake);
@@ -83,7 +82,6 @@ abstract contract StakeVault is ReentrancyGuard {
         uint120 balance = a.balance + uint120(msg.value);
         a.balance = balance;
         a.registered = true;
-        if (role == ROLE_VERIFIER && a.roles & ROLE_VERIFIER == 0) _verifiers.push(msg.sender);
         a.roles |= role;
         emit RoleRegistered(msg.sender, role, msg.value, balance);
     }
@@ -143,19 +141,6 @@ abstract contract StakeVault is ReentrancyGuard {
     /// @return Unix time.
     function cooldownOf(address account) external view returns (uint64) {
         return _cooldownUntil[account];
-    }
-
-    /// @notice Number of accounts that ever took the verifier role.
-    /// @return Count.
-    function verifierCount() external view returns (uint256) {
-        return _verifiers.length;
-    }
-
-    /// @notice The `index`-th verifier (registration order).
-    /// @param index Index below `verifierCount()`.
-    /// @return Verifier address.
-    function verifierAt(uint256 index) external view returns (address) {
-        return _verifiers[index];
     }
 
     // ---------------------------------------------------------------- internal hooks

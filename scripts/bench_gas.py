@@ -56,6 +56,7 @@ class Bench:
         self.send(self.m.functions.registerRole(1), self.agg, 5000 * ETH)
         for v in self.verifiers:
             self.send(self.m.functions.registerRole(2), v, ETH)
+            self.send(self.court.functions.joinPool(), v)
         # One chunk per round: (sha256, cid, salt) and the Merkle tree over their leaves.
         self.chunks: list[tuple[bytes, str, bytes]] = []
         self.tree: MerkleTree | None = None

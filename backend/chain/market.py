@@ -266,9 +266,27 @@ class MarketClient:
     def cooldown_of(self, address: str) -> int:
         return int(self._view("cooldownOf", Web3.to_checksum_address(address)))
 
+    def register_verifier(self, account: LocalAccount, bond: int) -> TxResult:
+        """Take ROLE_VERIFIER (adding `bond` wei) and join the court's committee pool, which
+        locks the court's vote bond; already in the pool, only the bond is added."""
+        result = self.register_role(account, ROLE_VERIFIER, bond)
+        if self.in_pool(account.address):
+            return result
+        return self.join_pool(account)
+
+    def join_pool(self, account: LocalAccount) -> TxResult:
+        return self._court_tx(account, "joinPool")
+
+    def leave_pool(self, account: LocalAccount) -> TxResult:
+        return self._court_tx(account, "leavePool")
+
+    def in_pool(self, address: str) -> bool:
+        return bool(self._court_view("inPool", Web3.to_checksum_address(address)))
+
     def verifiers(self) -> list[str]:
-        count = int(self._view("verifierCount"))
-        return [Web3.to_checksum_address(self._view("verifierAt", i)) for i in range(count)]
+        """The committee pool (committees are drawn from it)."""
+        count = int(self._court_view("poolSize"))
+        return [Web3.to_checksum_address(self._court_view("poolAt", i)) for i in range(count)]
 
     def account_of(self, address: str) -> dict[str, Any]:
         balance, locked, registered = self._view("accountOf", Web3.to_checksum_address(address))

@@ -214,10 +214,16 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         "to challenge"
     ),
     "NoCommittee": lambda fn, a: (
-        f"only {a.get('found')} eligible verifier(s) with enough free bond exist, and a "
-        f"committee needs {a.get('needed')}: the round cannot be challenged until more "
-        "verifiers register"
+        f"only {a.get('found')} eligible verifier(s) were found in the committee pool (members "
+        "with no stake in the job and free stake for a seat), and a committee needs "
+        f"{a.get('needed')}: the round cannot be challenged until more verifiers join the pool"
     ),
+    "NotVerifier": lambda fn, a: (
+        f"{a.get('account')} has not taken the verifier role: run `fedmarket verifier register`"
+    ),
+    "AlreadyInPool": lambda fn, a: f"{a.get('account')} is already in the committee pool",
+    "NotInPool": lambda fn, a: f"{a.get('account')} is not in the committee pool",
+
     "UnknownDispute": lambda fn, a: f"there is no dispute {a.get('disputeId')}",
     "WrongDisputeState": lambda fn, a: (
         f"dispute {a.get('disputeId')} is past that step (state {a.get('state')})"

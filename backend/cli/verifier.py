@@ -49,20 +49,37 @@ def verifier_register(
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
 ) -> None:
-    """Register as a verifier (or add bond): you may challenge any round, and committees are
-    drawn from verifiers whose free bond covers the court's vote bond."""
-    from backend.chain.market import ROLE_VERIFIER
-
+    """Register as a verifier (or add bond) and join the committee pool: you may challenge any
+    round, and committees are drawn from the pool. Membership locks the court's vote bond
+    until you leave (`fedmarket verifier leave`); each committee seat locks another. Drawn
+    without that much free stake, or missing a vote, you are dropped from the pool."""
     ctx = Ctx(config, dev_account)
     market = ctx.market()
     sender = ctx.signer(account, dev_account)
-    market.register_role(sender, ROLE_VERIFIER, to_wei(bond, "--bond"))
+    market.register_verifier(sender, to_wei(bond, "--bond"))
     acct = market.account_of(sender.address)
     need = market.court_params()["vote_bond"]
     out.print(
-        f"{sender.address}: verifier; bond {eth(acct['balance'])} ({eth(acct['locked'])} "
-        f"locked); each committee seat locks {eth(need)}"
+        f"{sender.address}: verifier in the committee pool; bond {eth(acct['balance'])} "
+        f"({eth(acct['locked'])} locked, of which {eth(need)} for pool membership)"
     )
+
+
+@verifier_app.command("leave")
+@guarded
+def verifier_leave(
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+) -> None:
+    """Leave the committee pool: the membership bond is released, withdrawable after the
+    one-day bond cooldown (seats already taken stay bonded until their disputes resolve)."""
+    ctx = Ctx(config, dev_account)
+    market = ctx.market()
+    sender = ctx.signer(account, dev_account)
+    market.leave_pool(sender)
+    until = market.cooldown_of(sender.address)
+    out.print(f"{sender.address} left the committee pool; bond withdrawable from unix time {until}")
 
 
 @verifier_app.command("status")
@@ -167,7 +184,8 @@ def verifier_withdraw(
     free = acct["balance"] - acct["locked"]
     wei = free if amount is None else to_wei(amount, "AMOUNT")
     if wei <= 0 or wei > free:
-        raise ConfigError(f"{eth(free)} of your bond is free ({eth(acct['locked'])} locked)")
+        hint = "; `fedmarket verifier leave` frees the pool's" if market.in_pool(sender.address) else ""
+        raise ConfigError(f"{eth(free)} of your bond is free ({eth(acct['locked'])} locked{hint})")
     until = market.cooldown_of(sender.address)
     if market.chain.now() < until:
         raise ConfigError(f"your bond cools down until unix time {until}; withdraw after it")

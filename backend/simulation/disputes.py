@@ -10,7 +10,7 @@ from typing import Any
 
 from aggregator.round.driver import PendingRound
 from backend.chain.base import Chain
-from backend.chain.market import ROLE_VERIFIER, MarketClient, round_digest
+from backend.chain.market import MarketClient, round_digest
 from backend.core.errors import Reason
 from backend.core.jobstatus import JobStatus
 from backend.core.units import ETHER
@@ -30,7 +30,7 @@ def enlist_verifiers(
     services = []
     for i in range(VERIFIERS):
         account = chain.new_funded_account(VERIFIER_BOND + ETHER)
-        market.register_role(account, ROLE_VERIFIER, VERIFIER_BOND)
+        market.register_verifier(account, VERIFIER_BOND)
         journal = VerifierJournal.open(journal_dir / f"verifier-{i}.json")
         services.append(VerifierService(market, store, account, journal))
     return services

@@ -19,7 +19,6 @@ from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import (
     ROLE_AGGREGATOR,
-    ROLE_VERIFIER,
     JobParams,
     MarketClient,
     RoundPost,
@@ -72,7 +71,7 @@ def new_market(store_dir: Path) -> Market:
     verifiers = []
     for _ in range(VERIFIERS):
         v = chain.new_funded_account(3 * ETHER)
-        market.register_role(v, ROLE_VERIFIER, ETHER)
+        market.register_verifier(v, ETHER)
         verifiers.append(v)
     return Market(chain, market, LocalStore(store_dir), owner, aggregator, verifiers)
 

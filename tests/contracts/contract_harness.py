@@ -46,7 +46,7 @@ TX_GAS = 12_000_000
 # ReentrancyGuard keeps its flag in a namespaced slot) and `_jobs` slot 6: `Chain.vault` and
 # `Chain.status` read them directly (test_harness_reads_storage_like_the_views checks them).
 ACCOUNTS_SLOT = 0
-JOBS_SLOT = 6
+JOBS_SLOT = 5
 
 # Status / reason codes (SPEC.md).
 NONE, CREATED, RUNNING, FINISHED, SETTLED, ABANDONED, CANCELLED = range(7)
@@ -452,9 +452,14 @@ class Chain:
         if not has_role or short:
             self.register_role(addr, ROLE_AGGREGATOR, short)
 
+    def join_pool(self, addr: str, value: int = 0) -> Any:
+        """Take the verifier role (adding ``value``) and join the court's committee pool."""
+        self.register_role(addr, ROLE_VERIFIER, value)
+        return self.tx(self.court.functions.joinPool(), addr)
+
     def make_verifiers(self, addrs: Iterable[str], stake: int = ETH) -> None:
         for a in addrs:
-            self.register_role(a, ROLE_VERIFIER, stake)
+            self.join_pool(a, stake)
 
     # -- jobs --------------------------------------------------------------------------------------
     def create_job(self, owner: str, reward: int, **kw: Any) -> int:

@@ -129,17 +129,15 @@ def test_register_role(chain: Chain) -> None:
         {"account": a, "role": ROLE_AGGREGATOR, "amount": 3 * ETH, "balance": 3 * ETH}
     ]
     assert chain.account(a) == (3 * ETH, 0, True) and m.rolesOf(a).call() == ROLE_AGGREGATOR
-    assert m.verifierCount().call() == 0  # an aggregator is not a verifier
     chain.register_role(v, ROLE_VERIFIER, ETH)
-    chain.register_role(v, ROLE_VERIFIER, 0)  # again, adding nothing: listed once
+    chain.register_role(v, ROLE_VERIFIER, 0)  # again, adding nothing
     chain.register_role(v, ROLE_AGGREGATOR, 1)  # both roles
     assert m.rolesOf(v).call() == ROLE_AGGREGATOR | ROLE_VERIFIER
-    assert (m.verifierCount().call(), m.verifierAt(0).call()) == (1, v)
     assert chain.account(v) == (ETH + 1, 0, True)
     # a trainer may take a role with the stake it has; register() is then refused
     chain.register(t, ETH)
     chain.register_role(t, ROLE_VERIFIER, 0)
-    assert m.verifierAt(1).call() == t
+    assert m.rolesOf(t).call() == ROLE_VERIFIER
     assert chain.reverts("AlreadyRegistered", m.register(), v, 1) == (v,)
     assert chain.reverts("InvalidRole", m.registerRole(0), t) == (0,)
     assert chain.reverts("InvalidRole", m.registerRole(3), t) == (3,)
@@ -209,7 +207,7 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
     assert chain.court.functions.voteBond().call() == VOTE_BOND
     assert chain.court.functions.COMMITTEE_SIZE().call() == 3
     assert chain.court.functions.MISS_PENALTY_BPS().call() == MISS_PENALTY_BPS
-    assert chain.court.functions.MAX_DRAW_SCAN().call() == 256
+    assert chain.court.functions.MAX_DRAW_TRIES().call() == 256
     assert m.HARMED_SHARE_BPS().call() == HARMED_BPS
     assert m.CHALLENGER_SHARE_BPS().call() == CHALLENGER_BPS
     assert chain.reverts("CourtAlreadyBound", m.bindCourt(other), deployer) == ()
@@ -387,7 +385,7 @@ def test_challenge_window_and_who_may_challenge(chain: Chain) -> None:
     owner, agg, stranger = chain.accounts[0], chain.accounts[1], chain.accounts[15]
     job, (t1, t2, t3), vs = setup_job(chain, rounds=2)
     chain.register(stranger)
-    chain.register_role(owner, ROLE_VERIFIER, ETH)  # a verifier, but the job's owner
+    chain.join_pool(owner, ETH)  # a verifier, but the job's owner
     bogus = b"\xab" * 32
     assert chain.reverts("ChallengeWindowClosed", c.challenge(job, 1, bogus), t1) == (job, 1)
     chain.play_round(job, {t1: (1, 0), t2: (2, 0), t3: (3, 0)}, chunk=False)
@@ -422,7 +420,7 @@ def test_challenge_window_and_who_may_challenge(chain: Chain) -> None:
 def test_challenge_draws_a_committee_and_locks_bonds(chain: Chain) -> None:
     c = chain.court.functions
     job, (t1, t2, t3), vs = setup_job(chain, verifiers=5)
-    chain.register_role(t2, ROLE_VERIFIER, 0)  # a trainer of the job is never drawn
+    chain.join_pool(t2)  # a trainer of the job is never drawn
     chain.play_round(job, {t1: (1, 0), t2: (2, 0), t3: (3, 0)})
     free_before = {v: chain.free(v) for v in vs}
     digest = b"\xcd" * 32
@@ -436,7 +434,8 @@ def test_challenge_draws_a_committee_and_locks_bonds(chain: Chain) -> None:
     assert (d["commitEnd"], d["revealEnd"]) == (chain.now() + 100, chain.now() + 200)
     drawn = members(chain, did)
     assert len(set(drawn)) == 3 and set(drawn) <= set(vs)
-    for v in vs:
+    for v in vs:  # a seat locks a vote bond on top of the pool membership's
+        assert free_before[v] == ETH - VOTE_BOND
         assert chain.free(v) == free_before[v] - (VOTE_BOND if v in drawn else 0)
     assert chain.account(t1)[1] == ETH + CHALLENGE_BOND
     disputed = chain.events("RoundDisputed", r, chain.market)
@@ -452,14 +451,85 @@ def test_no_committee_without_three_eligible_verifiers(chain: Chain) -> None:
     c, m = chain.court.functions, chain.market.functions
     owner = chain.accounts[0]
     job, (t1, t2, t3), vs = setup_job(chain, verifiers=3)
-    chain.register_role(owner, ROLE_VERIFIER, ETH)  # the owner: never drawn
-    chain.register_role(t2, ROLE_VERIFIER, 0)  # a trainer of the job: never drawn
-    chain.tx(m.withdraw(ETH - VOTE_BOND + 1), vs[2])  # too little free stake: skipped
+    chain.join_pool(owner, ETH)  # the owner: never drawn
+    chain.join_pool(t2)  # a trainer of the job: never drawn
+    chain.tx(c.leavePool(), vs[2])  # out of the pool: never drawn
     chain.play_round(job, {t1: (1, 0), t2: (2, 0), t3: (3, 0)})
     assert chain.reverts("NoCommittee", c.challenge(job, 1, b"\x01" * 32), t1) == (2, 3)
-    chain.tx(m.deposit(), vs[2], 1)
+    chain.tx(c.joinPool(), vs[2])
     did, _ = chain.challenge(job, 1, b"\x01" * 32, t1)
     assert set(members(chain, did)) == set(vs)
+    assert chain.reverts("NotVerifier", c.joinPool(), t3) == (t3,)
+
+
+def test_committee_pool_membership_is_bonded(chain: Chain) -> None:
+    """Joining the pool locks the vote bond until the member leaves; a member serving on a
+    committee cannot leave; leaving releases the bond with the bond cooldown."""
+    c, m = chain.court.functions, chain.market.functions
+    v, poor = chain.accounts[14], chain.accounts[13]
+    chain.register_role(poor, ROLE_VERIFIER, VOTE_BOND - 1)  # the role alone is free...
+    assert chain.reverts("InsufficientFreeStake", c.joinPool(), poor) == (
+        VOTE_BOND - 1,
+        VOTE_BOND,
+    )  # ...a pool seat is not
+    assert c.poolSize().call() == 0 and not c.inPool(poor).call()
+    r = chain.join_pool(v, ETH)
+    assert chain.events("PoolJoined", r, chain.court) == [{"verifier": v, "bond": VOTE_BOND}]
+    assert chain.account(v) == (ETH, VOTE_BOND, True)
+    assert (c.poolSize().call(), c.poolAt(0).call(), c.inPool(v).call()) == (1, v, True)
+    assert chain.reverts("AlreadyInPool", c.joinPool(), v) == (v,)
+    free = ETH - VOTE_BOND
+    assert chain.reverts("InsufficientFreeStake", m.withdraw(free + 1), v) == (free, free + 1)
+    assert chain.reverts("NotInPool", c.leavePool(), poor) == (poor,)
+    # leaving while on a committee: the seat stays bonded until the dispute resolves
+    job, (t1, t2, t3), vs = setup_job(chain, rounds=1, verifiers=3)
+    chain.play_round(job, {t1: (1, 0), t2: (2, 0), t3: (3, 0)})
+    did, _ = chain.challenge(job, 1, b"\x0d" * 32, t1)
+    drawn = members(chain, did)
+    assert set(drawn) <= {v, *vs}
+    r = chain.tx(c.leavePool(), drawn[0])
+    assert chain.events("PoolLeft", r, chain.court) == [{"verifier": drawn[0], "disputeId": 0}]
+    assert chain.events("BondCooldown", r, chain.market) == [
+        {"account": drawn[0], "amount": VOTE_BOND, "until": chain.now() + DAY}
+    ]
+    assert chain.account(drawn[0])[1] == VOTE_BOND and not c.inPool(drawn[0]).call()
+    assert c.poolSize().call() == 3  # the last member took the leaver's place
+    assert {c.poolAt(i).call() for i in range(3)} == {v, *vs} - {drawn[0]}
+    chain.vote(did, dict.fromkeys(drawn, posted(chain, job, 1).digest(job, 1)))
+    chain.resolve(did)
+    assert chain.account(drawn[0])[1] == 0
+    check_conservation(chain)
+
+
+def test_pool_flooding_by_the_aggregator_does_not_starve_the_draw() -> None:
+    """Attack (found in review): the verifier list was free to join and the draw walked a
+    prefix of it, so an aggregator could fill it with empty or conflicted entries and make
+    every challenge of its rounds revert `NoCommittee`. Now pool membership locks a vote
+    bond, the draw samples random positions, and members that cannot take a seat are dropped
+    as they are met: 40 of the aggregator's own trainers in the pool (never drawn for their
+    job) and 20 entries without free stake do not keep 5 honest verifiers out."""
+    chain = Chain(num_accounts=70)
+    m = chain.market.functions
+    sybils, empty = chain.accounts[2:42], chain.accounts[42:62]
+    honest = chain.accounts[62:67]
+    for x in sybils:
+        chain.register(x, 2 * ETH)
+        chain.join_pool(x)
+    for x in empty:  # seats bonded, but no free stake ever to serve: dropped when met
+        chain.join_pool(x, VOTE_BOND)
+    chain.make_verifiers(honest)
+    job = chain.create_job(chain.accounts[0], 10 * ETH, rounds=1, maxTrainers=40, minTrainers=2)
+    for x in sybils:
+        chain.tx(m.join(job), x)
+    chain.play_round(job, dict.fromkeys(sybils, (1, 0)))
+    challenger = honest[0]
+    did, r = chain.challenge(job, 1, b"\x0d" * 32, challenger)
+    drawn = members(chain, did)
+    assert len(set(drawn)) == 3 and set(drawn) <= set(honest) - {challenger}
+    dropped = [e["verifier"] for e in chain.events("PoolLeft", r, chain.court)]
+    assert dropped and set(dropped) <= set(empty)
+    assert all(chain.account(x)[1] == 0 for x in dropped)
+    assert chain.court.functions.poolSize().call() == 65 - len(dropped)
 
 
 def test_vote_errors(chain: Chain) -> None:
@@ -546,14 +616,19 @@ def test_no_decision_keeps_the_round_and_penalises_the_absent(chain: Chain) -> N
     assert chain.account(a)[0] == before[a][0] + each
     assert chain.account(b)[0] == before[b][0] + each
     assert chain.account(d)[0] == before[d][0] - 2 * each
-    for x in (a, b, d):
-        assert chain.account(x)[1] == 0 and m.cooldownOf(x).call() == chain.now() + DAY
+    c = chain.court.functions
+    for x in (a, b, d):  # seat bonds released (cooling down)
+        assert m.cooldownOf(x).call() == chain.now() + DAY
+    for x in (a, b):  # the voters stay in the pool
+        assert chain.account(x)[1] == VOTE_BOND and c.inPool(x).call()
+    # the absent one is dropped from the pool, its membership bond released
+    assert chain.account(d)[1] == 0 and not c.inPool(d).call()
+    assert chain.events("PoolLeft", r, chain.court) == [{"verifier": d, "disputeId": did}]
     assert chain.account(t1) == (before[t1][0], ETH, True)  # bond released
     assert chain.events("RoundUpheld", r, chain.market) == [{"jobId": job, "round": 1}]
     j = chain.job(job)
     assert not j["disputeOpen"] and j["finalAt"] == chain.now()
     # the same round is never challenged again (finalAt = now: the window is closed)
-    c = chain.court.functions
     assert chain.reverts("ChallengeWindowClosed", c.challenge(job, 1, b"\x0e" * 32), t2) == (job, 1)
     chain.tx(m.finalize(job), t3)
     check_conservation(chain)
@@ -574,7 +649,7 @@ def test_no_reveals_at_all_pays_the_penalties_to_the_challenger(chain: Chain) ->
 def test_dispute_blocks_posts_finalize_and_abandon(chain: Chain) -> None:
     m = chain.market.functions
     agg = chain.accounts[1]
-    job, (t1, t2, t3), _ = setup_job(chain, rounds=2)
+    job, (t1, t2, t3), _ = setup_job(chain, rounds=2, verifiers=6)  # 3 absent ones leave
     chain.play_round(job, {t1: (1, 0), t2: (2, 0), t3: (3, 0)})
     did, _ = chain.challenge(job, 1, b"\x0d" * 32, t1)
     ups = {t: chain.commit(job, t, 2) for t in (t1, t2, t3)}
@@ -790,7 +865,7 @@ def test_a_owner_cannot_aggregate_judge_or_sit_on_the_committee(chain: Chain) ->
     m, c = chain.market.functions, chain.court.functions
     owner = chain.accounts[0]
     chain.register_role(owner, ROLE_AGGREGATOR, 20 * ETH)
-    chain.register_role(owner, ROLE_VERIFIER, 0)
+    chain.join_pool(owner)
     fn = m.createJob(params_tuple(job_params(owner)))
     got = chain.reverts("OwnerIsAggregator", fn, owner, ETH)
     assert got == (owner,)
@@ -884,6 +959,39 @@ def test_b_sybil_paying_aggregator_is_overturned_and_pays(chain: Chain) -> None:
     for x in (h1, h2, s):
         chain.tx(m.claim(job), x)
     chain.tx(m.claimRefund(job), chain.accounts[0])
+    check_conservation(chain)
+
+
+def test_b3_a_sybil_racing_with_a_made_up_digest_earns_nothing(chain: Chain) -> None:
+    """Attack (found in review): the lying aggregator's own sybil challenges first, with a
+    made-up digest, to collect the challenger's share of the slashed bond. The committee
+    still finds the correct result; the challenger's share goes to the voters who found it."""
+    agg = chain.accounts[1]
+    job, (h1, h2, s), was, fix = _sybil_job(chain, cheat=True)
+    bond = chain.job(job)["aggregatorBond"]
+    agg_before = chain.account(agg)[0]
+    did, _ = chain.challenge(job, 1, b"\x5b" * 32, s)  # first, and wrong
+    voters = members(chain, did)
+    chain.vote(did, dict.fromkeys(voters, fix.digest(job, 1)))
+    chain.resolve(did)
+    assert chain.dispute(did)["state"] == D_OVERTURNED
+    s_before = chain.account(s)
+    r = correct(chain, did, fix, was, h1)
+    got = transfers(chain, r)
+    assert [t for _f, t, _a, _w in got if t == s] == []  # nothing for the sybil
+    harmed_each = bond * HARMED_BPS // BPS // 2
+    voters_part = bond - 2 * harmed_each
+    voter_each = voters_part // 3
+    paid = {(t, why): amount for _f, t, amount, why in got}
+    assert paid[(h1, 1)] == paid[(h2, 1)] == harmed_each
+    assert [paid[(v, 3)] for v in voters] == [voter_each] * 3
+    dust = voters_part - 3 * voter_each
+    assert paid.get((voters[0], 2), 0) == dust
+    assert sum(a for _f, _t, a, _w in got) == bond
+    assert chain.account(agg) == (agg_before - bond, 0, True)  # the aggregator lost it all
+    # the correction slashed the sybil; its challenge bond came back at resolve
+    assert chain.account(s)[0] == s_before[0] - ETH // 2
+    assert chain.participant(job, s)["lockedStake"] == ETH // 2
     check_conservation(chain)
 
 

@@ -191,6 +191,7 @@ class MarketMachine(RuleBasedStateMachine):
             )
             assert receipt is not None, res
             self.fund(self.acc[v], amount)
+            self.rejoin_pool(self.acc[v])
         self.create(0, 10**19 + 3, 2, n, stake, 777, 0, 50)
         for a in TRAINERS[:n]:
             self.join(a, 0)
@@ -545,6 +546,7 @@ class MarketMachine(RuleBasedStateMachine):
         sender = self.acc[who]
         did = int(self.c.functions.nextDisputeId().call())
         receipt, res = self.send(self.c.functions.challenge(job, rnd, b"\x0f" * 32), sender)
+        self.seen[f"frivolous challenge: {res or 'opened'}"] += 1
         if receipt is None:
             assert res in {
                 "ChallengeWindowClosed",
@@ -591,6 +593,8 @@ class MarketMachine(RuleBasedStateMachine):
             self.chain.at_least(d["revealEnd"])
         receipt, res = self.send(self.c.functions.resolve(did), poster)
         assert receipt is not None, res
+        for mm in d["members"]:  # an honest member that was away rejoins the pool
+            self.rejoin_pool(mm)
         state = self.chain.dispute(did)["state"]
         if digest == was.digest(job, rnd):
             # a frivolous challenge loses (or, with no majority voting, the round stands)
@@ -605,6 +609,11 @@ class MarketMachine(RuleBasedStateMachine):
         model.posted[rnd] = good
         model.lie_pending = False
         self.seen["lie corrected"] += 1
+
+    def rejoin_pool(self, addr: str) -> None:
+        if not self.c.functions.inPool(addr).call():
+            receipt, res = self.send(self.c.functions.joinPool(), addr)
+            assert receipt is not None, res
 
     @precondition(lambda self: self.jobs)
     @rule(seconds=st.sampled_from([10, 10, 30, 60, 350]))
@@ -789,4 +798,4 @@ def test_every_path_was_taken() -> None:
         "claim",
         "refund",
     }
-    assert want <= set(seen), dict(seen)
+    assert want <= set(seen), str(dict(seen))

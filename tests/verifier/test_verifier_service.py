@@ -99,7 +99,18 @@ def test_verifier_cli_status_and_register(tmp_path: Path, monkeypatch: pytest.Mo
     assert runner.invoke(app, ["deploy", "--dev-account", "0"]).exit_code == 0
     done = runner.invoke(app, ["verifier", "register", "--bond", "1", "--dev-account", "3"])
     assert done.exit_code == 0, done.output
-    assert "verifier; bond 1 ETH" in done.output
+    assert "verifier in the committee pool; bond 1 ETH (0.1 ETH locked" in done.output
+    again = runner.invoke(app, ["verifier", "register", "--bond", "0", "--dev-account", "3"])
+    assert again.exit_code == 0, again.output  # already in the pool: only adds bond
+    withdraw = ["verifier", "withdraw", "1", "--dev-account", "3"]
+    held = runner.invoke(app, withdraw)
+    assert held.exit_code == 1 and "`fedmarket verifier leave` frees" in held.output
+    left = runner.invoke(app, ["verifier", "leave", "--dev-account", "3"])
+    assert left.exit_code == 0 and "left the committee pool" in left.output, left.output
+    cooling = runner.invoke(app, withdraw)
+    assert cooling.exit_code == 1 and "cools down until" in cooling.output, cooling.output
+    twice = runner.invoke(app, ["verifier", "leave", "--dev-account", "3"])
+    assert twice.exit_code == 1 and "is not in the committee pool" in twice.output
     status = runner.invoke(app, ["verifier", "status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout.strip().splitlines()[-1]) == []
