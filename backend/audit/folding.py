@@ -104,7 +104,13 @@ def _account(conn: Connection, address: str, *, create: bool = True) -> dict[str
     if not create:
         return None
     conn.execute(accounts_t.insert().values(address=address, roles=0, balance_wei="0"))
-    return {"address": address, "roles": 0, "balance_wei": "0", "cooldown_until": None}
+    return {
+        "address": address,
+        "roles": 0,
+        "balance_wei": "0",
+        "cooldown_until": None,
+        "in_pool": False,
+    }
 
 
 def _set_balance(conn: Connection, address: str, balance: int) -> None:
@@ -630,6 +636,21 @@ def fold_role_registered(conn: Connection, a: EventArgs, origin: LogOrigin) -> N
     _set_balance(conn, a["account"], int(a["balance"]))
 
 
+def fold_pool_joined(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
+    _set_in_pool(conn, a["verifier"], True)
+
+
+def fold_pool_left(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
+    _set_in_pool(conn, a["verifier"], False)
+
+
+def _set_in_pool(conn: Connection, address: str, in_pool: bool) -> None:
+    _account(conn, address)
+    conn.execute(
+        accounts_t.update().where(accounts_t.c.address == address).values(in_pool=in_pool)
+    )
+
+
 def fold_stake_transferred(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
     """Locked stake paid to another account (a slashed bond's payout)."""
     amount = int(a["amount"])
@@ -805,6 +826,8 @@ COURT_FOLDERS: dict[str, Folder] = {
     "DisputeResolved": fold_dispute_resolved,
     "CorrectionPosted": fold_correction_posted,
     "CorrectionLapsed": fold_correction_lapsed,
+    "PoolJoined": fold_pool_joined,
+    "PoolLeft": fold_pool_left,
 }
 
 FOLDERS: dict[str, Folder] = {**MARKET_FOLDERS, **COURT_FOLDERS}

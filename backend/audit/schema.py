@@ -185,6 +185,7 @@ accounts_t = Table(
     Column("roles", Integer, nullable=False, default=0),  # ROLE_AGGREGATOR 1 | ROLE_VERIFIER 2
     Column("balance_wei", WEI, nullable=False, default="0"),  # vault stake (free + locked)
     Column("cooldown_until", BigInteger),
+    Column("in_pool", Boolean, nullable=False, default=False),  # the court's committee pool
 )
 disputes_t = Table(
     "disputes",

@@ -140,6 +140,8 @@ def test_derived_tables_agree_with_the_contract(indexed: Indexed) -> None:
         assert reliability == market.reliability_of(address)[0]
     roles = dict(_rows(indexed, "select address, roles from accounts where roles != 0"))
     assert roles == {a: market.roles_of(a) for a in roles} and len(roles) == 5
+    pool = {a for (a,) in _rows(indexed, "select address from accounts where in_pool")}
+    assert pool == set(market.verifiers()) and len(pool) == 4
 
 
 def test_a_corrected_round_replaces_the_posted_result(indexed: Indexed) -> None:
