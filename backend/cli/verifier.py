@@ -89,14 +89,18 @@ def verifier_status(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Disputes on this market (or one job): round, challenger, committee, outcome."""
+    """The committee pool, and the disputes on this market (or one job): round, challenger,
+    committee, outcome (`--json`: the disputes only)."""
     from verifier.disputes import dispute_rows
 
     ctx = Ctx(config)
-    rows = dispute_rows(ctx.market(), job)
+    market = ctx.market()
+    rows = dispute_rows(market, job)
     if as_json:
         emit(json.dumps(rows))
         return
+    pool = market.verifiers()
+    out.print(f"committee pool: {len(pool)} member(s)" + (f": {', '.join(pool)}" if pool else ""))
     if not rows:
         out.print("no disputes" + (f" on job {job}" if job else ""))
     for r in rows:

@@ -102,6 +102,8 @@ def test_verifier_cli_status_and_register(tmp_path: Path, monkeypatch: pytest.Mo
     assert "verifier in the committee pool; bond 1 ETH (0.1 ETH locked" in done.output
     again = runner.invoke(app, ["verifier", "register", "--bond", "0", "--dev-account", "3"])
     assert again.exit_code == 0, again.output  # already in the pool: only adds bond
+    listed = runner.invoke(app, ["verifier", "status"])
+    assert "committee pool: 1 member(s): 0x" in listed.output, listed.output
     withdraw = ["verifier", "withdraw", "1", "--dev-account", "3"]
     held = runner.invoke(app, withdraw)
     assert held.exit_code == 1 and "`fedmarket verifier leave` frees" in held.output
@@ -114,5 +116,7 @@ def test_verifier_cli_status_and_register(tmp_path: Path, monkeypatch: pytest.Mo
     status = runner.invoke(app, ["verifier", "status", "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout.strip().splitlines()[-1]) == []
+    text = runner.invoke(app, ["verifier", "status"])
+    assert "committee pool: 0 member(s)" in text.output and "no disputes" in text.output
     bad = runner.invoke(app, ["verifier", "challenge", "7", "1", "--dev-account", "3"])
     assert bad.exit_code == 1 and "job 7" in bad.output and "Traceback" not in bad.output
