@@ -366,8 +366,8 @@ contract DisputeCourt is ReentrancyGuard {
             // slither-disable-next-line weak-prng
             address v = _pool[uint256(keccak256(abi.encode(seed, i))) % _pool.length];
             if (_conflicted(d, v, owner, aggregator, found)) continue;
-            (uint256 balance, uint256 locked,) = market.accountOf(v);
-            if (balance - locked < voteBond) {
+            (uint256 balance, uint256 locked, bool registered) = market.accountOf(v);
+            if (!registered || balance - locked < voteBond) {
                 _leave(v, disputeId);
                 continue;
             }
@@ -441,6 +441,9 @@ contract DisputeCourt is ReentrancyGuard {
     ///      of its seat bond in equal parts to the good ones (to the challenger if none), gets
     ///      the rest back, and is dropped from the pool (if still in it): a member that does
     ///      not vote, or votes against the majority, is not drawn again until it rejoins.
+    // `market` is immutable and ours, and its hooks call nothing outside it: the pool writes
+    // after its calls cannot be re-entered (resolve is nonReentrant as well).
+    // slither-disable-next-line reentrancy-no-eth
     function _settleMembers(uint256 disputeId, Dispute storage d, bytes32 winning) internal {
         address[] memory good = _votersOf(disputeId, d, winning);
         uint96 bond = voteBond;

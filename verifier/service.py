@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from eth_account.signers.local import LocalAccount
 
 from backend.audit.verify import verify_round
-from backend.chain.market import MarketClient, RoundPost, vote_commitment
+from backend.chain.market import ROLE_VERIFIER, MarketClient, RoundPost, vote_commitment
 from backend.core.errors import FedMarketError
 from backend.core.jobstatus import JobStatus
 from backend.storage import ContentStore
@@ -37,7 +37,7 @@ OUTCOMES = {
 class Action:
     """What one step did, for logs and tests."""
 
-    kind: str  # checked | challenged | committed | revealed | resolved | corrected
+    kind: str  # checked | challenged | committed | revealed | resolved | corrected | rejoined
     job_id: int
     round: int
     detail: str = ""
@@ -84,10 +84,27 @@ class VerifierService:
 
     # -- the loop ---------------------------------------------------------------------------
     def step(self) -> list[Action]:
-        """One pass over pending rounds and open disputes."""
-        actions = self.watch_rounds()
+        """One pass: back into the committee pool if dropped, then pending rounds and open
+        disputes."""
+        actions = self.stay_in_pool()
+        actions += self.watch_rounds()
         actions += self.serve_disputes()
         return actions
+
+    def stay_in_pool(self) -> list[Action]:
+        """Rejoin the committee pool after being dropped from it (drawn while every seat's
+        worth of stake was taken, or a missed vote), once there is free stake for it again.
+        Serving means offering to sit on committees; `fedmarket verifier leave` while not
+        serving leaves for good."""
+        if self.market.roles_of(self.address) & ROLE_VERIFIER == 0:
+            return []
+        if self.market.in_pool(self.address):
+            return []
+        acct = self.market.account_of(self.address)
+        if acct["balance"] - acct["locked"] < self.market.court_params()["vote_bond"]:
+            return []
+        self.market.join_pool(self.account)
+        return [Action("rejoined", 0, 0, "the committee pool")]
 
     def serve(self, poll_s: float = 2.0, stop: Callable[[], bool] = lambda: False) -> None:
         while not stop():

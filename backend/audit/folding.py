@@ -646,9 +646,7 @@ def fold_pool_left(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
 
 def _set_in_pool(conn: Connection, address: str, in_pool: bool) -> None:
     _account(conn, address)
-    conn.execute(
-        accounts_t.update().where(accounts_t.c.address == address).values(in_pool=in_pool)
-    )
+    conn.execute(accounts_t.update().where(accounts_t.c.address == address).values(in_pool=in_pool))
 
 
 def fold_stake_transferred(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:

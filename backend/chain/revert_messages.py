@@ -223,7 +223,6 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     ),
     "AlreadyInPool": lambda fn, a: f"{a.get('account')} is already in the committee pool",
     "NotInPool": lambda fn, a: f"{a.get('account')} is not in the committee pool",
-
     "UnknownDispute": lambda fn, a: f"there is no dispute {a.get('disputeId')}",
     "WrongDisputeState": lambda fn, a: (
         f"dispute {a.get('disputeId')} is past that step (state {a.get('state')})"

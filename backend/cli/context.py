@@ -147,6 +147,26 @@ def to_wei(value: str | float | int, what: str) -> int:
     return eth_to_wei(value, what)
 
 
+def withdraw_free(market: Any, sender: Any, amount: str | None, noun: str = "stake") -> None:
+    """Withdraw `amount` ETH (default: all) of `sender`'s free stake, saying first, in one
+    line, why it cannot: nothing free, more than is free (with what holds the rest), or a
+    bond cooldown still running."""
+    acct = market.account_of(sender.address)
+    free = acct["balance"] - acct["locked"]
+    wei = free if amount is None else to_wei(amount, "AMOUNT")
+    if wei <= 0 or wei > free:
+        held = f"{eth(acct['locked'])} locked"
+        if market.in_pool(sender.address):
+            held += "; `fedmarket verifier leave` frees the committee pool's bond"
+        raise ConfigError(f"{eth(free)} of your {noun} is free to withdraw ({held})")
+    until = market.cooldown_of(sender.address)
+    if market.chain.now() < until:
+        raise ConfigError(f"your bond cools down until unix time {until}; withdraw after it")
+    market.withdraw(sender, wei)
+    balance = market.account_of(sender.address)["balance"]
+    out.print(f"withdrew {eth(wei)}; {noun} now {eth(balance)}")
+
+
 def eth(wei: int) -> str:
     return f"{eth_text(wei)} ETH"
 

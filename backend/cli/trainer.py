@@ -21,6 +21,7 @@ from backend.cli.context import (
     out,
     status_line,
     to_wei,
+    withdraw_free,
 )
 from backend.core.errors import ConfigError
 
@@ -230,14 +231,4 @@ def trainer_withdraw(
 ) -> None:
     """Withdraw free (unlocked) stake to your wallet."""
     ctx = Ctx(config, dev_account)
-    market = ctx.market()
-    sender = ctx.signer(account, dev_account)
-    acct = market.account_of(sender.address)
-    free = acct["balance"] - acct["locked"]
-    wei = free if amount is None else to_wei(amount, "AMOUNT")
-    if wei <= 0:
-        raise ConfigError(f"no free stake to withdraw ({eth(acct['locked'])} is locked)")
-    if wei > free:
-        raise ConfigError(f"only {eth(free)} is free to withdraw ({eth(acct['locked'])} locked)")
-    market.withdraw(sender, wei)
-    out.print(f"withdrew {eth(wei)}; stake now {eth(market.account_of(sender.address)['balance'])}")
+    withdraw_free(ctx.market(), ctx.signer(account, dev_account), amount)

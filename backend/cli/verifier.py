@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from backend.cli.common import AccountOpt, guarded
-from backend.cli.context import ConfigOpt, Ctx, DevAccountOpt, JsonOpt, emit, eth, out, to_wei
+from backend.cli.context import (
+    ConfigOpt,
+    Ctx,
+    DevAccountOpt,
+    JsonOpt,
+    emit,
+    eth,
+    out,
+    to_wei,
+    withdraw_free,
+)
 from backend.core.errors import ConfigError
 
 verifier_app = typer.Typer(
@@ -182,19 +192,7 @@ def verifier_withdraw(
 ) -> None:
     """Withdraw free bond (a released bond waits out a one-day cooldown first)."""
     ctx = Ctx(config, dev_account)
-    market = ctx.market()
-    sender = ctx.signer(account, dev_account)
-    acct = market.account_of(sender.address)
-    free = acct["balance"] - acct["locked"]
-    wei = free if amount is None else to_wei(amount, "AMOUNT")
-    if wei <= 0 or wei > free:
-        hint = "; `fedmarket verifier leave` frees the pool's" if market.in_pool(sender.address) else ""
-        raise ConfigError(f"{eth(free)} of your bond is free ({eth(acct['locked'])} locked{hint})")
-    until = market.cooldown_of(sender.address)
-    if market.chain.now() < until:
-        raise ConfigError(f"your bond cools down until unix time {until}; withdraw after it")
-    market.withdraw(sender, wei)
-    out.print(f"withdrew {eth(wei)}; bond now {eth(market.account_of(sender.address)['balance'])}")
+    withdraw_free(ctx.market(), ctx.signer(account, dev_account), amount, noun="bond")
 
 
 __all__ = ["verifier_app"]

@@ -448,7 +448,7 @@ def test_challenge_draws_a_committee_and_locks_bonds(chain: Chain) -> None:
 
 
 def test_no_committee_without_three_eligible_verifiers(chain: Chain) -> None:
-    c, m = chain.court.functions, chain.market.functions
+    c = chain.court.functions
     owner = chain.accounts[0]
     job, (t1, t2, t3), vs = setup_job(chain, verifiers=3)
     chain.join_pool(owner, ETH)  # the owner: never drawn

@@ -120,3 +120,25 @@ def test_verifier_cli_status_and_register(tmp_path: Path, monkeypatch: pytest.Mo
     assert "committee pool: 0 member(s)" in text.output and "no disputes" in text.output
     bad = runner.invoke(app, ["verifier", "challenge", "7", "1", "--dev-account", "3"])
     assert bad.exit_code == 1 and "job 7" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_serving_verifier_rejoins_the_pool_after_being_dropped(tmp_path: Path) -> None:
+    """Dropped from the committee pool (here: it left), a serving verifier rejoins it on its
+    next pass once it has free stake for the membership bond; without the role it never does."""
+    from backend.chain.embedded import embedded_chain
+    from backend.core.units import ETHER
+    from backend.storage import LocalStore
+
+    chain = embedded_chain()
+    market, _ = MarketClient.deploy(chain, chain.dev_account(0))
+    account = chain.new_funded_account(2 * ETHER)
+    journal = VerifierJournal.open(tmp_path / "v.json")
+    service = VerifierService(market, LocalStore(tmp_path / "store"), account, journal)
+    assert service.stay_in_pool() == []  # not a verifier: nothing to do
+    market.register_verifier(account, ETHER)
+    assert service.stay_in_pool() == []  # in the pool already
+    market.leave_pool(account)
+    assert not market.in_pool(account.address)
+    (action,) = service.step()
+    assert action.kind == "rejoined" and market.in_pool(account.address)
+    assert market.verifiers() == [account.address]
