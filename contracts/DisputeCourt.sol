@@ -9,25 +9,24 @@ import {FedMarket} from "./FedMarket.sol";
 ///         computed; a committee of `COMMITTEE_SIZE` verifiers, drawn at random from the
 ///         court's pool (never the job's owner, aggregator, trainers or the challenger),
 ///         re-runs the round and votes a digest by commit–reveal; the majority decides.
-///         A verifier enters the pool by locking `voteBond` for as long as it stays
-///         (`joinPool`), and each seat it takes locks another `voteBond` of free stake. A
-///         member drawn without the free stake for a seat, or who misses or loses a vote,
-///         is dropped from the pool: the pool cannot be flooded with entries that never serve.
+///         A verifier enters the pool by locking `voteBond` (`joinPool`): the bond of its first
+///         seat, held while it stays, so every pool entry can always serve on one committee
+///         (the pool cannot be flooded with entries that never could). A member seated already
+///         takes a further seat only with `voteBond` more of free stake (else it is skipped).
+///         A member who misses or loses a vote is dropped from the pool.
 ///         Holds no ETH: every bond lives in the market's vault, moved through its court hooks.
-/// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); every pool
-///      member has `voteBond` locked for its membership, released exactly once when it leaves
-///      the pool; every seat's `voteBond` is locked at the draw and released or transferred
-///      exactly once at `resolve`; a dispute's state moves forward only: Voting -> Upheld |
-///      NoDecision | Overturned -> Corrected | Lapsed.
+/// @dev Invariants: at most one open dispute per job (the market's `disputeOpen`); the stake
+///      this court holds locked for an account is exactly `voteBond × max(seats, inPool ? 1 :
+///      0)` (`seatsOf`: its open committee seats); a dispute's state moves forward only:
+///      Voting -> Upheld | NoDecision | Overturned -> Corrected | Lapsed.
 contract DisputeCourt is ReentrancyGuard {
     /// @notice Members drawn per dispute.
     uint8 public constant COMMITTEE_SIZE = 3;
     /// @notice Part of its vote bond an absent or minority member loses (bps).
     uint16 public constant MISS_PENALTY_BPS = 5000;
     /// @notice Random pool positions tried when drawing a committee (bounds the loop). A job
-    ///         has at most 256 trainers, who are never drawn, and members who cannot take a
-    ///         seat are dropped as they are met: with 20 able members next to 256 of the job's
-    ///         trainers, 3 distinct able ones are found with probability > 1 − 1e-6.
+    ///         has at most 256 trainers, who are never drawn: with 20 free members next to 256
+    ///         of the job's trainers, 3 distinct free ones are found with probability > 1 − 1e-6.
     uint256 public constant MAX_DRAW_TRIES = 256;
 
     uint8 internal constant STATE_NONE = 0;
@@ -75,6 +74,8 @@ contract DisputeCourt is ReentrancyGuard {
     /// @dev Pool members (committees are drawn from here) and their 1-based positions.
     address[] internal _pool;
     mapping(address => uint256) internal _poolPosition;
+    /// @notice Open committee seats of each account (disputes drawn, not yet resolved).
+    mapping(address => uint256) public seatsOf;
 
     /// @notice Round `round` of job `jobId` was challenged; `members` must vote.
     event DisputeOpened(
@@ -101,9 +102,8 @@ contract DisputeCourt is ReentrancyGuard {
     event CorrectionLapsed(uint256 indexed disputeId);
     /// @notice `verifier` joined the pool, locking `bond`.
     event PoolJoined(address indexed verifier, uint256 bond);
-    /// @notice `verifier` left the pool: by itself (`disputeId` 0), or dropped in dispute
-    ///         `disputeId` (drawn without free stake for a seat, or missed or lost its vote);
-    ///         its membership bond is released.
+    /// @notice `verifier` left the pool: by itself (`disputeId` 0), or dropped after it
+    ///         missed or lost its vote in dispute `disputeId`.
     event PoolLeft(address indexed verifier, uint256 indexed disputeId);
 
     error ZeroAddress();
@@ -133,7 +133,8 @@ contract DisputeCourt is ReentrancyGuard {
     }
 
     /// @notice Join the committee pool (a verifier, see `FedMarket.registerRole`), locking
-    ///         `voteBond` of free stake for as long as the caller stays in it.
+    ///         `voteBond` of free stake (its first seat's bond) for as long as the caller stays
+    ///         in it. A member still seated from before it left locks nothing more.
     /// @dev Reverts `NotVerifier`, `AlreadyInPool` or the market's `InsufficientFreeStake`.
     function joinPool() external nonReentrant {
         if (_poolPosition[msg.sender] != 0) revert AlreadyInPool(msg.sender);
@@ -143,15 +144,16 @@ contract DisputeCourt is ReentrancyGuard {
         _pool.push(msg.sender);
         _poolPosition[msg.sender] = _pool.length;
         emit PoolJoined(msg.sender, voteBond);
-        market.lockBond(msg.sender, voteBond);
+        if (seatsOf[msg.sender] == 0) market.lockBond(msg.sender, voteBond);
     }
 
-    /// @notice Leave the committee pool; the membership bond is released (with the market's
-    ///         bond cooldown). Seats already taken stay bonded until their disputes resolve.
+    /// @notice Leave the committee pool. With no open seat its bond is released (with the
+    ///         market's bond cooldown); seats already taken stay bonded until they resolve.
     /// @dev Reverts `NotInPool`.
     function leavePool() external nonReentrant {
         if (_poolPosition[msg.sender] == 0) revert NotInPool(msg.sender);
         _leave(msg.sender, 0);
+        if (seatsOf[msg.sender] == 0) market.releaseBond(msg.sender, voteBond);
     }
 
     /// @notice Number of verifiers in the committee pool.
@@ -352,29 +354,39 @@ contract DisputeCourt is ReentrancyGuard {
 
     /// @dev Draw the committee: try up to `MAX_DRAW_TRIES` pseudo-random pool positions (from
     ///      the block hash and prevrandao of the challenge block: a block producer can bias
-    ///      it, see SPEC.md). A member with no stake in the job takes a seat, locking
-    ///      `voteBond` of its free stake; one without that much free stake is dropped.
+    ///      it, see SPEC.md). A member with no stake in the job takes a seat: its first on its
+    ///      pool bond, a further one locking `voteBond` more of free stake (else skipped).
     // slither-disable-next-line reentrancy-no-eth
     function _draw(Dispute storage d, address owner, address aggregator, uint256 disputeId)
         internal
     {
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, disputeId));
+        uint256 size = _pool.length;
+        bytes32 seed =
+            keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, disputeId));
         uint256 found = 0;
-        for (uint256 i; _pool.length != 0 && i < MAX_DRAW_TRIES && found < COMMITTEE_SIZE; ++i) {
+        for (uint256 i; size != 0 && i < MAX_DRAW_TRIES && found < COMMITTEE_SIZE; ++i) {
             // Not a secure random draw, and not meant to be one: SPEC.md "Security assumptions"
             // states how a block producer or a challenger can bias it.
             // slither-disable-next-line weak-prng
-            address v = _pool[uint256(keccak256(abi.encode(seed, i))) % _pool.length];
-            if (_conflicted(d, v, owner, aggregator, found)) continue;
-            (uint256 balance, uint256 locked, bool registered) = market.accountOf(v);
-            if (!registered || balance - locked < voteBond) {
-                _leave(v, disputeId);
-                continue;
-            }
-            market.lockBond(v, voteBond);
+            address v = _pool[uint256(keccak256(abi.encode(seed, i))) % size];
+            if (_conflicted(d, v, owner, aggregator, found) || !_takeSeat(v)) continue;
             d.members[found++] = v;
         }
         if (found < COMMITTEE_SIZE) revert NoCommittee(found, COMMITTEE_SIZE);
+    }
+
+    /// @dev Seat pool member `v`: free of seats, on its pool bond; else with `voteBond` more of
+    ///      free stake locked. False (nothing changed) if it has not that much free stake.
+    function _takeSeat(address v) internal returns (bool) {
+        uint256 seats = seatsOf[v];
+        if (seats != 0) {
+            // A pool member is always registered (it took the verifier role).
+            (uint256 balance, uint256 locked, bool registered) = market.accountOf(v);
+            if (!registered || balance - locked < voteBond) return false;
+        }
+        seatsOf[v] = seats + 1;
+        if (seats != 0) market.lockBond(v, voteBond);
+        return true;
     }
 
     /// @dev Whether `v` has a stake in the dispute (or already holds one of its seats).
@@ -392,8 +404,7 @@ contract DisputeCourt is ReentrancyGuard {
         return market.participantOf(d.jobId, v).joined;
     }
 
-    /// @dev Remove `member` from the pool (swap with the last) and release its membership
-    ///      bond.
+    /// @dev Remove `member` from the pool (swap with the last); the caller settles its bond.
     function _leave(address member, uint256 disputeId) internal {
         uint256 position = _poolPosition[member];
         address last = _pool[_pool.length - 1];
@@ -402,7 +413,6 @@ contract DisputeCourt is ReentrancyGuard {
         _pool.pop();
         delete _poolPosition[member];
         emit PoolLeft(member, disputeId);
-        market.releaseBond(member, voteBond);
     }
 
     /// @dev The digest a strict majority of the committee revealed (zero if none).
@@ -437,12 +447,14 @@ contract DisputeCourt is ReentrancyGuard {
         }
     }
 
-    /// @dev Release the good members' seat bonds; each other member pays `MISS_PENALTY_BPS`
-    ///      of its seat bond in equal parts to the good ones (to the challenger if none), gets
-    ///      the rest back, and is dropped from the pool (if still in it): a member that does
-    ///      not vote, or votes against the majority, is not drawn again until it rejoins.
-    // `market` is immutable and ours, and its hooks call nothing outside it: the pool writes
-    // after its calls cannot be re-entered (resolve is nonReentrant as well).
+    /// @dev Close every member's seat. A good member's seat bond is released unless it is the
+    ///      pool bond of a member still in the pool with no other seat. Each other member
+    ///      pays `MISS_PENALTY_BPS` of its seat bond in equal parts to the good ones (to the
+    ///      challenger if none), gets the rest back and is dropped from the pool: a member
+    ///      that does not vote, or votes against the majority, is not drawn again unless it
+    ///      rejoins (with a fresh bond).
+    // `market` is immutable and ours, and its hooks call nothing outside it: the writes after
+    // its calls cannot be re-entered (resolve is nonReentrant as well).
     // slither-disable-next-line reentrancy-no-eth
     function _settleMembers(uint256 disputeId, Dispute storage d, bytes32 winning) internal {
         address[] memory good = _votersOf(disputeId, d, winning);
@@ -450,14 +462,17 @@ contract DisputeCourt is ReentrancyGuard {
         uint96 penalty = uint96(uint256(bond) * MISS_PENALTY_BPS / BPS);
         for (uint256 i; i < COMMITTEE_SIZE; ++i) {
             address m = d.members[i];
+            uint256 seats = seatsOf[m];
+            seatsOf[m] = seats - 1;
+            bool inPool = _poolPosition[m] != 0;
             bytes32 v = _votes[disputeId][m];
             if (v != bytes32(0) && (winning == bytes32(0) || v == winning)) {
-                market.releaseBond(m, bond);
+                if (seats > 1 || !inPool) market.releaseBond(m, bond);
                 continue;
             }
+            if (inPool) _leave(m, disputeId);
             uint96 paid = _spread(m, good, penalty, d.challenger, WHY_VOTE_PENALTY);
             market.releaseBond(m, bond - paid);
-            if (_poolPosition[m] != 0) _leave(m, disputeId);
         }
     }
 

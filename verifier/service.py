@@ -92,10 +92,10 @@ class VerifierService:
         return actions
 
     def stay_in_pool(self) -> list[Action]:
-        """Rejoin the committee pool after being dropped from it (drawn while every seat's
-        worth of stake was taken, or a missed vote), once there is free stake for it again.
-        Serving means offering to sit on committees; `fedmarket verifier leave` while not
-        serving leaves for good."""
+        """Rejoin the committee pool after being dropped from it (a missed vote, say, while
+        the node was down), once there is free stake for its bond again. Serving means
+        offering to sit on committees; `fedmarket verifier leave` while not serving leaves
+        for good."""
         if self.market.roles_of(self.address) & ROLE_VERIFIER == 0:
             return []
         if self.market.in_pool(self.address):

@@ -215,7 +215,7 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     ),
     "NoCommittee": lambda fn, a: (
         f"only {a.get('found')} eligible verifier(s) were found in the committee pool (members "
-        "with no stake in the job and free stake for a seat), and a committee needs "
+        "with no stake in the job and a seat's bond free), and a committee needs "
         f"{a.get('needed')}: the round cannot be challenged until more verifiers join the pool"
     ),
     "NotVerifier": lambda fn, a: (

@@ -61,8 +61,9 @@ def verifier_register(
 ) -> None:
     """Register as a verifier (or add bond) and join the committee pool: you may challenge any
     round, and committees are drawn from the pool. Membership locks the court's vote bond
-    until you leave (`fedmarket verifier leave`); each committee seat locks another. Drawn
-    without that much free stake, or missing a vote, you are dropped from the pool."""
+    until you leave (`fedmarket verifier leave`): your first committee seat's bond; a further
+    seat at the same time locks another. Missing or losing a vote drops you from the pool
+    (`fedmarket verifier serve` rejoins)."""
     ctx = Ctx(config, dev_account)
     market = ctx.market()
     sender = ctx.signer(account, dev_account)
@@ -71,7 +72,7 @@ def verifier_register(
     need = market.court_params()["vote_bond"]
     out.print(
         f"{sender.address}: verifier in the committee pool; bond {eth(acct['balance'])} "
-        f"({eth(acct['locked'])} locked, of which {eth(need)} for pool membership)"
+        f"({eth(acct['locked'])} locked, of which {eth(need)} for your committee seat)"
     )
 
 

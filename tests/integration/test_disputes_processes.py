@@ -7,10 +7,8 @@ says, the liar's bond pays for it, and ETH is conserved to the wei."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +21,11 @@ from backend.core.datasets import (
     split_train_validation_test,
     to_npz_bytes,
 )
-from backend.devtools.devnet import IpfsDaemon, find_ipfs
-from backend.devtools.devnode import AnvilNode, find_anvil, free_port
+from backend.devtools.devnet import find_ipfs
+from backend.devtools.devnode import find_anvil
 from backend.protocol.settings import load_settings
 from backend.simulation.disputes import conservation
+from tests.integration.processes import cli, devnet_at, run_cli, wait_for
 from verifier.disputes import dispute_rows
 
 pytestmark = [
@@ -40,49 +39,12 @@ ROOT = Path(__file__).resolve().parents[2]
 OWNER, AGGREGATOR, TRAINERS, VERIFIERS = 1, 2, (3, 4, 5), (6, 7, 8, 9)
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.cli.main", *args]
-
-
-def _run(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, f"fedmarket {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture()
 def devnet(tmp_path: Path):  # type: ignore[no-untyped-def]
     home = tmp_path / "home"
     home.mkdir()
-    with AnvilNode() as node:
-        ipfs = IpfsDaemon(
-            home / "ipfs",
-            api_port=free_port(),
-            swarm_port=free_port(),
-            gateway_port=free_port(),
-            grpc_port=free_port(),
-        )
-        ipfs.start(log=home / "ipfs.log")
-        env = {
-            **os.environ,
-            "FEDMARKET_HOME": str(home),
-            "FEDMARKET_RPC_URL": node.url,
-            "FEDMARKET_IPFS_API": ipfs.api,
-            "FEDMARKET_CONFIG": str(home / "config.toml"),
-        }
-        try:
-            yield home, node, env
-        finally:
-            ipfs.stop()
+    with devnet_at(home) as net:
+        yield net
 
 
 def _job_toml(home: Path, aggregator: str) -> Path:
@@ -119,18 +81,18 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
     home, node, env = devnet
     chain = rpc_chain(node.url, dev_accounts=True)
     job_toml = _job_toml(home, chain.dev_account(AGGREGATOR).address)
-    _run(env, "deploy", "--dev-account", "0")
-    _run(env, "aggregator", "register", "--bond", "5", "--dev-account", str(AGGREGATOR))
+    run_cli(env, "deploy", "--dev-account", "0")
+    run_cli(env, "aggregator", "register", "--bond", "5", "--dev-account", str(AGGREGATOR))
     for v in VERIFIERS:
-        _run(env, "verifier", "register", "--bond", "1", "--dev-account", str(v))
-    created = _run(
+        run_cli(env, "verifier", "register", "--bond", "1", "--dev-account", str(v))
+    created = run_cli(
         env, "owner", "create-job", "--spec", str(job_toml), "--dev-account", "1", "--json"
     )
     package = json.loads(created.strip().splitlines()[-1])["validation"]
     market = MarketClient.at(chain, str(load_settings(home / "config.toml").market_address))
     for k, t in enumerate(TRAINERS):
-        _run(env, "trainer", "register", "--stake", "1", "--dev-account", str(t))
-        _run(
+        run_cli(env, "trainer", "register", "--stake", "1", "--dev-account", str(t))
+        run_cli(
             env,
             "trainer",
             "join",
@@ -143,7 +105,7 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
     victim = chain.dev_account(TRAINERS[0]).address
     procs = [
         subprocess.Popen(
-            _cli("verifier", "serve", "--dev-account", str(v), "--poll-interval", "0.5"),
+            cli("verifier", "serve", "--dev-account", str(v), "--poll-interval", "0.5"),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -153,7 +115,7 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
     liar = [sys.executable, str(ROOT / "tests/integration/lying_aggregator.py"), package, victim]
     procs.append(subprocess.Popen(liar, env={**env, "PYTHONPATH": str(ROOT)}))
     for k, t in enumerate(TRAINERS):
-        run = _cli(
+        run = cli(
             "trainer",
             "run",
             "1",
@@ -170,8 +132,10 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
             subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
     try:
-        _wait(lambda: dispute_rows(market, 1) != [], 300, "a challenge of round 2")
-        _wait(lambda: dispute_rows(market, 1)[0]["outcome"] == "overturned", 400, "the correction")
+        wait_for(lambda: dispute_rows(market, 1) != [], 300, "a challenge of round 2")
+        wait_for(
+            lambda: dispute_rows(market, 1)[0]["outcome"] == "overturned", 400, "the correction"
+        )
     finally:
         for p in procs:
             if p.poll() is None:
@@ -184,8 +148,8 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
     assert row["aggregator_bond_slashed_wei"] == 3 * 10**18  # the default bond: the reward
     assert market.job(1).status_enum == JobStatus.SETTLED  # the last round: settled as corrected
     for t in TRAINERS:
-        _run(env, "trainer", "claim", "1", "--dev-account", str(t))
-    _run(env, "owner", "refund", "1", "--dev-account", "1")
+        run_cli(env, "trainer", "claim", "1", "--dev-account", str(t))
+    run_cli(env, "owner", "refund", "1", "--dev-account", "1")
     paid = {str(c["trainer"]): int(c["reward"]) for c in market.claims(1)}
     assert all(paid[chain.dev_account(t).address] > 0 for t in TRAINERS)
     reversed_ = {str(e["trainer"]) for e in market.job_events(1, "SlashReversed")}
@@ -193,5 +157,5 @@ def test_a_lying_aggregator_is_overturned_by_verifier_processes(devnet) -> None:
     accounts = [chain.dev_account(i).address for i in range(10)]
     held = conservation(market, 1, accounts)
     assert held.holds, held
-    out = _run(env, "audit", "verify", "1")
+    out = run_cli(env, "audit", "verify", "1")
     assert "no mismatch" in out

@@ -11,11 +11,8 @@ and re-verify.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import httpx
 import numpy as np
@@ -30,8 +27,9 @@ from backend.core.datasets import (
     split_train_validation_test,
     to_npz_bytes,
 )
-from backend.devtools.devnet import IpfsDaemon, find_ipfs
-from backend.devtools.devnode import AnvilNode, find_anvil, free_port
+from backend.devtools.devnet import find_ipfs
+from backend.devtools.devnode import find_anvil, free_port
+from tests.integration.processes import cli, devnet_at, run_cli, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,48 +40,10 @@ pytestmark = [
 ]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.cli.main", *args]
-
-
 @pytest.fixture(scope="module")
-def devnet(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    with AnvilNode() as node:
-        ipfs = IpfsDaemon(
-            home / "ipfs",
-            api_port=free_port(),
-            swarm_port=free_port(),
-            gateway_port=free_port(),
-            grpc_port=free_port(),
-        )
-        ipfs.start(log=home / "ipfs.log")
-        env = {
-            **os.environ,
-            "FEDMARKET_HOME": str(home),
-            "FEDMARKET_RPC_URL": node.url,
-            "FEDMARKET_IPFS_API": ipfs.api,
-            "FEDMARKET_CONFIG": str(home / "config.toml"),
-        }
-        try:
-            yield home, node, env
-        finally:
-            ipfs.stop()
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 180) -> str:
-    proc = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"fedmarket {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+def devnet(tmp_path_factory):  # type: ignore[no-untyped-def]
+    with devnet_at(tmp_path_factory.mktemp("home")) as net:
+        yield net
 
 
 def test_market_as_separate_processes_survives_an_aggregator_kill(devnet) -> None:
@@ -115,9 +75,9 @@ input_dim = 64
 num_classes = 10
 hidden = [32]
 """)
-    _run(env, "deploy", "--dev-account", "0")
-    _run(env, "aggregator", "register", "--bond", "5", "--dev-account", "2")
-    created = _run(
+    run_cli(env, "deploy", "--dev-account", "0")
+    run_cli(env, "aggregator", "register", "--bond", "5", "--dev-account", "2")
+    created = run_cli(
         env, "owner", "create-job", "--spec", str(home / "job.toml"), "--dev-account", "1", "--json"
     )
     package = json.loads(created.strip().splitlines()[-1])["validation"]
@@ -128,7 +88,7 @@ hidden = [32]
     assert market.job(1).status_enum == JobStatus.CREATED
 
     agg_port = free_port()
-    serve = _cli(
+    serve = cli(
         "aggregator",
         "serve",
         "--dev-account",
@@ -145,10 +105,10 @@ hidden = [32]
     try:
         for k, f in enumerate(files):
             acct = str(3 + k)
-            _run(env, "trainer", "register", "--stake", "1", "--dev-account", acct)
-            _run(env, "trainer", "join", "1", "--data", str(f), "--dev-account", acct)
+            run_cli(env, "trainer", "register", "--stake", "1", "--dev-account", acct)
+            run_cli(env, "trainer", "join", "1", "--data", str(f), "--dev-account", acct)
         assert market.job(1).status_enum == JobStatus.RUNNING  # the third join started it
-        _wait(
+        wait_for(
             lambda: (
                 httpx.get(f"http://127.0.0.1:{agg_port}/health", timeout=1).status_code == 200
                 if _up(agg_port)
@@ -160,7 +120,7 @@ hidden = [32]
         for k, f in enumerate(files):
             trainers.append(
                 subprocess.Popen(
-                    _cli(
+                    cli(
                         "trainer",
                         "run",
                         "1",
@@ -179,15 +139,15 @@ hidden = [32]
                 )
             )
         # Round 1 is posted by the service; kill it as soon as round 2 opens (mid-round).
-        _wait(lambda: int(market.job(1).currentRound) >= 2, 180, "round 1 to be posted")
+        wait_for(lambda: int(market.job(1).currentRound) >= 2, 180, "round 1 to be posted")
         agg.send_signal(signal.SIGKILL)
         agg.wait(timeout=10)
-        _wait(lambda: market.phase_of(1) == Phase.AWAITING_POST, 180, "round 2's reveals")
+        wait_for(lambda: market.phase_of(1) == Phase.AWAITING_POST, 180, "round 2's reveals")
         assert int(market.job(1).currentRound) == 2  # nobody posted round 2 while it was down
         agg = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: market.job(1).status_enum == JobStatus.FINISHED, 180, "round 2 post")
-        _wait(lambda: sorted(market.validation_chunks(1)) == [1, 2], 60, "round 2's chunk")
-        _wait(
+        wait_for(lambda: market.job(1).status_enum == JobStatus.FINISHED, 180, "round 2 post")
+        wait_for(lambda: sorted(market.validation_chunks(1)) == [1, 2], 60, "round 2's chunk")
+        wait_for(
             lambda: not_final_reason(market.job(1), next_block_time(chain)) is None,
             60,
             "round 2 to be final",
@@ -203,27 +163,27 @@ hidden = [32]
                 p.kill()
                 p.wait(timeout=10)
 
-    _run(env, "owner", "finalize", "1", "--dev-account", "1")
+    run_cli(env, "owner", "finalize", "1", "--dev-account", "1")
     for k in range(3):
-        _run(env, "trainer", "claim", "1", "--dev-account", str(3 + k))
-    _run(env, "owner", "refund", "1", "--dev-account", "1")
-    revealed = _run(env, "owner", "reveal-validation", "1", "--dev-account", "1")
+        run_cli(env, "trainer", "claim", "1", "--dev-account", str(3 + k))
+    run_cli(env, "owner", "refund", "1", "--dev-account", "1")
+    revealed = run_cli(env, "owner", "reveal-validation", "1", "--dev-account", "1")
     assert "no validation chunk is due" in revealed  # the aggregator revealed both
     paid = sum(int(c["reward"]) for c in market.claims(1))
     job = market.job(1)
     assert paid + int(job.ownerRefund) == int(job.reward) + int(job.slashedPool)
-    out = _run(env, "audit", "verify", "1")
+    out = run_cli(env, "audit", "verify", "1")
     assert "2 round(s) and the settlement re-verified, no mismatch" in out
 
     api_port = free_port()
     api = subprocess.Popen(
-        _cli("api", "serve", "--index", "--port", str(api_port)),
+        cli("api", "serve", "--index", "--port", str(api_port)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(lambda: _up(api_port), 60, "the API")
+        wait_for(lambda: _up(api_port), 60, "the API")
         body = httpx.get(f"http://127.0.0.1:{api_port}/jobs/1/rounds", timeout=5).json()
         items = body["items"] if isinstance(body, dict) and "items" in body else body
         assert len(items) == 2
@@ -234,7 +194,7 @@ hidden = [32]
 
     # The final model downloads and checks against the chain; with the IPFS daemon gone, the
     # same command retries with backoff and then says so in one line.
-    _run(env, "owner", "download", "1", "--out", str(home / "final.safetensors"))
+    run_cli(env, "owner", "download", "1", "--out", str(home / "final.safetensors"))
     assert (home / "final.safetensors").stat().st_size > 0
     dead = {
         **env,
@@ -242,7 +202,7 @@ hidden = [32]
         "FEDMARKET_STORAGE_RETRIES": "1",
     }
     proc = subprocess.run(
-        _cli("owner", "download", "1", "--out", str(home / "x.safetensors")),
+        cli("owner", "download", "1", "--out", str(home / "x.safetensors")),
         env=dead,
         capture_output=True,
         text=True,
