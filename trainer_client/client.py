@@ -1,7 +1,11 @@
-"""The trainer's side of a round: fetch the global model, train locally, upload Δ, commit, reveal.
+"""The trainer's side of a round: fetch the global model, train locally, commit Δ, then
+publish and reveal it.
 
-Only the pseudo-gradient leaves the machine. The salt of each commitment is kept until the
-reveal (in memory, and in a state file when one is given, so a restart does not lose it).
+Only the pseudo-gradient leaves the machine, and not before its commitment is mined: a rival
+watching the store could otherwise commit the same bytes first and have this trainer judged the
+copier. The CID is computed without storing anything; the update waits in a local outbox until
+the reveal. The salt of each commitment and the outbox are kept until the reveal (in memory,
+and next to the state file when one is given, so a restart loses neither).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from backend.chain.market import MarketClient, commitment_hash
 from backend.core.codec import Tensors
 from backend.core.compression import encode_update, load_residual, save_residual
 from backend.core.datasets import Dataset, check_fits
+from backend.core.errors import ConfigError, ContentMismatch
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
 from backend.core.training import pseudo_gradient, train_local
@@ -80,6 +85,7 @@ class TrainerClient:
         self.progress = progress
         self._specs: dict[int, JobSpec] = {}
         self._residuals: dict[int, Tensors] = {}
+        self._outbox: dict[tuple[int, int], bytes] = {}
         self.pending: dict[tuple[int, int], PendingReveal] = self._load_state()
 
     @property
@@ -139,11 +145,12 @@ class TrainerClient:
         return load_residual(path, template_of(self.spec(job_id).model))
 
     def commit_update(self, job_id: int, round_: int, delta: Tensors) -> tuple[str, bytes, int]:
-        """Encode Δ with the job's codec (plus the carried residual), upload, commit its hash.
+        """Encode Δ with the job's codec (plus the carried residual) and commit its hash; the
+        update goes to the outbox, not the store (`reveal` publishes it).
 
-        Returns (cid, sha256, gas). The pending reveal and the new residual are saved before
-        the commit is sent: a crash after it must still be able to reveal, and must not apply
-        the residual twice.
+        Returns (cid, sha256, gas). The pending reveal, the outbox and the new residual are
+        saved before the commit is sent: a crash after it must still be able to reveal, and
+        must not apply the residual twice.
         """
         spec = self.spec(job_id)
         blob, new_residual = encode_update(
@@ -153,8 +160,9 @@ class TrainerClient:
             topk_fraction=spec.topk_fraction,
             residual=self.residual(job_id),
         )
-        cid = self.store.put(blob, self._stage("upload"))
+        cid = self.store.cid_of(blob)  # publishes nothing
         content_hash = sha256_bytes(blob)
+        self.stash(job_id, round_, blob)
         salt = secrets.token_bytes(32)
         self.pending[(job_id, round_)] = PendingReveal(
             job_id, round_, content_hash.hex(), cid, salt.hex()
@@ -190,14 +198,65 @@ class TrainerClient:
         return Contribution(round_, delta, loss, cid, content_hash, gas)
 
     def reveal(self, job_id: int, round_: int) -> int:
-        """Reveal this round's commitment; returns the gas used."""
+        """Publish this round's committed update (its commitment is mined: the commit phase is
+        over) and reveal the commitment; returns the gas used."""
         p = self.pending[(job_id, round_)]
+        cid = self.store.put(self.outbox(job_id, round_), self._stage("upload"))
+        if cid != p.cid:
+            raise ContentMismatch(
+                f"the store gave CID {cid} to the update committed as {p.cid} "
+                f"(job {job_id} round {round_}): is it the same kind of store as at commit time?"
+            )
         result = self.market.reveal(
             self.account, job_id, bytes.fromhex(p.content_hash), p.cid, bytes.fromhex(p.salt)
         )
         p.revealed = True
         self.save_state()
+        self._drop_outbox(job_id, round_)
         return result.gas_used
+
+    # -- outbox: committed updates not yet published ----------------------------------------
+    def _outbox_path(self, job_id: int, round_: int) -> Path | None:
+        if self.state_file is None:
+            return None
+        return self.state_file.with_name(f"{self.state_file.stem}-job{job_id}-r{round_}.update")
+
+    def stash(self, job_id: int, round_: int, blob: bytes) -> None:
+        """Keep `blob`, the update about to be committed for `round_`, until its reveal."""
+        self._outbox[(job_id, round_)] = blob
+        path = self._outbox_path(job_id, round_)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+
+    def has_outbox(self, job_id: int, round_: int) -> bool:
+        """Whether the committed update of `round_` can still be published."""
+        if (job_id, round_) in self._outbox:
+            return True
+        path = self._outbox_path(job_id, round_)
+        return path is not None and path.exists()
+
+    def outbox(self, job_id: int, round_: int) -> bytes:
+        """The committed, not yet published update of `round_`."""
+        blob = self._outbox.get((job_id, round_))
+        path = self._outbox_path(job_id, round_)
+        if blob is None and path is not None and path.exists():
+            blob = path.read_bytes()
+        if blob is None or sha256_bytes(blob).hex() != self.pending[(job_id, round_)].content_hash:
+            raise ConfigError(
+                f"the update committed for job {job_id} round {round_} is not in the outbox"
+                + (f" ({path})" if path is not None else "")
+                + ": it cannot be revealed; the round will count it as not revealed"
+            )
+        return blob
+
+    def _drop_outbox(self, job_id: int, round_: int) -> None:
+        self._outbox.pop((job_id, round_), None)
+        path = self._outbox_path(job_id, round_)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     # -- state ----------------------------------------------------------------------------
     def _load_state(self) -> dict[tuple[int, int], PendingReveal]:

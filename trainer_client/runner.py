@@ -66,6 +66,8 @@ def step(client: TrainerClient, job_id: int) -> Step:
             return Step("missed", round_, "the commit phase ended before this trainer committed")
         if pending is None:
             return Step("missed", round_, "committed, but the salt is not in the state file")
+        if not client.has_outbox(job_id, round_):
+            return Step("missed", round_, "committed, but the update is not in the outbox")
         client.reveal(job_id, round_)
         return Step("revealed", round_, f"cid {pending.cid}")
     return Step("waiting", round_, f"phase {phase.name.lower()}: waiting for the aggregator")

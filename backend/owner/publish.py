@@ -20,16 +20,7 @@ from backend.core.errors import ConfigError, DataError
 from backend.core.jobspec import JobSpec
 from backend.core.models import build_model, get_weights
 from backend.core.valpackage import ValidationPackage, build_package
-from backend.storage import ContentStore, IpfsStore, LocalStore, Transfer, raw_cid, sha256_bytes
-
-
-def predict_cid(store: ContentStore, blob: bytes) -> str:
-    """The CID `store.put(blob)` will return, without publishing the blob."""
-    if isinstance(store, IpfsStore):
-        return store.hash_only(blob)
-    if isinstance(store, LocalStore):
-        return raw_cid(blob)
-    raise ConfigError(f"cannot predict the CIDs of {store!r}")
+from backend.storage import ContentStore, Transfer, sha256_bytes
 
 
 @dataclass(frozen=True)
@@ -68,7 +59,7 @@ def prepare_job(
     """Encode the spec and the model's initial weights, cut the validation split into `rounds`
     chunks with fresh salts; predict every CID."""
     try:
-        package = build_package(validation, rounds, lambda blob: predict_cid(store, blob))
+        package = build_package(validation, rounds, store.cid_of)
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     spec_blob = spec.to_bytes()
@@ -77,8 +68,8 @@ def prepare_job(
         spec_blob=spec_blob,
         initial_model_blob=initial_model_blob,
         validation=package,
-        spec_cid=predict_cid(store, spec_blob),
-        initial_model_cid=predict_cid(store, initial_model_blob),
+        spec_cid=store.cid_of(spec_blob),
+        initial_model_cid=store.cid_of(initial_model_blob),
     )
 
 

@@ -38,6 +38,11 @@ class ContentStore(Protocol):
         """Whether the store holds `cid` locally."""
         ...
 
+    def cid_of(self, data: bytes) -> str:
+        """The CID `put(data)` would return, storing and publishing nothing (a trainer commits
+        to its update's CID before anyone can see the update)."""
+        ...
+
 
 def sha256_bytes(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()

@@ -80,7 +80,7 @@ class IpfsStore:
 
         return str(self.retrying("add", op))
 
-    def hash_only(self, data: bytes) -> str:
+    def cid_of(self, data: bytes) -> str:
         """The CID `put(data)` would return, computed by the daemon without storing anything."""
 
         def op(client: Any) -> str:

@@ -40,6 +40,9 @@ class LocalStore:
             progress(len(data), len(data))
         return cid
 
+    def cid_of(self, data: bytes) -> str:
+        return raw_cid(data)
+
     def get(self, cid: str, progress: Transfer | None = None) -> bytes:
         path = self._path(cid)
         try:

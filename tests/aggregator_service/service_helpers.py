@@ -82,7 +82,8 @@ def make_job(
 
 def commit_raw(client: TrainerClient, job_id: int, round_: int, blob: bytes) -> str:
     """Commit an arbitrary blob (garbage, tampered...) the way a trainer would; returns its cid."""
-    cid = client.store.put(blob)
+    cid = client.store.cid_of(blob)
+    client.stash(job_id, round_, blob)
     content_hash = sha256_bytes(blob)
     salt = secrets.token_bytes(32)
     commitment = commitment_hash(content_hash, cid, salt, client.address, job_id, round_)

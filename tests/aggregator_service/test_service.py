@@ -224,6 +224,9 @@ class FlakyStore:
     def has(self, cid):
         return self.inner.has(cid)
 
+    def cid_of(self, data):
+        return self.inner.cid_of(data)
+
 
 def test_store_outage_backs_off_and_one_unreachable_blob_is_reason_2(
     chain, market, store, aggregator, digits, tmp_path

@@ -140,6 +140,9 @@ class DownStore:
     def has(self, cid):
         raise StorageUnavailable("connection refused")
 
+    def cid_of(self, data):
+        raise StorageUnavailable("connection refused")
+
 
 class FlakyStore(LocalStore):
     """A store that is up for the validation chunks and the spec, down for updates and models."""
