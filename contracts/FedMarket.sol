@@ -204,6 +204,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint16 flaggedRounds;
         bool claimed;
         bool joined;
+        uint16 missedRounds; // posted rounds with reason 1 (charged at settlement)
     }
 
     // ------------------------------------------------------------------ storage
@@ -1095,6 +1096,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             total += score;
             p.totalScore = total;
         }
+        if (reason == REASON_MISSING) p.missedRounds += 1;
         if (reason >= FIRST_SLASHABLE_REASON) {
             uint96 locked = p.lockedStake;
             Job storage j = _jobs[jobId];
@@ -1132,7 +1134,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             address t = trainers[i];
             uint64 oldScore = posted.scores[i];
             bool oldSlashed = posted.reasons[i] >= FIRST_SLASHABLE_REASON;
-            _undoResult(jobId, round, j, t, oldScore, oldSlashed);
+            _undoResult(jobId, round, j, t, oldScore, posted.reasons[i]);
             uint8 reason = fix.reasons[i];
             uint64 score = fix.scores[i];
             bool revealed = posted.reasons[i] != REASON_MISSING;
@@ -1163,7 +1165,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             uint64 score = posted.scores[i];
-            _undoResult(jobId, round, j, t, score, posted.reasons[i] >= FIRST_SLASHABLE_REASON);
+            _undoResult(jobId, round, j, t, score, posted.reasons[i]);
             jobTotal -= score;
             uint64 total = _participants[jobId][t].totalScore;
             if (total > maxTotal) maxTotal = total;
@@ -1172,20 +1174,22 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.maxTotalScore = maxTotal;
     }
 
-    /// @dev Take back one trainer's posted score and, if it was slashed, give the stake back
-    ///      (the slash amount is recomputed: locked stake after k flags is a pure function of
-    ///      the job's stake and slashBps, and no later round can have been posted meanwhile).
+    /// @dev Take back one trainer's posted score and missed round, and, if it was slashed,
+    ///      give the stake back (the slash amount is recomputed: locked stake after k flags is
+    ///      a pure function of the job's stake and slashBps — missed rounds are only charged
+    ///      at settlement — and no later round can have been posted meanwhile).
     function _undoResult(
         uint256 jobId,
         uint32 round,
         Job storage j,
         address trainer,
         uint64 score,
-        bool slashed
+        uint8 reason
     ) internal {
         Participant storage p = _participants[jobId][trainer];
         if (score != 0) p.totalScore -= score;
-        if (!slashed) return;
+        if (reason == REASON_MISSING) p.missedRounds -= 1;
+        if (reason < FIRST_SLASHABLE_REASON) return;
         uint16 flags = p.flaggedRounds - 1;
         uint96 before = j.stakeRequired;
         for (uint256 k; k < flags; ++k) {
@@ -1311,6 +1315,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         returns (uint256 pool, uint256 refund)
     {
         uint256 reward = j.reward;
+        _chargeMissedRounds(jobId, j);
         pool = earned + j.slashedPool;
         uint64 total = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
@@ -1337,6 +1342,30 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.rewardPool = uint128(pool);
         j.ownerRefund = uint128(refund);
         if (burned != 0) emit SlashedStakeBurned(jobId, burned);
+    }
+
+    /// @dev Withholding has a price: each posted round a participant did not reveal in (reason 1,
+    ///      which the contract itself checks against the reveals) costs half the job's cheat
+    ///      slash of its stake, `stakeRequired × slashBps / 2 / BPS`, capped at what is still
+    ///      locked, moved into the slashed pool. Charged once, at settlement, when no dispute
+    ///      can change any round any more.
+    function _chargeMissedRounds(uint256 jobId, Job storage j) internal {
+        uint256 each = uint256(j.stakeRequired) * j.slashBps / (2 * BPS);
+        if (each == 0) return;
+        address[] storage trainers = _trainers[jobId];
+        uint256 n = trainers.length;
+        for (uint256 i; i < n; ++i) {
+            address t = trainers[i];
+            Participant storage p = _participants[jobId][t];
+            uint256 owed = each * p.missedRounds;
+            uint96 locked = p.lockedStake;
+            uint96 amount = owed < locked ? uint96(owed) : locked;
+            if (amount == 0) continue;
+            p.lockedStake = locked - amount;
+            _slashStake(t, amount);
+            j.slashedPool += amount;
+            emit TrainerSlashed(jobId, 0, t, amount, REASON_MISSING);
+        }
     }
 
     /// @dev Reward of participant `p` given the job's settlement (0 unless settled/abandoned):

@@ -420,14 +420,16 @@ def fold_trainer_slashed(conn: Connection, a: EventArgs, origin: LogOrigin) -> N
             reversed=False,
         )
     )
-    _update_submission(conn, job_id, a["round"], trainer, slashed_wei=str(amount))
+    if a["round"]:  # round 0 is a settlement charge, not a round's submission
+        _update_submission(conn, job_id, a["round"], trainer, slashed_wei=str(amount))
     p = _participant(conn, job_id, trainer)
     if p is not None:
         _update_participant(
             conn,
             job_id,
             trainer,
-            flagged_rounds=p["flagged_rounds"] + 1,
+            # round 0: a missed-round charge at settlement, not a flag
+            flagged_rounds=p["flagged_rounds"] + (1 if a["round"] else 0),
             slashed_wei=str(int(p["slashed_wei"]) + amount),
             locked_stake_wei=str(int(p["locked_stake_wei"]) - amount),
         )

@@ -40,23 +40,40 @@ def score_totals(participants: Sequence[str], posts: Sequence[RoundPost]) -> dic
 
 
 def expected_slashes(
-    participants: Sequence[str], posts: Sequence[RoundPost], stake: int, slash_bps: int
+    participants: Sequence[str],
+    posts: Sequence[RoundPost],
+    stake: int,
+    slash_bps: int,
+    *,
+    settled: bool = False,
 ) -> list[Slash]:
-    """Every slash the results' reasons call for, in round order.
+    """Every slash the results' reasons call for, in round order, then (`settled`: the job was
+    settled or abandoned) the missed-round charges, as round 0.
 
     Each slashable reason takes `slash_bps` of what is still locked of the trainer's stake
-    (integer division, as the contract does), so repeated slashes shrink.
+    (integer division, as the contract does), so repeated slashes shrink. Each round with
+    reason 1 (no valid reveal) costs `stake × slash_bps // (2 × BPS)` at settlement, capped at
+    what is then still locked.
     """
     locked = dict.fromkeys(participants, stake)
+    missed = dict.fromkeys(participants, 0)
     slashes: list[Slash] = []
     for post in posts:
         for k, trainer in enumerate(participants):
             if k >= len(post.scores):
                 continue
-            if Reason(int(post.reasons[k])).slashable:
+            reason = Reason(int(post.reasons[k]))
+            missed[trainer] += reason == Reason.MISSING
+            if reason.slashable:
                 amount = locked[trainer] * slash_bps // BPS
                 locked[trainer] -= amount
                 slashes.append((post.round, trainer, amount))
+    if settled:
+        each = stake * slash_bps // (2 * BPS)
+        for trainer in participants:
+            amount = min(each * missed[trainer], locked[trainer])
+            if amount:
+                slashes.append((0, trainer, amount))
     return slashes
 
 

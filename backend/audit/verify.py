@@ -470,8 +470,11 @@ def _check_settlement(
 ) -> None:
     """Slashes (net of reversals), pools, rewards and refund against `backend.audit.settlement`,
     from the results of record."""
+    settled = status in (JobStatus.SETTLED, JobStatus.ABANDONED)
     slashes = sorted(
-        expected_slashes(participants, results, int(job.stakeRequired), int(job.slashBps))
+        expected_slashes(
+            participants, results, int(job.stakeRequired), int(job.slashBps), settled=settled
+        )
     )
     reversed_ = [
         (int(e["round"]), str(e["trainer"]), int(e["amount"]))

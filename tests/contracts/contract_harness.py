@@ -498,6 +498,7 @@ class Chain:
             "flaggedRounds",
             "claimed",
             "joined",
+            "missedRounds",
         ]
         return dict(
             zip(names, self.view(self.market.functions.participantOf(job, addr)), strict=True)

@@ -630,9 +630,13 @@ def test_zero_total_score_burns_slashed_stake_and_refunds_only_the_reward(chain:
     chain.play_round(job, {t1: (0, OUTLIER), t2: (0, MISSING)}, committers=[t1])
     r = chain.finish(job)
     slashed = ETH * 500 // 10000
-    assert events(chain, "SlashedStakeBurned", r) == [{"jobId": job, "amount": slashed}]
+    missed = ETH * 500 // 20000  # t2 never committed: half the cheat slash, at settlement
+    assert events(chain, "TrainerSlashed", r) == [
+        {"jobId": job, "round": 0, "trainer": t2, "amount": missed, "reason": MISSING}
+    ]
+    assert events(chain, "SlashedStakeBurned", r) == [{"jobId": job, "amount": slashed + missed}]
     j = chain.job(job)
-    assert j["ownerRefund"] == reward and j["rewardPool"] == reward + slashed
+    assert j["ownerRefund"] == reward and j["rewardPool"] == reward + slashed + missed
     paid = chain.tx(m.claimRefund(job), chain.accounts[0])
     assert events(chain, "RefundClaimed", paid)[0]["amount"] == reward
     assert m.rewardOf(job, t1).call() == 0

@@ -88,6 +88,7 @@ class JobModel:
     posted: dict[int, Posted] = field(default_factory=dict)
     correct: dict[int, Posted] = field(default_factory=dict)
     lie_pending: bool = False  # a posted lie not yet corrected or voided
+    missed: dict[str, int] = field(default_factory=dict)  # missed-round charges at settlement
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -105,6 +106,7 @@ class MarketMachine(RuleBasedStateMachine):
         self.honest = {self.acc[h] for h in HONEST}
         self.disputes: dict[int, tuple[int, int]] = {}  # open dispute -> (job, round)
         self.checked: dict[int, tuple] = {}  # ended job -> the model state last checked
+        self.missed_paid: dict[str, int] = {}  # what each account paid for missed rounds
 
     # ------------------------------------------------------------------ plumbing
     def send(self, fn, sender: str, value: int = 0):
@@ -141,6 +143,11 @@ class MarketMachine(RuleBasedStateMachine):
         for ev in self.logs("TrainerSlashed", receipt):
             self.vault[ev["trainer"]] -= ev["amount"]
             self.jobs[ev["jobId"]].slashed += ev["amount"]
+            if ev["round"] == 0:  # a missed-round charge at settlement (reason 1)
+                assert ev["reason"] == 1
+                t, missed = ev["trainer"], self.jobs[ev["jobId"]].missed
+                missed[t] = missed.get(t, 0) + ev["amount"]
+                self.missed_paid[t] = self.missed_paid.get(t, 0) + ev["amount"]
         for ev in self.logs("SlashReversed", receipt):
             self.vault[ev["trainer"]] += ev["amount"]
             self.jobs[ev["jobId"]].slashed -= ev["amount"]
@@ -684,8 +691,9 @@ class MarketMachine(RuleBasedStateMachine):
             assert receipt is not None, res
             assert res == expected
             assert self.logs("RewardClaimed", receipt)[0]["stakeUnlocked"] == locked
-            if addr in self.honest:
-                assert locked == model.stake  # an honest trainer leaves with all its stake
+            if addr in self.honest:  # an honest trainer leaves with all its stake, less only
+                # what its missed rounds cost
+                assert locked == model.stake - model.missed.get(addr, 0)
             model.claimed.add(addr)
             model.paid += res
             self.seen["claim"] += 1
@@ -747,10 +755,15 @@ class MarketMachine(RuleBasedStateMachine):
                 )
                 assert info["ownerRefund"] <= model.reward
                 assert not model.lie_pending  # no lie survives the end of a job
+                each = model.stake * info["slashBps"] // (2 * 10_000)
                 for t in model.parts:
+                    p = self.chain.participant(job, t)
+                    if t in self.honest:  # charged exactly its missed rounds, capped at stake
+                        charged = min(model.stake, each * p["missedRounds"])
+                        assert model.missed.get(t, 0) == charged, (job, t, p)
                     if t in self.honest and t not in model.claimed:
-                        locked = self.chain.participant(job, t)["lockedStake"]
-                        assert locked == model.stake, (job, t, locked)
+                        locked = p["lockedStake"]
+                        assert locked == model.stake - charged, (job, t, locked)
                 self.checked[job] = key
             elif info["status"] == CANCELLED:
                 refund = 0 if model.refund_claimed else info["ownerRefund"]
@@ -761,15 +774,15 @@ class MarketMachine(RuleBasedStateMachine):
     def honest_stake_is_never_lost(self) -> None:
         lies = {t for m in self.jobs.values() if m.lie_pending for t in m.parts}
         for t in self.honest:
-            if t in self.vault and t not in lies:
-                assert self.vault[t] >= self.put_in.get(t, 0)
+            if t in self.vault and t not in lies:  # missed rounds are the only price
+                assert self.vault[t] + self.missed_paid.get(t, 0) >= self.put_in.get(t, 0)
         # the fast storage read agrees with the contract's own view
         probe = sorted(self.vault)[len(self.checked) % len(self.vault)]
         assert self.chain.vault(probe)[:3] == self.chain.account(probe)
 
 
 MarketMachine.TestCase.settings = settings(
-    max_examples=14,
+    max_examples=20,
     stateful_step_count=30,
     deadline=None,
     derandomize=True,  # the same runs everywhere (test_every_path_was_taken relies on it)
