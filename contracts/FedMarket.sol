@@ -1357,6 +1357,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
+            // A per-round charge, floored per round, times the rounds missed (intended order).
+            // slither-disable-next-line divide-before-multiply
             uint256 owed = each * p.missedRounds;
             uint96 locked = p.lockedStake;
             uint96 amount = owed < locked ? uint96(owed) : locked;
