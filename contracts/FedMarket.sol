@@ -195,7 +195,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 participantCount;
     }
 
-    /// @notice Per (job, trainer) state; one storage slot [96+64+32+32+16+8+8 = 256].
+    /// @notice Per (job, trainer) state: one storage slot [96+64+32+32+16+8+8 = 256], and a
+    ///         second one for `missedRounds` (written only when a trainer misses a round).
     struct Participant {
         uint96 lockedStake;
         uint64 totalScore;

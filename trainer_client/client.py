@@ -201,7 +201,13 @@ class TrainerClient:
         """Publish this round's committed update (its commitment is mined: the commit phase is
         over) and reveal the commitment; returns the gas used."""
         p = self.pending[(job_id, round_)]
-        cid = self.store.put(self.outbox(job_id, round_), self._stage("upload"))
+        blob = self.outbox(job_id, round_)
+        if int(self.market.participant(job_id, self.address)["lastCommitRound"]) != round_:
+            raise ConfigError(
+                f"job {job_id} round {round_}: this trainer's commitment is not on chain; "
+                "its update stays private until it is"
+            )
+        cid = self.store.put(blob, self._stage("upload"))
         if cid != p.cid:
             raise ContentMismatch(
                 f"the store gave CID {cid} to the update committed as {p.cid} "
@@ -212,7 +218,7 @@ class TrainerClient:
         )
         p.revealed = True
         self.save_state()
-        self._drop_outbox(job_id, round_)
+        self.drop_outbox(job_id, round_)
         return result.gas_used
 
     # -- outbox: committed updates not yet published ----------------------------------------
@@ -252,7 +258,8 @@ class TrainerClient:
             )
         return blob
 
-    def _drop_outbox(self, job_id: int, round_: int) -> None:
+    def drop_outbox(self, job_id: int, round_: int) -> None:
+        """Forget the update of a round that is revealed (or over)."""
         self._outbox.pop((job_id, round_), None)
         path = self._outbox_path(job_id, round_)
         if path is not None:

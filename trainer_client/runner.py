@@ -47,9 +47,10 @@ def step(client: TrainerClient, job_id: int) -> Step:
     revealed = int(part["lastRevealRound"]) == round_
     pending = client.pending.get((job_id, round_))
     if revealed:
-        if pending is not None and not pending.revealed:
+        if pending is not None and not pending.revealed:  # revealed, then crashed
             pending.revealed = True
             client.save_state()
+            client.drop_outbox(job_id, round_)
         return Step("round-done", round_, "revealed; waiting for the next round")
     if phase == Phase.COMMIT:
         if committed:

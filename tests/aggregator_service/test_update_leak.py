@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from backend.core.errors import ConfigError
 from backend.storage import LocalStore
 from tests.aggregator_service.service_helpers import make_job
 from trainer_client.client import TrainerClient
@@ -69,3 +72,16 @@ def test_the_outbox_survives_a_restart_and_a_lost_one_is_a_missed_reveal(
     b2 = TrainerClient(market, store, b.account, b.data, seed=2, state_file=tmp_path / "b.json")
     s = step(b2, job.job_id)
     assert (s.action, s.detail) == ("missed", "committed, but the update is not in the outbox")
+
+
+def test_reveal_never_publishes_an_update_whose_commitment_is_not_on_chain(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """A commit that never landed (say, the node dropped it): `reveal` refuses to publish."""
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    client = job.clients[0]
+    monkeypatch.setattr(client, "send_commit", lambda job_id, round_: 0)  # lost in transit
+    contribution = client.participate(job.job_id, 1)
+    with pytest.raises(ConfigError, match="commitment is not on chain"):
+        client.reveal(job.job_id, 1)
+    assert not store.has(contribution.cid)
