@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from backend.core.codec import Tensors
 from backend.core.compression import encode_update, load_residual, save_residual
 from backend.core.datasets import Dataset, check_fits
 from backend.core.errors import ConfigError, ContentMismatch
+from backend.core.files import atomic_write
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
 from backend.core.training import pseudo_gradient, train_local
@@ -233,9 +233,7 @@ class TrainerClient:
         path = self._outbox_path(job_id, round_)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, path)
+            atomic_write(path, blob)
 
     def has_outbox(self, job_id: int, round_: int) -> bool:
         """Whether the committed update of `round_` can still be published."""
@@ -277,8 +275,5 @@ class TrainerClient:
         if self.state_file is None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"pending": [asdict(p) for p in self.pending.values()]}, indent=1)
-        )
-        os.replace(tmp, self.state_file)
+        state = {"pending": [asdict(p) for p in self.pending.values()]}
+        atomic_write(self.state_file, json.dumps(state, indent=1).encode())

@@ -5,6 +5,7 @@ holds only what the chain cannot give back (vote salts), so the service is resta
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -82,6 +83,11 @@ class VerifierService:
     def address(self) -> str:
         return str(self.account.address)
 
+    @functools.cached_property
+    def _vote_bond(self) -> int:
+        """The court's vote bond (immutable: read once)."""
+        return self.market.court_params()["vote_bond"]
+
     # -- the loop ---------------------------------------------------------------------------
     def step(self) -> list[Action]:
         """One pass: back into the committee pool if dropped, then pending rounds and open
@@ -96,12 +102,12 @@ class VerifierService:
         the node was down), once there is free stake for its bond again. Serving means
         offering to sit on committees; `fedmarket verifier leave` while not serving leaves
         for good."""
+        if self.market.in_pool(self.address):  # the usual case: one view per pass
+            return []
         if self.market.roles_of(self.address) & ROLE_VERIFIER == 0:
             return []
-        if self.market.in_pool(self.address):
-            return []
         acct = self.market.account_of(self.address)
-        if acct["balance"] - acct["locked"] < self.market.court_params()["vote_bond"]:
+        if acct["balance"] - acct["locked"] < self._vote_bond:
             return []
         self.market.join_pool(self.account)
         return [Action("rejoined", 0, 0, "the committee pool")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,11 @@ from rich.console import Console
 from backend.cli.common import password
 from backend.core.errors import ConfigError
 from backend.core.units import eth_text
+
+if TYPE_CHECKING:  # the CLI imports the chain lazily (start-up time)
+    from eth_account.signers.local import LocalAccount
+
+    from backend.chain.market import MarketClient
 
 # The role commands print plain text: no highlighting of numbers and addresses.
 out = Console(width=None if sys.stdout.isatty() else 132, highlight=False)
@@ -133,13 +138,6 @@ def writable_file(path: Path, what: str) -> Path:
     return path
 
 
-def atomic_write(path: Path, blob: bytes) -> None:
-    """Write all of `blob` or nothing (a temp file renamed over the target)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
-
-
 def to_wei(value: str | float | int, what: str) -> int:
     """An ETH amount given on the command line, in wei; `what` names the flag in errors."""
     from backend.owner.jobfile import eth_to_wei
@@ -147,7 +145,9 @@ def to_wei(value: str | float | int, what: str) -> int:
     return eth_to_wei(value, what)
 
 
-def withdraw_free(market: Any, sender: Any, amount: str | None, noun: str = "stake") -> None:
+def withdraw_free(
+    market: MarketClient, sender: LocalAccount, amount: str | None, noun: str = "stake"
+) -> None:
     """Withdraw `amount` ETH (default: all) of `sender`'s free stake, saying first, in one
     line, why it cannot: nothing free, more than is free (with what holds the rest), or a
     bond cooldown still running."""

@@ -17,12 +17,12 @@ from backend.cli.context import (
     DevAccountOpt,
     JobArg,
     JsonOpt,
-    atomic_write,
     emit,
     out,
     status_line,
     writable_file,
 )
+from backend.core.files import atomic_write
 
 owner_app = typer.Typer(
     help="The job owner: post a job with an escrowed reward, follow it, settle it.",
