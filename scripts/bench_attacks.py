@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aggregator.round.compute import RoundOutcome, Submission, compute_round
-from aggregator.round.replay import previous_updates
+from aggregator.round.compute import PublicUpdates, RoundOutcome, Submission, compute_round
+from aggregator.round.replay import PublicRound, previous_updates, public_round
 from backend.core import codec
 from backend.core.codec import Template, Tensors
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
@@ -74,7 +74,7 @@ def simulate(
     weights = get_weights(build_model(spec.model))
     totals = np.zeros(n, dtype=np.int64)
     flagged = np.zeros(n, dtype=np.int64)
-    history: list[np.ndarray] = []
+    history: list[PublicRound] = []
     momentum = None
     rng = np.random.default_rng(seed)
     for r in range(1, rounds + 1):
@@ -100,7 +100,7 @@ def simulate(
         ]
         out = compute_round(spec, weights, subs, validation, previous_updates(history), momentum)
         weights, momentum = out.next_weights, out.momentum
-        history.append(out.accepted_updates)
+        history.append(public_round(out))
         for i, o in enumerate(out.outcomes):
             totals[i] += o.score_fp
             flagged[i] += int(o.reason != 0)
@@ -278,7 +278,7 @@ def _play_round(
     colluders: list[int],
     attack: str | None,
     validation: Dataset,
-    previous: np.ndarray | None,
+    previous: PublicUpdates | None,
     momentum: np.ndarray | None,
 ) -> tuple[RoundOutcome, set[int]]:
     """The round as the aggregator computes it. Withholding colluders first compute it
@@ -312,7 +312,7 @@ def simulate_adaptive(
     template = template_of(spec.model)
     weights = get_weights(build_model(spec.model))
     rng = np.random.default_rng([seed, zlib.crc32((attack or "").encode())])
-    history: list[np.ndarray] = []
+    history: list[PublicRound] = []
     momentum, public, record = None, Public(), Record()
     for r in range(1, rounds + 1):
         deltas = _train_round(spec, weights, shards, set(colluders), attack, r, seed)
@@ -334,7 +334,7 @@ def simulate_adaptive(
             template.flatten(weights) - template.flatten(out.next_weights),
         )
         weights, momentum = out.next_weights, out.momentum
-        history.append(out.accepted_updates)
+        history.append(public_round(out))
         record.reasons.append(out.reasons)
         record.scores.append(out.scores_fp)
         record.withheld.append([i in withheld for i in range(len(shards))])

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aggregator.round.records import RoundOutcome, Submission, TrainerOutcome
+from aggregator.round.records import PublicUpdates, RoundOutcome, Submission, TrainerOutcome
 from aggregator.round.stages import (
     LossProbe,
     RoundInputs,
@@ -33,7 +33,14 @@ from backend.core.datasets import Dataset
 from backend.core.jobspec import JobSpec
 from backend.core.models import evaluate, template_of
 
-__all__ = ["RoundOutcome", "Submission", "TrainerOutcome", "compute_round", "rule_of"]
+__all__ = [
+    "PublicUpdates",
+    "RoundOutcome",
+    "Submission",
+    "TrainerOutcome",
+    "compute_round",
+    "rule_of",
+]
 
 
 def compute_round(
@@ -41,17 +48,24 @@ def compute_round(
     global_weights: Tensors,
     submissions: Sequence[Submission],
     validation: Dataset,
-    previous_updates: np.ndarray | None = None,
+    previous_updates: PublicUpdates | np.ndarray | None = None,
     momentum: np.ndarray | None = None,
 ) -> RoundOutcome:
-    """Validate, detect copies and outliers, score, aggregate. Deterministic; no I/O."""
+    """Validate, detect copies and outliers, score, aggregate. Deterministic; no I/O.
+
+    ``previous_updates`` are earlier rounds' revealed updates, with who sent each
+    (`aggregator.round.replay.previous_updates`); a bare array has no owners, and copy
+    detection then falls back to the job's fixed scaled-copy cosine.
+    """
     inputs = RoundInputs(
         spec,
         template_of(spec.model),
         global_weights,
         submissions,
         validation,
-        previous_updates,
+        previous_updates
+        if previous_updates is None or isinstance(previous_updates, PublicUpdates)
+        else PublicUpdates(np.asarray(previous_updates)),
         momentum,
     )
     decoded = decode(inputs)

@@ -22,7 +22,13 @@ from eth_account.signers.local import LocalAccount
 from aggregator.round.compute import compute_round
 from aggregator.round.gather import FetchPolicy, StoreOutage, gather
 from aggregator.round.records import RoundOutcome, Submission
-from aggregator.round.replay import ReplayedRound, previous_updates, replay
+from aggregator.round.replay import (
+    PublicRound,
+    ReplayedRound,
+    previous_updates,
+    public_round,
+    replay,
+)
 from backend.chain.base import Chain
 from backend.chain.market import JobInfo, MarketClient, Phase
 from backend.core.codec import Tensors
@@ -178,7 +184,7 @@ class RoundDriver:
     fetch_timeout_s: float = 30.0  # per blob: how long a missing/unreachable blob is retried
     fetch_retry_s: float = 0.5
     spec: JobSpec = field(init=False)
-    history: list[np.ndarray] = field(default_factory=list)
+    history: list[PublicRound] = field(default_factory=list)
     momentum: np.ndarray | None = None
     _rounds: int | None = field(default=None, init=False, repr=False)
     _chunks: list[Dataset] | None = field(default=None, init=False, repr=False)
@@ -261,7 +267,7 @@ class RoundDriver:
                     self.job_id,
                     step.post.round,
                 )
-            self.history.append(step.outcome.accepted_updates)
+            self.history.append(public_round(step.outcome))
             self.momentum = step.outcome.momentum
             replayed.append(step)
         return replayed
@@ -310,7 +316,7 @@ class RoundDriver:
             outcome.scores_fp,
             outcome.reasons,
         )
-        self.history.append(outcome.accepted_updates)
+        self.history.append(public_round(outcome))
         self.momentum = outcome.momentum
         return RoundReport(
             self.job_id, pending.round, outcome, cid, model_hash, result.gas_used, result.tx_hash

@@ -9,7 +9,7 @@ import numpy as np
 from backend.core.codec import Tensors
 from backend.core.errors import Reason
 
-__all__ = ["RoundOutcome", "Submission", "TrainerOutcome"]
+__all__ = ["PublicUpdates", "RoundOutcome", "Submission", "TrainerOutcome"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,27 @@ class Submission:
     reason: Reason = Reason.ACCEPTED  # a reason found while obtaining it (missing, unavailable…)
     detail: str = ""
     commit_order: int = 0  # position of its commit on chain (copy detection: earlier = original)
+
+
+@dataclass(frozen=True, eq=False)  # arrays: == would be ambiguous
+class PublicUpdates:
+    """Updates public before a round: rows, who sent each, and which may be copied from.
+
+    ``owners`` None: unknown (copy detection then uses the job's fixed cosine). ``sources``
+    None: every row. A row flagged in its own round (a copy itself) is no source: comparing
+    with it would let a copier of A's update make A's next update look like a replay.
+    """
+
+    rows: np.ndarray  # (m, d)
+    owners: tuple[str, ...] | None = None
+    sources: np.ndarray | None = None  # (m,) bool
+
+    def __post_init__(self) -> None:
+        m = self.rows.shape[0]
+        if self.owners is not None and len(self.owners) != m:
+            raise ValueError(f"{len(self.owners)} owners for {m} public updates")
+        if self.sources is not None and self.sources.shape != (m,):
+            raise ValueError(f"sources must have shape ({m},)")
 
 
 @dataclass(frozen=True)
@@ -45,8 +66,9 @@ class RoundOutcome:
     loss_before: float
     loss_after: float
     accuracy_after: float
-    accepted_updates: np.ndarray  # (k, d) float32, for replay detection in later rounds
+    accepted_updates: np.ndarray  # (k, d) float32: every decodable update, for later rounds
     momentum: np.ndarray | None = None
+    update_owners: tuple[str, ...] = ()  # who sent each row of accepted_updates
 
     @property
     def scores_fp(self) -> list[int]:

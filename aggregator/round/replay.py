@@ -15,10 +15,10 @@ import numpy as np
 
 from aggregator.round.compute import compute_round
 from aggregator.round.gather import FetchPolicy, gather
-from aggregator.round.records import RoundOutcome
+from aggregator.round.records import PublicUpdates, RoundOutcome
 from backend.chain.market import MarketClient, RoundPost
 from backend.core.datasets import Dataset
-from backend.core.errors import FedMarketError
+from backend.core.errors import FedMarketError, Reason
 from backend.core.jobspec import JobSpec
 from backend.protocol.fetch import fetch_weights
 from backend.storage import ContentStore, sha256_bytes
@@ -26,8 +26,10 @@ from backend.storage import ContentStore, sha256_bytes
 __all__ = [
     "HISTORY_ROUNDS",
     "InputModelUnavailable",
+    "PublicRound",
     "ReplayedRound",
     "previous_updates",
+    "public_round",
     "replay",
 ]
 
@@ -35,9 +37,28 @@ __all__ = [
 HISTORY_ROUNDS = 3
 
 
-def previous_updates(history: Sequence[np.ndarray]) -> np.ndarray | None:
-    """The accepted updates of the last `HISTORY_ROUNDS` rounds, stacked (None before any)."""
-    return np.concatenate(history[-HISTORY_ROUNDS:]) if history else None
+#: One earlier round's revealed updates, who sent each and which were accepted.
+PublicRound = PublicUpdates
+
+
+def public_round(outcome: RoundOutcome) -> PublicRound:
+    """What a round makes public for the rounds after it."""
+    reason = {o.trainer.lower(): o.reason for o in outcome.outcomes}
+    owners = outcome.update_owners
+    accepted = np.array([reason[o.lower()] == Reason.ACCEPTED for o in owners], dtype=bool)
+    return PublicUpdates(outcome.accepted_updates, owners, accepted)
+
+
+def previous_updates(history: Sequence[PublicRound]) -> PublicUpdates | None:
+    """The last `HISTORY_ROUNDS` rounds' public updates in one (None before any)."""
+    recent = history[-HISTORY_ROUNDS:]
+    if not recent:
+        return None
+    return PublicUpdates(
+        np.concatenate([r.rows for r in recent]),
+        tuple(o for r in recent for o in (r.owners or ())),
+        np.concatenate([r.sources for r in recent if r.sources is not None]),
+    )
 
 
 @dataclass
@@ -80,7 +101,7 @@ def replay(
     participants = market.participants(job_id)
     params = market.job_created(job_id)["params"]
     model = (bytes(params["initialModelHash"]), str(params["initialModelCid"]))
-    history: list[np.ndarray] = []
+    history: list[PublicRound] = []
     momentum: np.ndarray | None = None
     for post in market.round_posts(job_id) if posts is None else posts:
         try:
@@ -99,7 +120,7 @@ def replay(
             and outcome.reasons == list(post.reasons)
             and outcome.scores_fp == list(post.scores)
         )
-        history.append(outcome.accepted_updates)
+        history.append(public_round(outcome))
         momentum = outcome.momentum
         yield ReplayedRound(post, outcome, matches, model_hash)
         model = (post.model_hash, post.model_cid)

@@ -13,11 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.round.records import RoundOutcome, Submission, TrainerOutcome
+from aggregator.round.records import PublicUpdates, RoundOutcome, Submission, TrainerOutcome
 from aggregator.rules.consensus import clip_factors, reference_direction, reference_test
-from aggregator.rules.copies import detect_copies
+from aggregator.rules.copies import copy_verdict
 from aggregator.rules.fixedpoint import to_fixed_point
 from aggregator.rules.harm import harm_bar
+from aggregator.rules.information import (
+    chance_gain_scale,
+    information_scores,
+    innovation,
+    public_basis,
+)
 from aggregator.rules.outer import OuterOptimizer, outer_step, weighted_mean
 from aggregator.rules.scoring import leave_one_out, loss_gain_alone, shapley_monte_carlo
 from aggregator.rules.screening import OutlierRule, screen_updates
@@ -27,9 +33,10 @@ from backend.core.compression import decode_update
 from backend.core.datasets import Dataset
 from backend.core.errors import Reason, UpdateRejected
 from backend.core.jobspec import JobSpec
-from backend.core.models import evaluate
+from backend.core.models import evaluate, loss_gradient
 
 __all__ = [
+    "Copies",
     "Decoded",
     "LossProbe",
     "RoundInputs",
@@ -42,11 +49,17 @@ __all__ = [
     "clip_of",
     "decode",
     "find_copies",
+    "information",
     "losses_alone",
     "rule_of",
     "score",
     "screen",
 ]
+
+_DUPLICATED_DETAIL = (
+    "alike another update this round beyond the round's typical similarity: "
+    "not aggregated, not paid, not flagged"
+)
 
 _COPY_DETAILS = {
     Reason.COPY: "copy or scaled copy of another update this round",
@@ -69,8 +82,25 @@ class RoundInputs:
     global_weights: Tensors
     submissions: Sequence[Submission]
     validation: Dataset
-    previous_updates: np.ndarray | None = None
+    previous: PublicUpdates | None = None
     momentum: np.ndarray | None = None
+
+    def public(self) -> PublicUpdates | None:
+        """Everything public before this round: earlier updates and the momentum (which
+        carries every earlier aggregate; owner '', a source like any accepted update)."""
+        prev, mom = self.previous, self.momentum
+        if mom is None or not np.any(mom):
+            return prev
+        row = np.asarray(mom)[None, :]
+        if prev is None:
+            return PublicUpdates(row, ("",), np.ones(1, dtype=bool))
+        owners = None if prev.owners is None else (*prev.owners, "")
+        sources = np.ones(prev.rows.shape[0], dtype=bool) if prev.sources is None else prev.sources
+        return PublicUpdates(
+            np.concatenate([prev.rows, row.astype(prev.rows.dtype)]),
+            owners,
+            np.append(sources, True),
+        )
 
     def by_trainer(self, indices: Sequence[int]) -> list[int]:
         """``indices`` in trainer-address order (a fixed, public order)."""
@@ -114,6 +144,12 @@ class Selection:
     verdicts: Verdicts
     accepted: list[int]  # aggregated, in trainer-address order
     held_out: list[int]  # not selected by a selection-only rule: not aggregated, not flagged
+
+    def hold(self, details: Mapping[int, str]) -> Selection:
+        """A copy with the updates ``details`` names held out: not aggregated, not flagged."""
+        verdicts = self.verdicts.updated({i: (Reason.ACCEPTED, d) for i, d in details.items()})
+        accepted = [i for i in self.accepted if i not in details]
+        return Selection(verdicts, accepted, sorted([*self.held_out, *details]))
 
     def flag(self, changes: Mapping[int, tuple[Reason, str]]) -> Selection:
         """A copy with ``changes`` applied and the flagged updates dropped from ``accepted``."""
@@ -163,37 +199,60 @@ def decode(inputs: RoundInputs) -> Decoded:
     return Decoded(x, row_of, valid, norms, verdicts.updated(changes))
 
 
-def find_copies(inputs: RoundInputs, decoded: Decoded) -> Verdicts:
+@dataclass(frozen=True)
+class Copies:
+    """Verdicts after copy detection, and the clean originals that others duplicate."""
+
+    verdicts: Verdicts
+    duplicated: list[int]  # submission indices: not flagged, but their information is shared
+
+
+def find_copies(inputs: RoundInputs, decoded: Decoded) -> Copies:
     """Copies, replays and free riders, in commit order: the earlier commit is the original."""
     if not decoded.valid:
-        return decoded.verdicts
+        return Copies(decoded.verdicts, [])
     agg, subs = inputs.spec.aggregation, inputs.submissions
     by_commit = sorted(decoded.valid, key=lambda i: (subs[i].commit_order, subs[i].trainer.lower()))
-    copy_reasons = detect_copies(
+    public = inputs.public()
+    known = public is None or public.owners is not None  # nothing earlier: nothing unknown
+    verdict = copy_verdict(
         decoded.rows(by_commit),
-        inputs.previous_updates,
+        None if public is None else public.rows,
+        owners=[subs[i].trainer for i in by_commit] if known else None,
+        previous_owners=() if public is None else public.owners,
+        sources=None if public is None else public.sources,
         rel_tol=agg.copy_rel_tol,
         scale_cos=agg.copy_scale_cos,
         zero_ratio=agg.zero_ratio,
+        max_fraction=agg.max_colluding_fraction,
     )
     changes = {
-        i: (Reason(int(r)), _COPY_DETAILS[Reason(int(r))])
-        for i, r in zip(by_commit, copy_reasons, strict=True)
+        i: (Reason(int(r)), _COPY_DETAILS[Reason(int(r))] + f" (cosine >= {verdict.bar:.4f})")
+        for i, r in zip(by_commit, verdict.reasons, strict=True)
         if int(r) != 0
     }
-    return decoded.verdicts.updated(changes)
+    duplicated = [i for i, dup in zip(by_commit, verdict.duplicated, strict=True) if dup]
+    return Copies(decoded.verdicts.updated(changes), duplicated)
 
 
-def screen(inputs: RoundInputs, decoded: Decoded, verdicts: Verdicts) -> Selection:
+def screen(inputs: RoundInputs, decoded: Decoded, copies: Copies) -> Selection:
     """Outliers among the remaining candidates, by the job's robust rule.
 
     Only evidence is flagged (slashable); an update a selection-only rule (Multi-Krum) merely
     did not select is held out: not aggregated, score 0, but reason ACCEPTED (not slashed).
+    So is an original that others duplicated this round: its information is not its own.
     """
     name = inputs.spec.aggregation.rule.name
-    candidates = [i for i in decoded.valid if verdicts.reasons[i] == Reason.ACCEPTED]
+    verdicts = copies.verdicts.updated(
+        {i: (Reason.ACCEPTED, _DUPLICATED_DETAIL) for i in copies.duplicated}
+    )
+    candidates = [
+        i
+        for i in decoded.valid
+        if verdicts.reasons[i] == Reason.ACCEPTED and i not in copies.duplicated
+    ]
     if not candidates:
-        return Selection(verdicts, [], [])
+        return Selection(verdicts, [], list(copies.duplicated))
     verdict = screen_updates(decoded.rows(candidates), rule_of(inputs.spec))
     changes: dict[int, tuple[Reason, str]] = {}
     held_out: list[int] = []
@@ -209,11 +268,17 @@ def screen(inputs: RoundInputs, decoded: Decoded, verdicts: Verdicts) -> Selecti
     accepted = [
         i for i in candidates if verdicts.reasons[i] == Reason.ACCEPTED and i not in held_out
     ]
-    return Selection(verdicts, accepted, held_out)
+    return Selection(verdicts, accepted, sorted(held_out + copies.duplicated))
 
 
 def check_reference(inputs: RoundInputs, decoded: Decoded, selection: Selection) -> Selection:
-    """The consensus rule's reference-direction test (`aggregator.rules.consensus`)."""
+    """The consensus rule's reference-direction test (`aggregator.rules.consensus`).
+
+    A low cosine to one seeded training pass on the validation split is a statistical
+    judgement, not proof: honest trainers with skewed shards fall there too. Such updates are
+    held out (not aggregated, not paid) but not flagged; the harm test, which measures the
+    damage, still flags them if they hurt.
+    """
     rule = inputs.spec.aggregation.rule
     ratio = rule.ref_cos_ratio
     accepted = selection.accepted
@@ -225,16 +290,13 @@ def check_reference(inputs: RoundInputs, decoded: Decoded, selection: Selection)
     verdict = reference_test(decoded.rows(accepted), ref, ratio)
     if not verdict.median > 0:
         return selection
-    changes = {
-        i: (
-            Reason.OUTLIER,
-            f"off the reference direction: cosine {c:.3f} < {ratio:g} x "
-            f"the median {verdict.median:.3f}",
-        )
-        for i, c, flagged in zip(accepted, verdict.cosines, verdict.flagged, strict=True)
-        if flagged
+    held = {
+        i: f"off the reference direction: cosine {c:.3f} < {ratio:g} x the median "
+        f"{verdict.median:.3f}; held out (not aggregated, not paid), not flagged"
+        for i, c, low in zip(accepted, verdict.cosines, verdict.flagged, strict=True)
+        if low
     }
-    return selection.flag(changes)
+    return selection.hold(held)
 
 
 @dataclass(frozen=True, eq=False)
@@ -293,23 +355,32 @@ def losses_alone(
 def check_harm(
     inputs: RoundInputs, selection: Selection, loss_alone: Mapping[int, float], ref_loss: float
 ) -> Selection:
-    """Flag an update that alone hurts the validation loss (`aggregator.rules.harm`)."""
+    """Flag an update that alone hurts the validation loss beyond the harm bar
+    (`aggregator.rules.harm`); hold out, unflagged, one that alone hurts it at all.
+
+    Below the bar is evidence (slashable). Between the bar and 0 it may be an honest skewed
+    shard: not aggregated and not paid (it earns no information score anyway), not slashed.
+    """
     harm_ratio = inputs.spec.aggregation.rule.harm_ratio
     if not (harm_ratio > 0 and len(selection.accepted) >= 3):
         return selection
-    bar = harm_bar(np.array([ref_loss - loss_alone[i] for i in selection.accepted]), harm_ratio)
+    gains = np.array([ref_loss - loss_alone[i] for i in selection.accepted])
+    bar = harm_bar(gains, harm_ratio, inputs.spec.aggregation.max_colluding_fraction)
     if bar is None:
         return selection
     changes: dict[int, tuple[Reason, str]] = {}
+    hurting: dict[int, str] = {}
     for i in selection.accepted + selection.held_out:
         g = ref_loss - loss_alone[i]
         if g < bar:
             changes[i] = (
                 Reason.OUTLIER,
-                f"harmful: alone it raises the validation loss by {-g:.4g}, "
-                f"more than {harm_ratio:g}x the median gain {-bar / harm_ratio:.4g}",
+                f"harmful: alone it changes the validation loss by {-g:+.4g}, "
+                f"below the harm bar {bar:.4g}",
             )
-    return selection.flag(changes)
+        elif g < 0 and i in selection.accepted:
+            hurting[i] = f"alone it raises the validation loss ({-g:+.4g}): held out, not flagged"
+    return selection.flag(changes).hold(hurting)
 
 
 @dataclass(frozen=True, eq=False)
@@ -318,6 +389,36 @@ class Scored:
 
     scores: np.ndarray  # (n,) float64
     delta: np.ndarray  # (d,) float64: mean of the clipped accepted rows
+
+
+def information(
+    probe: LossProbe,
+    decoded: Decoded,
+    accepted: Sequence[int],
+    clip: Mapping[int, float],
+    ref_loss: float,
+) -> np.ndarray:
+    """Each accepted update's information score (`aggregator.rules.information`).
+
+    Its innovation (the part outside the span of everything public) applied alone at its
+    share, against the step the outer optimizer takes anyway; paid beyond what the same
+    magnitudes with random signs would gain by chance.
+    """
+    inputs = probe.inputs
+    public = inputs.public()
+    basis = public_basis(None if public is None else public.rows)
+    w_ref, _ = probe.step(np.zeros(inputs.template.size))
+    val = inputs.validation
+    grads = loss_gradient(inputs.spec.model, inputs.template.unflatten(w_ref), val.x, val.y)
+    gradient = inputs.template.flatten(grads, np.float64)
+    share = 1.0 / len(accepted)
+    gains, chance = np.zeros(len(accepted)), np.zeros(len(accepted))
+    for k, i in enumerate(accepted):
+        row = decoded.x[decoded.row_of[i]]
+        delta = innovation(share * clip.get(i, 1.0) * row.astype(np.float64), basis)
+        gains[k] = ref_loss - probe.loss_of(delta)
+        chance[k] = chance_gain_scale(gradient, probe.step(delta)[0] - w_ref)
+    return information_scores(gains, chance, inputs.spec.aggregation.info_sigmas)
 
 
 def score(
@@ -335,7 +436,9 @@ def score(
         return Scored(scores, np.zeros(probe.inputs.template.size))
     acc_x = decoded.rows(accepted)
     factors = np.array([clip[i] for i in accepted])
-    if agg.scoring == "loss_gain":
+    if agg.scoring == "information":
+        s = information(probe, decoded, accepted, clip, ref_loss)
+    elif agg.scoring == "loss_gain":
         s = loss_gain_alone(ref_loss, np.array([loss_alone[i] for i in accepted]))
     else:
 
@@ -389,4 +492,5 @@ def aggregate(
         acc_after,
         decoded.rows(decoded.valid) if decoded.valid else decoded.x,
         momentum_next,
+        tuple(inputs.submissions[i].trainer for i in decoded.valid),
     )

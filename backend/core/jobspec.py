@@ -65,7 +65,25 @@ class AggregationSpec(BaseModel):
     outer: Literal["sgd", "nesterov"] = "sgd"
     server_lr: float = Field(1.0, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    scoring: Literal["loss_gain", "loo", "shapley"] = "loss_gain"
+    scoring: Literal["information", "loss_gain", "loo", "shapley"] = Field(
+        "information",
+        description="information: the validation gain of the part of an update that public "
+        "vectors do not explain, beyond chance (aggregator.rules.information); loss_gain: the "
+        "whole update's gain alone; loo / shapley: marginal values over the round",
+    )
+    info_sigmas: float = Field(
+        2.0,
+        ge=0,
+        description="information scoring pays only the gain above this many standard "
+        "deviations of what the same magnitudes with random signs would gain by chance",
+    )
+    max_colluding_fraction: float = Field(
+        0.3,
+        ge=0,
+        lt=0.5,
+        description="the share of a round's updates the statistics must withstand being "
+        "crafted (copy bar, harm bar)",
+    )
     shapley_permutations: int = Field(32, ge=1)
     seed: int = 0
     copy_rel_tol: float = Field(1e-3, ge=0)

@@ -113,5 +113,21 @@ def evaluate(
     return float(loss), float(acc)
 
 
+def loss_gradient(
+    spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> Tensors:
+    """Gradient of the mean cross-entropy on (x, y) at `weights`, per tensor, in float64."""
+    model = build_model(spec, dtype=torch.float64)
+    set_weights(model, weights)
+    model.eval()
+    params = dict(model.named_parameters())
+    logits = model(torch.as_tensor(x, dtype=torch.float64))
+    loss = nn.functional.cross_entropy(logits, torch.as_tensor(y, dtype=torch.long))
+    grads = torch.autograd.grad(loss, list(params.values()))
+    by_name = {k: g.detach().numpy() for k, g in zip(params, grads, strict=True)}
+    # Buffers (none today) have no gradient: zeros keep the template's layout.
+    return {k: by_name.get(k, np.zeros(np.shape(v))) for k, v in weights.items()}
+
+
 def spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
     return ModelSpec.model_validate(dict(data))

@@ -24,7 +24,7 @@ from trainer_client import adversaries as attacks
 
 GOLDEN = Path(__file__).with_name("round_golden.json")
 RULES = ("multi_krum", "median", "trimmed_mean", "norm_bound", "cosine", "cosine_norm", "consensus")
-SCORINGS = ("loss_gain", "loo", "shapley")
+SCORINGS = ("information", "loss_gain", "loo", "shapley")
 CODECS = ("int8", "topk")
 HONEST = 6
 ROUNDS = 2

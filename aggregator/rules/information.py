@@ -1,0 +1,67 @@
+"""Pay for information, not for resemblance: the information score of an update.
+
+Everything public before a round (earlier rounds' revealed updates, the outer optimizer's
+momentum, which carries every earlier aggregate) could be replayed by anyone for free. So an
+update is paid only for its *innovation*: the part outside the span of those public vectors
+(:func:`innovation`). A copy, a replay or any linear mix of public vectors has no innovation
+but its jitter.
+
+Jitter is not information, yet random directions gain or lose a little validation loss by
+chance. The score therefore pays only the gain beyond chance (:func:`information_scores`):
+under the null hypothesis "the innovation's signs carry no information", its first-order
+gain ``g . dw`` (``g`` the validation-loss gradient, ``dw`` the weight change it causes) has
+standard deviation ``sqrt(sum (g_j dw_j)^2)`` (a sign-randomisation test), whatever the
+magnitudes' shape. An update is paid ``max(0, gain - k x that)``; ``k = 2`` leaves noise a
+2.3 % chance of any pay, and then only of its excess.
+
+Pure and deterministic; no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
+
+#: Singular values below this fraction of the largest are treated as 0 (rank deficiency:
+#: zero rows, exact copies among earlier updates).
+_RANK_TOL = 1e-9
+
+
+def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
+    """Orthonormal rows spanning ``vectors`` (m x d), float64; None when there are none.
+
+    An SVD rather than QR: rank-deficient inputs (zero rows, duplicates) must not add
+    directions that are not in their span.
+    """
+    if vectors is None or vectors.shape[0] == 0:
+        return None
+    p = np.asarray(vectors, dtype=np.float64)
+    _, s, vt = np.linalg.svd(p, full_matrices=False)
+    if not s.size or s[0] == 0.0:
+        return None
+    return vt[s > _RANK_TOL * s[0]]
+
+
+def innovation(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """``x`` minus its orthogonal projection on the public span (float64)."""
+    v = np.asarray(x, dtype=np.float64)
+    if basis is None:
+        return v.copy()
+    return v - basis.T @ (basis @ v)
+
+
+def chance_gain_scale(gradient: np.ndarray, weight_change: np.ndarray) -> float:
+    """Std of the first-order gain of ``weight_change`` with its signs randomised."""
+    return float(np.sqrt(np.sum(np.square(gradient * weight_change))))
+
+
+def information_scores(gains: np.ndarray, chance: np.ndarray, sigmas: float) -> np.ndarray:
+    """``max(0, gain - sigmas x chance)`` per update, float64; non-finite gains score 0."""
+    if sigmas < 0:
+        raise ValueError("sigmas must be >= 0")
+    g = np.asarray(gains, dtype=np.float64)
+    # A negative chance scale (impossible from chance_gain_scale) must never turn a loss into
+    # pay: Templar's sign bug was a negative score times a negative factor.
+    s = g - sigmas * np.maximum(np.asarray(chance, dtype=np.float64), 0.0)
+    return np.where(np.isfinite(s) & (s > 0.0), s, 0.0)
