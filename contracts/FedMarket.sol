@@ -148,7 +148,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         bytes32 modelHash;
         bytes32 validationRoot;
         bytes32 pendingDigest;
-        // slot 11: written only for a weight-gated job
+        // slot 11
         uint128 minReliabilityWeight;
     }
 
@@ -443,7 +443,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         j.postDuration = p.postDuration;
         j.joinDeadline = uint64(block.timestamp) + p.joinDuration;
         j.minReliabilityPpm = p.minReliabilityPpm;
-        if (p.minReliabilityWeight != 0) j.minReliabilityWeight = p.minReliabilityWeight;
+        j.minReliabilityWeight = p.minReliabilityWeight;
         j.modelHash = p.initialModelHash;
         j.validationRoot = p.validationRoot;
         emit JobCreated(jobId, msg.sender, p.aggregator, msg.value, bond, p);
@@ -492,7 +492,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     ///         Possible until `CANCEL_GRACE` after the join deadline: later, trainers who joined
     ///         may have moved on, and anyone may cancel instead.
     /// @param jobId Job to start.
-    function start(uint256 jobId) external {
+    function start(uint256 jobId) external virtual {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
@@ -509,7 +509,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     ///         further `CANCEL_GRACE` (the owner's time to `start`). The owner can then reclaim
     ///         the full reward; trainers unlock via `claim`; the bond is released.
     /// @param jobId Job to cancel.
-    function cancel(uint256 jobId) external {
+    function cancel(uint256 jobId) external virtual {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
         if (msg.sender != j.owner && msg.sender != j.aggregator) {
@@ -858,7 +858,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
 
     /// @notice Claim the owner's refund of job `jobId` (owner, once).
     /// @param jobId Job.
-    function claimRefund(uint256 jobId) external nonReentrant {
+    function claimRefund(uint256 jobId) external virtual nonReentrant {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
         if (j.status < STATUS_SETTLED) revert WrongStatus(jobId, j.status);
@@ -1081,14 +1081,15 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         }
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
-        uint64 best = _bestOf(scores);
+        uint64 best; // the round's best score, computed at its first reason 2 (rare)
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
             uint64 score = scores[i];
-            uint64 total = _applyResult(
-                jobId, round, t, p, score, reasons[i], p.lastRevealRound == round, best
-            );
+            uint8 reason = reasons[i];
+            if (reason == REASON_UNAVAILABLE && best == 0) best = _bestOf(scores);
+            uint64 total =
+                _applyResult(jobId, round, t, p, score, reason, p.lastRevealRound == round, best);
             jobTotal += score;
             if (total > maxTotal) maxTotal = total;
         }

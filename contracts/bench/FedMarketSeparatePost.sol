@@ -83,13 +83,17 @@ contract FedMarketSeparatePost is FedMarket {
     }
 
     /// @notice Not benchmarked (left out so this contract stays under the EIP-170 size limit).
-    function correctRound(
-        uint256,
-        bytes32,
-        RoundResult calldata,
-        string calldata,
-        RoundResult calldata
-    ) external pure override returns (address[] memory, address, uint96) {
+    function cancel(uint256) external pure override {
+        revert NotInBench();
+    }
+
+    /// @notice Not benchmarked (left out so this contract stays under the EIP-170 size limit).
+    function start(uint256) external pure override {
+        revert NotInBench();
+    }
+
+    /// @notice Not benchmarked (left out so this contract stays under the EIP-170 size limit).
+    function claimRefund(uint256) external pure override {
         revert NotInBench();
     }
 }
