@@ -12,7 +12,8 @@ import {ReliabilityRegistry} from "./ReliabilityRegistry.sol";
 ///         pending (challengeable) for a window, per-round validation chunks revealed after each
 ///         post, slashing of proven misbehaviour, proportional settlement and pull claims.
 ///         Disputes are decided by `DisputeCourt` (the bound `court`), which may only call the
-///         hooks marked "court only"; every wei stays in this contract.
+///         hooks marked "court only"; every wei stays in this contract. Trainers' cross-job
+///         reliability lives in the `ReliabilityRegistry` this contract deploys (`reliability`).
 /// @dev See contracts/SPEC.md for the full interface. Invariants (checked by the test suite):
 ///  (I1) address(this).balance == Σ vault balances (stakes and bonds)
 ///                              + Σ over jobs (reward + slashedPool + forfeitPool − paid out).
@@ -1319,10 +1320,11 @@ contract FedMarket is ReentrancyGuard, StakeVault {
 
     /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund
     ///      (what is neither earned nor `reserved` for the forfeit pool, plus rounding dust,
-    ///      capped at the reward), and fold each participant's contribution into its
-    ///      reliability. Slashed stake never flows back to the owner; with no contribution at
-    ///      all (total score 0) it stays locked in the contract for good (`SlashedStakeBurned`),
-    ///      unless the owner forfeited, when the pool goes to the participants in equal parts.
+    ///      capped at the reward), and report each participant's contribution to the
+    ///      reliability registry. Slashed stake never flows back to the owner; with no
+    ///      contribution at all (total score 0) it stays locked in the contract for good
+    ///      (`SlashedStakeBurned`), unless the owner forfeited, when the pool goes to the
+    ///      participants in equal parts.
     function _settle(uint256 jobId, Job storage j, uint256 earned, uint256 reserved)
         internal
         returns (uint256 pool, uint256 refund)
