@@ -1082,7 +1082,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         }
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
-        uint64 best; // the round's best score, computed at its first reason 2 (rare)
+        uint64 best = 0; // the round's best score, computed at its first reason 2 (rare)
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
@@ -1279,6 +1279,9 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     }
 
     /// @dev Settled: every round posted and final.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _finishSettled(uint256 jobId, Job storage j) internal {
         j.status = STATUS_SETTLED;
         _releaseJobBond(j);
@@ -1289,6 +1292,9 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     /// @dev The aggregator failed the job (missed a post, or was overturned): trainers are
     ///      paid for the posted rounds; `forfeit` (its bond, if still held) plus the unposted
     ///      round's share go in equal parts to that round's revealers.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _endForAggregatorFault(uint256 jobId, Job storage j, uint96 forfeit) internal {
         uint32 posted = j.currentRound - 1;
         uint256 reward = j.reward;
@@ -1309,6 +1315,9 @@ contract FedMarket is ReentrancyGuard, StakeVault {
 
     /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers, by the
     ///      scores of the `counted` (final) rounds.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _endForOwnerFault(uint256 jobId, Job storage j, uint32 counted) internal {
         j.pendingRound = counted; // reliability skips a job whose only round was void
         j.status = STATUS_ABANDONED;

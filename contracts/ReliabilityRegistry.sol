@@ -112,6 +112,9 @@ contract ReliabilityRegistry {
             uint32 ppm = c;
             uint256 weight = stake;
             if (r.jobs != 0) {
+                // D is the decayed weight, floored on purpose (the stored weight is exactly
+                // D + s); the mean is then taken over D and s (intended order).
+                // slither-disable-next-line divide-before-multiply
                 uint256 decayed = uint256(r.weight) * (PPM - alpha) / PPM;
                 weight += decayed;
                 if (weight != 0) {
