@@ -37,7 +37,14 @@ contract DisputeCourt is ReentrancyGuard {
     uint8 internal constant STATE_NO_DECISION = 5;
     uint8 internal constant STATE_LAPSED = 6;
     uint16 internal constant BPS = 10_000;
+    /// @notice Shares of an overturned aggregator's bond (bps): the trainers the false result
+    ///         harmed, the challenger (the rest goes to the members who voted the winning result).
+    uint16 public constant HARMED_SHARE_BPS = 5000;
+    uint16 public constant CHALLENGER_SHARE_BPS = 3000;
     /// @dev `StakeTransferred.why` codes for this court's payments.
+    uint8 internal constant WHY_HARMED = 1;
+    uint8 internal constant WHY_CHALLENGER = 2;
+    uint8 internal constant WHY_VOTER = 3;
     uint8 internal constant WHY_CHALLENGE_LOST = 4;
     uint8 internal constant WHY_VOTE_PENALTY = 5;
 
@@ -310,7 +317,9 @@ contract DisputeCourt is ReentrancyGuard {
         // that bonded another digest (say, the aggregator's own sybil racing honest
         // verifiers with a made-up one) gets none of it; the voters who found it do.
         address payee = d.challengerDigest == d.winning ? d.challenger : address(0);
-        market.correctRound(d.jobId, d.winning, fix, modelCid, posted, payee, voters);
+        (address[] memory harmed, address aggregator, uint96 bond) =
+            market.correctRound(d.jobId, d.winning, fix, modelCid, posted);
+        _payOutBond(aggregator, bond, harmed, payee, voters);
     }
 
     /// @notice Close an overturned dispute whose correction nobody posted by `correctBy` (anyone):
@@ -473,6 +482,31 @@ contract DisputeCourt is ReentrancyGuard {
             if (inPool) _leave(m, disputeId);
             uint96 paid = _spread(m, good, penalty, d.challenger, WHY_VOTE_PENALTY);
             market.releaseBond(m, bond - paid);
+        }
+    }
+
+    /// @dev Pay an overturned aggregator's whole job bond out of its locked stake:
+    ///      `HARMED_SHARE_BPS` in equal parts to `harmed`, the voters' part in equal parts to
+    ///      `voters`, the rest (every rounding remainder, and any part with no recipient) to
+    ///      the challenger; with no challenger (its digest lost) the voters take its share too
+    ///      and the first voter the rest.
+    function _payOutBond(
+        address aggregator,
+        uint96 bond,
+        address[] memory harmed,
+        address challenger,
+        address[] memory voters
+    ) internal {
+        uint96 left = bond;
+        uint96 harmedPart = uint96(uint256(bond) * HARMED_SHARE_BPS / BPS);
+        left -= _spread(aggregator, harmed, harmedPart, address(0), WHY_HARMED);
+        uint96 votersPart = challenger == address(0)
+            ? left
+            : uint96(uint256(bond) * (BPS - HARMED_SHARE_BPS - CHALLENGER_SHARE_BPS) / BPS);
+        left -= _spread(aggregator, voters, votersPart, address(0), WHY_VOTER);
+        if (left != 0) {
+            address payee = challenger == address(0) ? voters[0] : challenger;
+            market.transferBond(aggregator, payee, left, WHY_CHALLENGER);
         }
     }
 

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {StakeVault} from "./StakeVault.sol";
-import {ReliabilityLedger} from "./ReliabilityLedger.sol";
+import {ReliabilityRegistry} from "./ReliabilityRegistry.sol";
 
 /// @title FedMarket
 /// @notice Federated-learning marketplace: jobs with escrowed ETH rewards, staked trainers,
@@ -12,7 +12,8 @@ import {ReliabilityLedger} from "./ReliabilityLedger.sol";
 ///         pending (challengeable) for a window, per-round validation chunks revealed after each
 ///         post, slashing of proven misbehaviour, proportional settlement and pull claims.
 ///         Disputes are decided by `DisputeCourt` (the bound `court`), which may only call the
-///         hooks marked "court only"; every wei stays in this contract.
+///         hooks marked "court only"; every wei stays in this contract. Trainers' cross-job
+///         reliability lives in the `ReliabilityRegistry` this contract deploys (`reliability`).
 /// @dev See contracts/SPEC.md for the full interface. Invariants (checked by the test suite):
 ///  (I1) address(this).balance == Σ vault balances (stakes and bonds)
 ///                              + Σ over jobs (reward + slashedPool + forfeitPool − paid out).
@@ -24,7 +25,7 @@ import {ReliabilityLedger} from "./ReliabilityLedger.sol";
 ///       aggregatorBond is part of the aggregator's `locked` until the job ends.
 ///  (I5) Job status only moves forward along the state machine in SPEC.md; every loop is
 ///       bounded by MAX_TRAINERS (256). At most one posted round is pending at a time.
-contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
+contract FedMarket is ReentrancyGuard, StakeVault {
     // ------------------------------------------------------------------ constants
 
     /// @notice Fixed-point one for scores (1e6 = 1.0).
@@ -46,24 +47,18 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     uint8 internal constant REASON_ACCEPTED = 0;
     uint8 internal constant REASON_MISSING = 1;
+    uint8 internal constant REASON_UNAVAILABLE = 2;
     uint8 internal constant FIRST_SLASHABLE_REASON = 3;
     uint8 internal constant MAX_REASON = 11;
 
     uint16 internal constant BPS = 10_000;
+    uint32 internal constant PPM = 1_000_000;
     /// @notice After the join deadline, how long only the owner may cancel a job that has
     ///         enough trainers to start (so nobody can race the owner's `start`).
     uint64 public constant CANCEL_GRACE = 1 days;
     /// @notice Longest a job may run: joinDuration + rounds × (commit + reveal + post +
     ///         challengeWindow). It bounds how long a trainer's stake can stay locked in one job.
     uint256 public constant MAX_JOB_DURATION = 365 days;
-    /// @notice Shares of a slashed aggregator bond (bps): trainers the false result harmed,
-    ///         the challenger, the committee members who voted the winning result.
-    uint16 public constant HARMED_SHARE_BPS = 5000;
-    uint16 public constant CHALLENGER_SHARE_BPS = 3000;
-    /// @dev Why codes of `StakeTransferred` for an aggregator bond's payout.
-    uint8 internal constant WHY_HARMED = 1;
-    uint8 internal constant WHY_CHALLENGER = 2;
-    uint8 internal constant WHY_VOTER = 3;
 
     /// @notice Shortest challenge window a job may set (seconds; fixed per deployment: short
     ///         on dev chains, hours in production).
@@ -72,6 +67,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     address private immutable _deployer;
     /// @notice The dispute court allowed to call the court-only hooks (bound once).
     address public court;
+    /// @notice Cross-job reliability of trainers, deployed by this market (its only writer).
+    ReliabilityRegistry public immutable reliability;
 
     // ------------------------------------------------------------------ types
 
@@ -89,6 +86,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 postDuration;
         uint32 challengeWindow;
         uint32 minReliabilityPpm;
+        uint128 minReliabilityWeight; // confidence a trainer's reliability must rest on, wei
         uint16 slashBps;
         bytes32 specHash;
         string specCid;
@@ -151,6 +149,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         bytes32 modelHash;
         bytes32 validationRoot;
         bytes32 pendingDigest;
+        // slot 11
+        uint128 minReliabilityWeight;
     }
 
     /// @notice Everything `getJob` returns: every Job field plus the participant count.
@@ -181,6 +181,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         uint32 challengeWindow;
         uint64 joinDeadline;
         uint32 minReliabilityPpm;
+        uint128 minReliabilityWeight;
         uint64 totalScore;
         uint64 maxTotalScore;
         uint256 rewardPool;
@@ -196,7 +197,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @notice Per (job, trainer) state: one storage slot [96+64+32+32+16+8+8 = 256], and a
-    ///         second one for `missedRounds` (written only when a trainer misses a round).
+    ///         second one [16+16+64] written only when a trainer misses a round (reason 1) or
+    ///         its update is reported unavailable (reason 2).
     struct Participant {
         uint96 lockedStake;
         uint64 totalScore;
@@ -206,6 +208,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         bool claimed;
         bool joined;
         uint16 missedRounds; // posted rounds with reason 1 (charged at settlement)
+        uint16 unavailableRounds; // posted rounds with reason 2 (left out of reliability)
+        uint64 unavailableMaxScore; // Σ over those rounds of the round's best score
     }
 
     // ------------------------------------------------------------------ storage
@@ -344,7 +348,6 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     error AlreadyJoined(uint256 jobId, address trainer);
     error JobFull(uint256 jobId);
     error JoinClosed(uint256 jobId);
-    error ReliabilityTooLow(uint32 have, uint32 need);
     error NotOwner(uint256 jobId, address caller);
     error NotEnoughTrainers(uint32 have, uint32 need);
     error NotParticipant(uint256 jobId, address caller);
@@ -381,13 +384,16 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     error NotChallenger(uint256 jobId, address account);
     error DigestMismatch(bytes32 expected, bytes32 given);
     error NotCourt(address caller);
+    error InvalidReliability(uint32 ppm);
     error CourtAlreadyBound();
 
-    /// @param alphaPpm EMA weight of the newest job in reliability scores, ppm (<= 1e6).
+    /// @param alphaPpm Weight of the newest job in reliability scores, ppm (<= 1e6); the
+    ///        market deploys its `ReliabilityRegistry` with it.
     /// @param minChallengeWindow_ Shortest challenge window a job may set, seconds.
-    constructor(uint32 alphaPpm, uint32 minChallengeWindow_) ReliabilityLedger(alphaPpm) {
+    constructor(uint32 alphaPpm, uint32 minChallengeWindow_) {
         minChallengeWindow = minChallengeWindow_;
         _deployer = msg.sender;
+        reliability = new ReliabilityRegistry(alphaPpm);
     }
 
     /// @notice Bind the dispute court (deployer only, once): the only caller of the court hooks.
@@ -438,13 +444,16 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.postDuration = p.postDuration;
         j.joinDeadline = uint64(block.timestamp) + p.joinDuration;
         j.minReliabilityPpm = p.minReliabilityPpm;
+        j.minReliabilityWeight = p.minReliabilityWeight;
         j.modelHash = p.initialModelHash;
         j.validationRoot = p.validationRoot;
         emit JobCreated(jobId, msg.sender, p.aggregator, msg.value, bond, p);
     }
 
     /// @notice Join job `jobId`, locking its `stakeRequired` from the caller's free stake.
-    ///         The job starts automatically when it reaches `maxTrainers`.
+    ///         A gated job asks the reliability registry first (`ReliabilityTooLow`,
+    ///         `ReliabilityWeightTooLow`). The job starts automatically when it reaches
+    ///         `maxTrainers`.
     /// @param jobId Job to join.
     function join(uint256 jobId) external {
         Job storage j = _jobs[jobId];
@@ -464,8 +473,11 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         // Unreachable while auto-start at maxTrainers holds; kept as a defensive bound.
         if (n >= maxTrainers) revert JobFull(jobId);
         if (block.timestamp > j.joinDeadline) revert JoinClosed(jobId);
-        uint32 have = _reliability[msg.sender].ppm;
-        if (have < j.minReliabilityPpm) revert ReliabilityTooLow(have, j.minReliabilityPpm);
+        uint32 minPpm = j.minReliabilityPpm;
+        uint128 minWeight = j.minReliabilityWeight;
+        if (minPpm != 0 || minWeight != 0) {
+            reliability.checkEligible(msg.sender, minPpm, minWeight); // a view: staticcall
+        }
 
         uint96 stake = j.stakeRequired;
         _lockStake(msg.sender, stake);
@@ -481,7 +493,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     ///         Possible until `CANCEL_GRACE` after the join deadline: later, trainers who joined
     ///         may have moved on, and anyone may cancel instead.
     /// @param jobId Job to start.
-    function start(uint256 jobId) external {
+    function start(uint256 jobId) external virtual {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
@@ -498,7 +510,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     ///         further `CANCEL_GRACE` (the owner's time to `start`). The owner can then reclaim
     ///         the full reward; trainers unlock via `claim`; the bond is released.
     /// @param jobId Job to cancel.
-    function cancel(uint256 jobId) external {
+    function cancel(uint256 jobId) external virtual {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_CREATED) revert WrongStatus(jobId, j.status);
         if (msg.sender != j.owner && msg.sender != j.aggregator) {
@@ -750,36 +762,45 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     /// @notice Court only: the committee overturned the disputed round and `fix` hashes to the
     ///         winning digest. Reverses the posted result (checked against the stored digest),
-    ///         applies `fix`, pays the aggregator's bond out (harmed trainers, challenger,
-    ///         `voters`), and ends the job: a proven liar does not keep judging it.
+    ///         applies `fix`, takes the aggregator's bond from the job (it stays locked in the
+    ///         aggregator's stake for the court to pay out with `transferBond`), and ends the
+    ///         job: a proven liar does not keep judging it.
     /// @param jobId Job.
     /// @param winning Digest the committee's majority voted.
     /// @param fix The correct result.
     /// @param modelCid Storage address of the correct model.
     /// @param posted The result the aggregator posted (as in its RoundPosted event).
-    /// @param challenger Who challenged.
-    /// @param voters Committee members who voted `winning`.
+    /// @return harmed Trainers `fix` treats better than `posted` (a higher score, or a slash
+    ///         lifted).
+    /// @return aggregator The job's aggregator.
+    /// @return bond Its bond, now owed to the dispute's winners.
     function correctRound(
         uint256 jobId,
         bytes32 winning,
         RoundResult calldata fix,
         string calldata modelCid,
-        RoundResult calldata posted,
-        address challenger,
-        address[] calldata voters
-    ) external virtual onlyCourt {
+        RoundResult calldata posted
+    )
+        external
+        virtual
+        onlyCourt
+        returns (address[] memory harmed, address aggregator, uint96 bond)
+    {
         Job storage j = _jobs[jobId];
         uint32 round = j.pendingRound;
         if (!j.disputeOpen) revert WrongStatus(jobId, j.status);
         _checkDigest(winning, digestOf(jobId, round, fix));
         _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
-        address[] memory harmed = _replaceResult(jobId, round, j, fix, posted);
+        harmed = _replaceResult(jobId, round, j, fix, posted);
         j.pendingDigest = winning;
         j.modelHash = fix.modelHash;
         j.disputeOpen = false;
         j.finalAt = uint64(block.timestamp);
         emit RoundCorrected(jobId, round, fix.modelHash, modelCid, fix.scores, fix.reasons);
-        _payOutBond(jobId, j, harmed, challenger, voters);
+        aggregator = j.aggregator;
+        bond = j.aggregatorBond;
+        j.aggregatorBond = 0;
+        emit AggregatorBondSlashed(jobId, aggregator, bond);
         // Status is an enum-like code, not a balance: a strict comparison is what is meant.
         // slither-disable-next-line incorrect-equality
         if (j.status == STATUS_FINISHED) _finishSettled(jobId, j);
@@ -838,7 +859,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     /// @notice Claim the owner's refund of job `jobId` (owner, once).
     /// @param jobId Job.
-    function claimRefund(uint256 jobId) external nonReentrant {
+    function claimRefund(uint256 jobId) external virtual nonReentrant {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
         if (j.status < STATUS_SETTLED) revert WrongStatus(jobId, j.status);
@@ -899,6 +920,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         v.challengeWindow = j.challengeWindow;
         v.joinDeadline = j.joinDeadline;
         v.minReliabilityPpm = j.minReliabilityPpm;
+        v.minReliabilityWeight = j.minReliabilityWeight;
         v.totalScore = j.totalScore;
         v.maxTotalScore = j.maxTotalScore;
         v.rewardPool = j.rewardPool;
@@ -1060,12 +1082,15 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
+        uint64 best = 0; // the round's best score, computed at its first reason 2 (rare)
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
             uint64 score = scores[i];
+            uint8 reason = reasons[i];
+            if (reason == REASON_UNAVAILABLE && best == 0) best = _bestOf(scores);
             uint64 total =
-                _applyResult(jobId, round, t, p, score, reasons[i], p.lastRevealRound == round);
+                _applyResult(jobId, round, t, p, score, reason, p.lastRevealRound == round, best);
             jobTotal += score;
             if (total > maxTotal) maxTotal = total;
         }
@@ -1076,7 +1101,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     /// @dev Validate and apply one trainer's result for `round`. Shared by every post entry
     ///      point (`p` is `trainer`'s record, looked up once by the caller). Returns the
     ///      trainer's new running total. Slashed wei moves from the vault into the job's
-    ///      slashedPool here (only flagged trainers pay for that write).
+    ///      slashedPool here (only flagged trainers pay for that write). Reason 2 (content
+    ///      unavailable) has no public evidence, so it must not lower the trainer's
+    ///      reliability: the round is counted in `unavailableRounds` and the round's `best`
+    ///      score added to `unavailableMaxScore`, both left out of its contribution.
     function _applyResult(
         uint256 jobId,
         uint32 round,
@@ -1084,7 +1112,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         Participant storage p,
         uint64 score,
         uint8 reason,
-        bool revealed
+        bool revealed,
+        uint64 best
     ) internal returns (uint64 total) {
         if (reason > MAX_REASON) revert UnknownReason(reason);
         if (score > MAX_ROUND_SCORE) revert ScoreTooLarge(score);
@@ -1098,6 +1127,10 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
             p.totalScore = total;
         }
         if (reason == REASON_MISSING) p.missedRounds += 1;
+        if (reason == REASON_UNAVAILABLE) {
+            p.unavailableRounds += 1;
+            p.unavailableMaxScore += best;
+        }
         if (reason >= FIRST_SLASHABLE_REASON) {
             uint96 locked = p.lockedStake;
             Job storage j = _jobs[jobId];
@@ -1129,18 +1162,21 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         }
         harmed = new address[](n);
         uint256 count;
+        uint64 postedBest = _bestOf(posted.scores);
+        uint64 fixBest = _bestOf(fix.scores);
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal;
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             uint64 oldScore = posted.scores[i];
             bool oldSlashed = posted.reasons[i] >= FIRST_SLASHABLE_REASON;
-            _undoResult(jobId, round, j, t, oldScore, posted.reasons[i]);
+            _undoResult(jobId, round, j, t, oldScore, posted.reasons[i], postedBest);
             uint8 reason = fix.reasons[i];
             uint64 score = fix.scores[i];
             bool revealed = posted.reasons[i] != REASON_MISSING;
-            uint64 total =
-                _applyResult(jobId, round, t, _participants[jobId][t], score, reason, revealed);
+            uint64 total = _applyResult(
+                jobId, round, t, _participants[jobId][t], score, reason, revealed, fixBest
+            );
             jobTotal = jobTotal - oldScore + score;
             if (total > maxTotal) maxTotal = total;
             if (score > oldScore || (oldSlashed && reason < FIRST_SLASHABLE_REASON)) {
@@ -1159,6 +1195,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         internal
     {
         _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
+        uint64 best = _bestOf(posted.scores);
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
         uint64 jobTotal = j.totalScore;
@@ -1166,7 +1203,7 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             uint64 score = posted.scores[i];
-            _undoResult(jobId, round, j, t, score, posted.reasons[i]);
+            _undoResult(jobId, round, j, t, score, posted.reasons[i], best);
             jobTotal -= score;
             uint64 total = _participants[jobId][t].totalScore;
             if (total > maxTotal) maxTotal = total;
@@ -1175,7 +1212,8 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.maxTotalScore = maxTotal;
     }
 
-    /// @dev Take back one trainer's posted score and missed round, and, if it was slashed,
+    /// @dev Take back one trainer's posted score, missed or unavailable round (`best`: the
+    ///      posted round's best score, as `_applyResult` added it), and, if it was slashed,
     ///      give the stake back (the slash amount is recomputed: locked stake after k flags is
     ///      a pure function of the job's stake and slashBps — missed rounds are only charged
     ///      at settlement — and no later round can have been posted meanwhile).
@@ -1185,11 +1223,16 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         Job storage j,
         address trainer,
         uint64 score,
-        uint8 reason
+        uint8 reason,
+        uint64 best
     ) internal {
         Participant storage p = _participants[jobId][trainer];
         if (score != 0) p.totalScore -= score;
         if (reason == REASON_MISSING) p.missedRounds -= 1;
+        if (reason == REASON_UNAVAILABLE) {
+            p.unavailableRounds -= 1;
+            p.unavailableMaxScore -= best;
+        }
         if (reason < FIRST_SLASHABLE_REASON) return;
         uint16 flags = p.flaggedRounds - 1;
         uint96 before = j.stakeRequired;
@@ -1206,43 +1249,13 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         emit SlashReversed(jobId, round, trainer, amount);
     }
 
-    /// @dev Pay the whole job bond out of the aggregator's stake: `HARMED_SHARE_BPS` in equal
-    ///      parts to `harmed`, the voters' part in equal parts to `voters`, the rest (with every
-    ///      rounding remainder, and any part with no recipient) to the challenger.
-    function _payOutBond(
-        uint256 jobId,
-        Job storage j,
-        address[] memory harmed,
-        address challenger,
-        address[] calldata voters
-    ) internal {
-        uint96 bond = j.aggregatorBond;
-        j.aggregatorBond = 0;
-        address agg = j.aggregator;
-        emit AggregatorBondSlashed(jobId, agg, bond);
-        uint96 left = bond;
-        left -= _payEach(agg, harmed, uint96(uint256(bond) * HARMED_SHARE_BPS / BPS), WHY_HARMED);
-        // No challenger (its digest lost): the voters take its share too.
-        uint96 votersPart = challenger == address(0)
-            ? left
-            : uint96(uint256(bond) * (BPS - HARMED_SHARE_BPS - CHALLENGER_SHARE_BPS) / BPS);
-        left -= _payEach(agg, voters, votersPart, WHY_VOTER);
-        if (left != 0) _transferLocked(agg, challenger == address(0) ? voters[0] : challenger, left, WHY_CHALLENGER);
-    }
-
-    /// @dev Pay `part` of `from`'s locked stake in equal parts to `to`; returns what was paid.
-    function _payEach(address from, address[] memory to, uint96 part, uint8 why)
-        internal
-        returns (uint96 paid)
-    {
-        uint256 n = to.length;
-        if (n == 0) return 0;
-        uint96 each = uint96(part / n);
-        if (each == 0) return 0;
+    /// @dev Best score in a round's `scores`: what a reason-2 round is worth to the job's best
+    ///      trainer, left out of the reason-2 trainer's contribution.
+    function _bestOf(uint64[] calldata scores) internal pure returns (uint64 best) {
+        uint256 n = scores.length;
         for (uint256 i; i < n; ++i) {
-            _transferLocked(from, to[i], each, why);
+            if (scores[i] > best) best = scores[i];
         }
-        return uint96(each * n);
     }
 
     /// @dev Record the new model, then finish the job or open the next round.
@@ -1266,6 +1279,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     }
 
     /// @dev Settled: every round posted and final.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _finishSettled(uint256 jobId, Job storage j) internal {
         j.status = STATUS_SETTLED;
         _releaseJobBond(j);
@@ -1276,6 +1292,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
     /// @dev The aggregator failed the job (missed a post, or was overturned): trainers are
     ///      paid for the posted rounds; `forfeit` (its bond, if still held) plus the unposted
     ///      round's share go in equal parts to that round's revealers.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _endForAggregatorFault(uint256 jobId, Job storage j, uint96 forfeit) internal {
         uint32 posted = j.currentRound - 1;
         uint256 reward = j.reward;
@@ -1296,6 +1315,9 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers, by the
     ///      scores of the `counted` (final) rounds.
+    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
+    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
+    // slither-disable-next-line reentrancy-events
     function _endForOwnerFault(uint256 jobId, Job storage j, uint32 counted) internal {
         j.pendingRound = counted; // reliability skips a job whose only round was void
         j.status = STATUS_ABANDONED;
@@ -1307,10 +1329,11 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
 
     /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund
     ///      (what is neither earned nor `reserved` for the forfeit pool, plus rounding dust,
-    ///      capped at the reward), and fold each participant's contribution into its
-    ///      reliability. Slashed stake never flows back to the owner; with no contribution at
-    ///      all (total score 0) it stays locked in the contract for good (`SlashedStakeBurned`),
-    ///      unless the owner forfeited, when the pool goes to the participants in equal parts.
+    ///      capped at the reward), and report each participant's contribution to the
+    ///      reliability registry. Slashed stake never flows back to the owner; with no
+    ///      contribution at all (total score 0) it stays locked in the contract for good
+    ///      (`SlashedStakeBurned`), unless the owner forfeited, when the pool goes to the
+    ///      participants in equal parts.
     function _settle(uint256 jobId, Job storage j, uint256 earned, uint256 reserved)
         internal
         returns (uint256 pool, uint256 refund)
@@ -1319,17 +1342,12 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         _chargeMissedRounds(jobId, j);
         pool = earned + j.slashedPool;
         uint64 total = j.totalScore;
-        uint64 maxTotal = j.maxTotalScore;
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
-        bool record = j.pendingRound != 0;
         uint256 paid = 0;
-        for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            uint64 ti = _participants[jobId][t].totalScore;
-            if (total != 0) paid += pool * ti / total;
-            if (record) {
-                _recordContribution(t, jobId, maxTotal == 0 ? 0 : uint32(uint256(ti) * PPM / maxTotal));
+        if (total != 0) {
+            for (uint256 i; i < n; ++i) {
+                paid += pool * _participants[jobId][trainers[i]].totalScore / total;
             }
         }
         bool equalSplit = total == 0 && j.ownerForfeited && n != 0;
@@ -1343,6 +1361,37 @@ contract FedMarket is ReentrancyGuard, StakeVault, ReliabilityLedger {
         j.rewardPool = uint128(pool);
         j.ownerRefund = uint128(refund);
         if (burned != 0) emit SlashedStakeBurned(jobId, burned);
+        _recordReliability(jobId, j);
+    }
+
+    /// @dev Report the job to the reliability registry, last (the registry is this market's
+    ///      own contract and calls nothing). Only a job with at least one counted round
+    ///      (`pendingRound`: the last posted round still standing) is recorded. Every job has
+    ///      an aggregator that is not its owner (`OwnerIsAggregator`) and a non-zero bond
+    ///      (`aggregatorBond`, or the reward, >= 1 wei); what distinct addresses cannot prove,
+    ///      independence, is priced by the weight: each trainer's `stakeRequired`. Its score
+    ///      is judged against the job's best total less the best scores of the rounds in which
+    ///      its update was reported unavailable (reason 2); if every counted round was, the
+    ///      job is skipped for it.
+    function _recordReliability(uint256 jobId, Job storage j) internal {
+        uint32 counted = j.pendingRound;
+        if (counted == 0) return;
+        uint64 maxTotal = j.maxTotalScore;
+        address[] storage trainers = _trainers[jobId];
+        uint256 n = trainers.length;
+        ReliabilityRegistry.JobResult[] memory results = new ReliabilityRegistry.JobResult[](n);
+        for (uint256 i; i < n; ++i) {
+            address t = trainers[i];
+            Participant storage p = _participants[jobId][t];
+            uint64 left = p.unavailableMaxScore;
+            results[i] = ReliabilityRegistry.JobResult({
+                trainer: t,
+                score: p.totalScore,
+                maxScore: left < maxTotal ? maxTotal - left : 0,
+                skip: p.unavailableRounds == counted
+            });
+        }
+        reliability.recordJob(jobId, j.stakeRequired, results);
     }
 
     /// @dev Withholding has a price: each posted round a participant did not reveal in (reason 1,

@@ -98,7 +98,8 @@ class Bench:
             1_000,
             1_000,
             window,  # challengeWindow (0: final right after the chunk reveal)
-            0,
+            0,  # minReliabilityPpm
+            0,  # minReliabilityWeight
             1000,
             b"\x01" * 32,
             "bafy-spec",
@@ -186,7 +187,7 @@ def run_bench(trainers: int = 50, rounds: int = 10) -> dict[str, Any]:
         b.reveal_chunk(job_b, rnd)
     # both paths must leave identical job state
     ja, jb = b.m.functions.getJob(job_a).call(), b.m.functions.getJob(job_b).call()
-    for field in (26, 27, 12):  # totalScore, maxTotalScore, slashedPool
+    for field in (27, 28, 12):  # totalScore, maxTotalScore, slashedPool
         assert ja[field] == jb[field], (field, ja[field], jb[field])
     finalize_gas = b.gas(b.m.functions.finalize(job_a), b.owner)
     claim = [b.gas(b.m.functions.claim(job_a), t) for t in b.trainers]

@@ -37,14 +37,15 @@ def joined_jobs(market: MarketClient, address: str) -> list[dict[str, Any]]:
 def trainer_status(market: MarketClient, address: str) -> dict[str, Any]:
     """The `trainer status --json` record of `address`."""
     account = market.account_of(address)
-    reliability_ppm, jobs_rated = market.reliability_of(address)
+    rel = market.reliability_of(address)
     return {
         "address": address,
         "wallet_wei": market.chain.balance(address),
         "stake_wei": account["balance"],
         "locked_wei": account["locked"],
         "registered": account["registered"],
-        "reliability": reliability_ppm / PPM,
-        "jobs_rated": jobs_rated,
+        "reliability": rel.ppm / PPM,
+        "jobs_rated": rel.jobs,
+        "reliability_weight_wei": rel.weight,
         "jobs": joined_jobs(market, address),
     }

@@ -226,6 +226,7 @@ def fold_job_created(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
             trainers=0,
             slash_bps=p["slashBps"],
             min_reliability_ppm=p["minReliabilityPpm"],
+            min_reliability_weight_wei=str(p["minReliabilityWeight"]),
             spec_hash=hex_of(p["specHash"]),
             spec_cid=p["specCid"],
             initial_model_hash=hex_of(p["initialModelHash"]),
@@ -604,7 +605,11 @@ def fold_refund_claimed(conn: Connection, a: EventArgs, origin: LogOrigin) -> No
 def fold_reliability_updated(conn: Connection, a: EventArgs, origin: LogOrigin) -> None:
     _trainer(conn, a["trainer"])
     _update_trainer(
-        conn, a["trainer"], reliability_ppm=a["reliabilityPpm"], reliability_jobs=a["jobs"]
+        conn,
+        a["trainer"],
+        reliability_ppm=a["reliabilityPpm"],
+        reliability_jobs=a["jobs"],
+        reliability_weight_wei=str(a["weight"]),
     )
     _update_participant(
         conn,
@@ -807,7 +812,6 @@ MARKET_FOLDERS: dict[str, Folder] = {
     "JobCancelled": fold_job_cancelled,
     "RewardClaimed": fold_reward_claimed,
     "RefundClaimed": fold_refund_claimed,
-    "ReliabilityUpdated": fold_reliability_updated,
     "TrainerRegistered": fold_trainer_registered,
     "StakeDeposited": fold_stake_balance,
     "StakeWithdrawn": fold_stake_balance,
@@ -830,4 +834,9 @@ COURT_FOLDERS: dict[str, Folder] = {
     "PoolLeft": fold_pool_left,
 }
 
-FOLDERS: dict[str, Folder] = {**MARKET_FOLDERS, **COURT_FOLDERS}
+#: ReliabilityRegistry's events (the market deploys it) and their folders.
+REGISTRY_FOLDERS: dict[str, Folder] = {
+    "ReliabilityUpdated": fold_reliability_updated,
+}
+
+FOLDERS: dict[str, Folder] = {**MARKET_FOLDERS, **COURT_FOLDERS, **REGISTRY_FOLDERS}

@@ -1,14 +1,14 @@
-"""The auditors' indexer: follows FedMarket's and its DisputeCourt's events into a relational
-database.
+"""The auditors' indexer: follows FedMarket's, its DisputeCourt's and its
+ReliabilityRegistry's events into a relational database.
 
 Every event is stored once in `events`, keyed by (tx_hash, log_index) — so re-indexing a
 block range inserts nothing twice — and folded, in the same transaction, into the derived
 tables the API reads (jobs, participants, rounds, submissions, slashes, trainers, ...).
 A cursor table remembers the last indexed block per contract, so a restarted indexer resumes
 where it stopped. SQLite by default; any SQLAlchemy URL works. The tables are in `schema`,
-the decoding in `decoding`, and what each event changes in `folding`. The court's address is
-read from the market (`court()`); both contracts' logs are read together, in chain order, under
-the market's cursor.
+the decoding in `decoding`, and what each event changes in `folding`. The court's and the
+registry's addresses are read from the market (`court()`, `reliability()`); all three
+contracts' logs are read together, in chain order, under the market's cursor.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from backend.audit.folding import (
     COURT_FOLDERS,
     FOLDERS,
     MARKET_FOLDERS,
+    REGISTRY_FOLDERS,
     LogOrigin,
     dispute_of_event,
 )
@@ -47,7 +48,8 @@ class IndexStats:
 
 
 class Indexer:
-    """Follows one FedMarket contract's events, and its court's, into the database at `db_url`."""
+    """Follows one FedMarket contract's events, and its court's and reliability registry's,
+    into the database at `db_url`."""
 
     def __init__(
         self,
@@ -66,32 +68,41 @@ class Indexer:
         self.start_block = start_block
         self.confirmations = max(0, int(confirmations))  # stay this many blocks behind the head
         self.court: str | None = None
+        self.registry: str | None = None
         self._decoder = EventDecoder(w3, [("FedMarket", self.address)], MARKET_FOLDERS)
         self._find_court()
 
     def _find_court(self) -> None:
-        """Read the market's bound DisputeCourt (once it is bound) and decode its events too."""
+        """Read the market's reliability registry (set at deployment) and bound DisputeCourt
+        (once it is bound), and decode their events too."""
         if self.court is not None:
             return
         abi = load_artifact("FedMarket")["abi"]
         market = self.w3.eth.contract(address=self.address, abi=abi)
         try:
+            if self.registry is None:
+                registry = str(market.functions.reliability().call())
+                self.registry = Web3.to_checksum_address(registry) if int(registry, 16) else None
             court = str(market.functions.court().call())
         except (Web3Exception, ValueError):  # not (yet) a market here: its logs say so
             return
-        if int(court, 16) == 0:
-            return
-        self.court = Web3.to_checksum_address(court)
-        self._decoder = EventDecoder(
-            self.w3,
-            [("FedMarket", self.address), ("DisputeCourt", self.court)],
-            [*MARKET_FOLDERS, *COURT_FOLDERS],
-        )
+        if int(court, 16) != 0:
+            self.court = Web3.to_checksum_address(court)
+        sources = [("FedMarket", self.address)]
+        folders = [*MARKET_FOLDERS]
+        if self.court is not None:
+            sources.append(("DisputeCourt", self.court))
+            folders += COURT_FOLDERS
+        if self.registry is not None:
+            sources.append(("ReliabilityRegistry", self.registry))
+            folders += REGISTRY_FOLDERS
+        self._decoder = EventDecoder(self.w3, sources, folders)
 
     @property
     def addresses(self) -> list[str]:
-        """The contracts whose logs are indexed: the market and (once bound) its court."""
-        return [self.address] if self.court is None else [self.address, self.court]
+        """The contracts whose logs are indexed: the market, its reliability registry and
+        (once bound) its court."""
+        return [a for a in (self.address, self.registry, self.court) if a is not None]
 
     # -- cursor ---------------------------------------------------------------------------
     def last_block(self) -> int | None:

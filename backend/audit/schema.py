@@ -73,6 +73,7 @@ jobs_t = Table(
     Column("trainers", Integer, nullable=False, default=0),
     Column("slash_bps", Integer, nullable=False),
     Column("min_reliability_ppm", Integer, nullable=False),
+    Column("min_reliability_weight_wei", WEI, nullable=False, default="0"),
     Column("spec_hash", HASH, nullable=False),
     Column("spec_cid", Text, nullable=False),
     Column("initial_model_hash", HASH, nullable=False),
@@ -176,6 +177,7 @@ trainers_t = Table(
     Column("stake_balance_wei", WEI, nullable=False, default="0"),
     Column("reliability_ppm", Integer, nullable=False, default=0),
     Column("reliability_jobs", Integer, nullable=False, default=0),
+    Column("reliability_weight_wei", WEI, nullable=False, default="0"),
 )
 
 accounts_t = Table(

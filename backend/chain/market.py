@@ -1,5 +1,5 @@
-"""A typed client for the FedMarket contract and its DisputeCourt: transactions, views and
-decoded events.
+"""A typed client for the FedMarket contract, its DisputeCourt and its ReliabilityRegistry:
+transactions, views and decoded events.
 
 Every role talks to the chain through this class; nothing else knows the ABI.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
@@ -22,7 +22,8 @@ from backend.core.jobstatus import JobStatus, Phase
 
 CONTRACT_NAME = "FedMarket"
 COURT_NAME = "DisputeCourt"
-DEFAULT_ALPHA_PPM = 300_000  # reliability EMA weight of the newest job
+REGISTRY_NAME = "ReliabilityRegistry"  # deployed by the market's constructor
+DEFAULT_ALPHA_PPM = 300_000  # reliability: decay of the past's weight per newer job
 # Per deployment. Dev chains allow any window (0 = no challenges); a production deployment sets
 # hours (`fedmarket deploy --min-challenge-window`), so no job can shorten what trainers rely on.
 DEFAULT_MIN_CHALLENGE_WINDOW = 0
@@ -52,6 +53,7 @@ class JobParams:
     post_duration: int = 24 * 3600
     challenge_window: int = 6 * 3600
     min_reliability_ppm: int = 0
+    min_reliability_weight: int = 0  # wei of stake-weighted history a trainer needs to join
     slash_bps: int = 5_000
     aggregator_bond: int = 0  # 0: the contract's default, equal to the reward
 
@@ -69,6 +71,7 @@ class JobParams:
             self.post_duration,
             self.challenge_window,
             self.min_reliability_ppm,
+            self.min_reliability_weight,
             self.slash_bps,
             self.spec_hash,
             self.spec_cid,
@@ -76,6 +79,14 @@ class JobParams:
             self.initial_model_cid,
             self.validation_root,
         )
+
+
+class Reliability(NamedTuple):
+    """A trainer's record in the ReliabilityRegistry."""
+
+    ppm: int  # stake-weighted, decayed mean of its per-job contributions (1e6 = 1.0)
+    jobs: int  # jobs folded in
+    weight: int  # decayed stake (wei) the mean rests on: its confidence weight
 
 
 @dataclass(frozen=True)
@@ -195,7 +206,7 @@ def _struct(components: list[dict[str, Any]], value: Any) -> dict[str, Any]:
 
 
 class MarketClient:
-    """The FedMarket contract on one chain."""
+    """The FedMarket contract on one chain (with its court and reliability registry)."""
 
     def __init__(self, chain: Chain, contract: Contract, court: Contract | None = None) -> None:
         self.chain = chain
@@ -203,6 +214,9 @@ class MarketClient:
         if court is None:
             court = chain.contract(COURT_NAME, str(chain.call(contract.functions.court())))
         self.court = court
+        self.registry = chain.contract(
+            REGISTRY_NAME, str(chain.call(contract.functions.reliability()))
+        )
         self._created: dict[int, dict[str, Any]] = {}  # JobCreated is immutable: read once
         self._abi_outputs = {
             i["name"]: i.get("outputs", []) for i in contract.abi if i.get("type") == "function"
@@ -223,7 +237,8 @@ class MarketClient:
         challenge_bond: int = DEFAULT_CHALLENGE_BOND,
         vote_bond: int = DEFAULT_VOTE_BOND,
     ) -> tuple[MarketClient, TxResult]:
-        """Deploy FedMarket and its DisputeCourt and bind them; the market's deploy result."""
+        """Deploy FedMarket (which deploys its ReliabilityRegistry) and its DisputeCourt and
+        bind them; the market's deploy result."""
         contract, result = chain.deploy(CONTRACT_NAME, deployer, alpha_ppm, min_challenge_window)
         court, _ = chain.deploy(COURT_NAME, deployer, contract.address, challenge_bond, vote_bond)
         chain.transact(contract.functions.bindCourt(court.address), deployer)
@@ -292,9 +307,15 @@ class MarketClient:
         balance, locked, registered = self._view("accountOf", Web3.to_checksum_address(address))
         return {"balance": int(balance), "locked": int(locked), "registered": bool(registered)}
 
-    def reliability_of(self, address: str) -> tuple[int, int]:
-        ppm, jobs = self._view("reliabilityOf", Web3.to_checksum_address(address))
-        return int(ppm), int(jobs)
+    def reliability_of(self, address: str) -> Reliability:
+        """`address`'s reliability record (ReliabilityRegistry.reliabilityOf)."""
+        fn = self.registry.functions.reliabilityOf(Web3.to_checksum_address(address))
+        ppm, jobs, weight = self.chain.call(fn)
+        return Reliability(int(ppm), int(jobs), int(weight))
+
+    def reliability_alpha_ppm(self) -> int:
+        """The registry's α: the newest job's stake against the decayed past (ppm)."""
+        return int(self.chain.call(self.registry.functions.alphaPpm()))
 
     # -- jobs -----------------------------------------------------------------------------
     def create_job(
@@ -594,6 +615,10 @@ class MarketClient:
     def court_logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
         """Decoded DisputeCourt events named `event` (optionally filtered by argument)."""
         return self._events_of(self.court, event, from_block, filters)
+
+    def registry_logs(self, event: str, from_block: int = 0, **filters: Any) -> list[Any]:
+        """Decoded ReliabilityRegistry events named `event` (e.g. ReliabilityUpdated)."""
+        return self._events_of(self.registry, event, from_block, filters)
 
     def results(self, job_id: int) -> list[RoundPost]:
         """Each posted round's result of record: the post, or the correction that replaced it."""

@@ -113,6 +113,11 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
     "ReliabilityTooLow": lambda fn, a: (
         f"your reliability {_ppm(a.get('have'))} is below the job's minimum {_ppm(a.get('need'))}"
     ),
+    "ReliabilityWeightTooLow": lambda fn, a: (
+        f"your reliability rests on {_eth(a.get('have', 0))} of stake-weighted history (stake "
+        f"locked in settled jobs, decayed); the job asks for {_eth(a.get('need', 0))}: build "
+        "it in ungated jobs first (`fedmarket trainer status` shows yours)"
+    ),
     "NotEnoughTrainers": lambda fn, a: (
         f"only {a.get('have')} trainer(s) joined; the job needs {a.get('need')} before it can start"
     ),
@@ -269,7 +274,8 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         f"sending {_eth(a.get('amount', 0))} to {a.get('to')} "
         "failed: the receiving address refused ETH (a contract without a payable receive)"
     ),
-    "InvalidReliability": lambda fn, a: f"reliability weight {_ppm(a.get('ppm'))} is above 1",
+    "InvalidReliability": lambda fn, a: f"reliability {_ppm(a.get('ppm'))} is above 1",
+    "NotMarket": lambda fn, a: f"{a.get('caller')} is not the market: only it records reliability",
     "ReentrancyGuardReentrantCall": lambda fn, a: "a re-entrant call was refused",
     # An aggregator's malformed post: its software is wrong, not its user.
     "LengthMismatch": lambda fn, a: (

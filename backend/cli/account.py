@@ -115,7 +115,11 @@ def deploy_cmd(
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
     alpha_ppm: Annotated[
-        int, typer.Option(help="reliability EMA weight of the newest job, parts per million")
+        int,
+        typer.Option(
+            help="reliability: weight of the newest job's stake against the decayed past, "
+            "parts per million (each job decays the past weight by this much)"
+        ),
     ] = 300_000,
     min_challenge_window: Annotated[
         int,
@@ -127,8 +131,8 @@ def deploy_cmd(
     challenge_bond: Annotated[str, typer.Option(help="ETH a challenger locks")] = "0.1",
     vote_bond: Annotated[str, typer.Option(help="ETH each committee member locks")] = "0.1",
 ) -> None:
-    """Deploy FedMarket and its DisputeCourt and record the market's address (market_address)
-    in the settings TOML."""
+    """Deploy FedMarket (with its ReliabilityRegistry) and its DisputeCourt and record the
+    market's address (market_address) in the settings TOML."""
     from backend.chain.market import MarketClient
 
     ctx = Ctx(config, dev_account)
@@ -145,5 +149,6 @@ def deploy_cmd(
     write_settings(path, {"market_address": market.address})
     out.print(
         f"FedMarket deployed at {market.address} with its DisputeCourt at "
-        f"{market.court.address} (gas {result.gas_used:,}); saved to {path}"
+        f"{market.court.address} and ReliabilityRegistry at {market.registry.address} "
+        f"(gas {result.gas_used:,}); saved to {path}"
     )

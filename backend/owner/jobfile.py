@@ -35,6 +35,7 @@ from backend.owner.publish import JobArtifacts, job_params
 UINT32_MAX = 2**32 - 1  # durations are uint32 seconds on chain
 MAX_JOB_SECONDS = 365 * 86400  # the contract's MAX_JOB_DURATION (stake locked at most a year)
 UINT96_MAX = 2**96 - 1  # the contract keeps stakes in uint96
+UINT128_MAX = 2**128 - 1  # a reliability weight (decayed stake) is a uint128
 
 
 def eth_to_wei(value: str | float | int, what: str, max_wei: int | None = None) -> int:
@@ -70,6 +71,8 @@ class JobFile(BaseModel):
     min_trainers: int = Field(ge=1, le=256)  # the contract's MAX_TRAINERS
     max_trainers: int | None = Field(None, ge=1, le=256)
     min_reliability: float = Field(0.0, ge=0, le=1)
+    # The confidence a trainer's reliability must rest on: its decayed stake-weighted history.
+    min_reliability_weight_eth: str | float = "0"
     aggregator: str
     validation_file: str | None = None
     join_duration: int = Field(7 * 24 * 3600, gt=0, le=UINT32_MAX)
@@ -91,6 +94,15 @@ class JobFile(BaseModel):
             raise ValueError(str(exc).removeprefix(": ")) from None
         if wei == 0:
             raise ValueError("must be above 0 ETH (leave it out for the default: the reward)")
+        return value
+
+    @field_validator("min_reliability_weight_eth")
+    @classmethod
+    def _weight_is_wei(cls, value: str | float) -> str | float:
+        try:
+            eth_to_wei(value, "", max_wei=UINT128_MAX)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix(": ")) from None
         return value
 
     @model_validator(mode="after")
@@ -152,6 +164,9 @@ class JobFile(BaseModel):
             post_duration=self.post_duration,
             challenge_window=min_challenge_window if window is None else window,
             min_reliability_ppm=round(self.min_reliability * PPM),
+            min_reliability_weight=eth_to_wei(
+                self.min_reliability_weight_eth, "min_reliability_weight_eth", max_wei=UINT128_MAX
+            ),
             slash_bps=self.slash_bps,
             aggregator_bond=self.aggregator_bond_wei(),
         )

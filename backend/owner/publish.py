@@ -85,7 +85,7 @@ def job_params(
 ) -> JobParams:
     """createJob's arguments: the market terms plus the artifacts' hashes, CIDs and validation
     root. `terms`: JobParams' optional fields (durations, challenge_window, min_reliability_ppm,
-    slash_bps, aggregator_bond)."""
+    min_reliability_weight, slash_bps, aggregator_bond)."""
     return JobParams(
         aggregator=aggregator,
         stake_required=stake_required,

@@ -295,7 +295,7 @@ def trainer_summaries(
     summaries = []
     for client in clients:
         p = demo.market.participant(job_id, client.address)
-        rel_ppm, _ = demo.market.reliability_of(client.address)
+        rel_ppm = demo.market.reliability_of(client.address).ppm
         summaries.append(
             {
                 "address": client.address,

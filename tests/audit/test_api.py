@@ -26,6 +26,7 @@ def test_jobs_and_one_job(api_client, indexed: Indexed) -> None:
     assert job["posted_rounds"] == job["rounds"] == ROUNDS and job["trainers"] == TRAINERS
     assert int(job["slashed_pool_wei"]) == int(chain_job.slashedPool) > 0
     assert int(job["owner_refund_wei"]) == int(chain_job.ownerRefund)
+    assert job["min_reliability_weight_wei"] == str(chain_job.minReliabilityWeight) == "0"
     assert job["validation_revealed"] is True and job["chunks_revealed"] == ROUNDS
     assert job["validation_root"] == "0x" + bytes(chain_job.validationRoot).hex()
     assert int(job["aggregator_bond_wei"]) == BOND and job["aggregator_bond_slashed_wei"] == "0"
@@ -80,6 +81,9 @@ def test_payouts_slashes_and_trainers(api_client, indexed: Indexed) -> None:
         detail = api_client.get(f"/trainers/{t.lower()}").json()
         assert detail["address"] == t and detail["jobs_joined"] == 1
         assert int(detail["stake_balance_wei"]) == market.account_of(t)["balance"]
+        rel = market.reliability_of(t)
+        assert (detail["reliability_ppm"], detail["reliability_jobs"]) == (rel.ppm, rel.jobs)
+        assert int(detail["reliability_weight_wei"]) == rel.weight > 0
         assert [h["job_id"] for h in detail["history"]] == [job.job_id]
     slashes = api_client.get(f"/jobs/{job.job_id}/slashes").json()["items"]
     assert sum(int(x["amount_wei"]) for x in slashes) == int(market.job(job.job_id).slashedPool)

@@ -48,16 +48,20 @@ def _rows(indexed: Indexed, sql: str, **params) -> list:
 
 
 def test_every_contract_event_is_folded() -> None:
-    for artifact in ("FedMarket", "DisputeCourt"):
+    for artifact in ("FedMarket", "DisputeCourt", "ReliabilityRegistry"):
         events = {i["name"] for i in load_artifact(artifact)["abi"] if i["type"] == "event"}
         assert events <= set(FOLDERS), (artifact, events - set(FOLDERS))
 
 
-def test_every_event_of_the_market_and_its_court_is_indexed_once(indexed: Indexed) -> None:
+def test_every_event_of_the_market_its_court_and_registry_is_indexed_once(
+    indexed: Indexed,
+) -> None:
     m = indexed.m
     assert indexed.indexer.court == m.market.court.address
+    assert indexed.indexer.registry == m.market.registry.address
     w3 = m.chain.w3
-    logs = w3.eth.get_logs({"address": [m.market.address, m.market.court.address], "fromBlock": 0})
+    contracts = [m.market.address, m.market.court.address, m.market.registry.address]
+    logs = w3.eth.get_logs({"address": contracts, "fromBlock": 0})
     assert indexed.stats.inserted == len(logs) == indexed.stats.logs_seen
     counts = dict(_rows(indexed, "select name, count(*) from events group by name"))
     assert set(counts) <= set(INDEXED_EVENTS)
@@ -133,11 +137,13 @@ def test_derived_tables_agree_with_the_contract(indexed: Indexed) -> None:
     # every vault account's balance, and the trainers' mirror of it
     for address, balance in _rows(indexed, "select address, balance_wei from accounts"):
         assert int(balance) == market.account_of(address)["balance"], address
-    for address, balance, reliability in _rows(
-        indexed, "select address, stake_balance_wei, reliability_ppm from trainers"
+    for address, balance, reliability, jobs, weight in _rows(
+        indexed,
+        "select address, stake_balance_wei, reliability_ppm, reliability_jobs, "
+        "reliability_weight_wei from trainers",
     ):
         assert int(balance) == market.account_of(address)["balance"], address
-        assert reliability == market.reliability_of(address)[0]
+        assert (reliability, jobs, int(weight)) == market.reliability_of(address)
     roles = dict(_rows(indexed, "select address, roles from accounts where roles != 0"))
     assert roles == {a: market.roles_of(a) for a in roles} and len(roles) == 5
     pool = {a for (a,) in _rows(indexed, "select address from accounts where in_pool")}

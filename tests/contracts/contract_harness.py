@@ -37,16 +37,22 @@ CHALLENGE_WINDOW = 50  # default window of the harness's jobs
 CHALLENGE_BOND = 10**17 + 3
 VOTE_BOND = 10**17 + 1
 ROLE_AGGREGATOR, ROLE_VERIFIER = 1, 2
-ARTIFACTS = ("FedMarket", "DisputeCourt", "FedMarketSeparatePost", "ReentrantClaimer")
+ARTIFACTS = (
+    "FedMarket",
+    "DisputeCourt",
+    "ReliabilityRegistry",
+    "FedMarketSeparatePost",
+    "ReentrantClaimer",
+)
 # Genesis balance well above 2**96 wei so the AmountTooLarge paths are reachable.
 GENESIS_BALANCE = 10**30
 GENESIS_TIME = 4_000_000_000  # year 2096
 TX_GAS = 12_000_000
 # StakeVault's `_accounts` mapping is FedMarket's storage slot 0 (OpenZeppelin 5's
-# ReentrancyGuard keeps its flag in a namespaced slot) and `_jobs` slot 6: `Chain.vault` and
+# ReentrancyGuard keeps its flag in a namespaced slot) and `_jobs` slot 4: `Chain.vault` and
 # `Chain.status` read them directly (test_harness_reads_storage_like_the_views checks them).
 ACCOUNTS_SLOT = 0
-JOBS_SLOT = 5
+JOBS_SLOT = 4
 
 # Status / reason codes (SPEC.md).
 NONE, CREATED, RUNNING, FINISHED, SETTLED, ABANDONED, CANCELLED = range(7)
@@ -54,6 +60,28 @@ ACCEPTED, MISSING, UNAVAILABLE, MISMATCH = 0, 1, 2, 3
 OUTLIER = 8
 # Dispute states (DisputeCourt).
 D_NONE, D_VOTING, D_UPHELD, D_OVERTURNED, D_CORRECTED, D_NO_DECISION = range(6)
+
+
+PPM = 10**6
+
+
+def fold_reliability(prev: list[int], c: int, stake: int, alpha: int = ALPHA_PPM) -> list[int]:
+    """ReliabilityRegistry's update, in Python: [ppm, jobs, weight] after a job with
+    contribution ``c`` (ppm) at stake ``stake`` (wei)."""
+    ppm, jobs, weight = prev
+    if jobs == 0:
+        return [c, 1, stake]
+    decayed = weight * (PPM - alpha) // PPM
+    new_weight = decayed + stake
+    new_ppm = c if new_weight == 0 else (ppm * decayed + c * stake) // new_weight
+    return [new_ppm, jobs + 1, new_weight]
+
+
+def contribution(score: int, max_score: int) -> int:
+    """A job's contribution (ppm) of a trainer's ``score`` against ``max_score``."""
+    if score >= max_score:
+        return 0 if score == 0 else PPM
+    return score * PPM // max_score
 
 
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
@@ -239,6 +267,7 @@ PARAM_KEYS = (
     "postDuration",
     "challengeWindow",
     "minReliabilityPpm",
+    "minReliabilityWeight",
     "slashBps",
     "specHash",
     "specCid",
@@ -262,6 +291,7 @@ def job_params(aggregator: str, **kw: Any) -> dict[str, Any]:
         "postDuration": 100,
         "challengeWindow": CHALLENGE_WINDOW,
         "minReliabilityPpm": 0,
+        "minReliabilityWeight": 0,
         "slashBps": 1000,
         "specHash": b"\x11" * 32,
         "specCid": "bafy-spec",
@@ -312,6 +342,7 @@ class Chain:
     accounts: list[str] = field(init=False)
     market: Contract = field(init=False)
     court: Contract = field(init=False)
+    registry: Contract = field(init=False)
     validation: dict[int, ValidationSet] = field(init=False, default_factory=dict)
     posted: dict[tuple[int, int], Posted] = field(init=False, default_factory=dict)
 
@@ -330,6 +361,10 @@ class Chain:
         self.market = self.deploy(self.contract, self.alpha, self.min_window)
         self.court = self.deploy("DisputeCourt", self.market.address, CHALLENGE_BOND, VOTE_BOND)
         self.tx(self.market.functions.bindCourt(self.court.address), self.accounts[0])
+        self.registry = self.w3.eth.contract(
+            address=self.market.functions.reliability().call(),
+            abi=load_artifact("ReliabilityRegistry")["abi"],
+        )
 
     # -- contracts ---------------------------------------------------------------------------
     def deploy(self, name: str, *args: Any, sender: str | None = None) -> Contract:
@@ -373,9 +408,12 @@ class Chain:
         raise AssertionError(f"expected revert {name}, transaction succeeded")
 
     def events(self, name: str, receipt: Any, contract: Contract | None = None) -> list[dict]:
-        """Decoded ``name`` events of ``receipt`` (market events; court ones if not found)."""
+        """Decoded ``name`` events of ``receipt`` (market events; else the court's or the
+        reliability registry's)."""
         if contract is None:
-            contract = self.market if _has_event(self.market, name) else self.court
+            contract = next(
+                c for c in (self.market, self.court, self.registry) if _has_event(c, name)
+            )
         return [
             dict(e["args"])
             for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)
@@ -434,6 +472,10 @@ class Chain:
     def view(self, fn: Any) -> Any:
         """Call a view (with an explicit sender: web3 would otherwise ask for the accounts)."""
         return fn.call({"from": self.accounts[0]})
+
+    def reliability(self, addr: str) -> list[int]:
+        """[ppm, jobs, weight] of ``addr`` in the market's reliability registry."""
+        return list(self.view(self.registry.functions.reliabilityOf(addr)))
 
     def free(self, addr: str) -> int:
         balance, locked, _ = self.account(addr)
@@ -499,6 +541,8 @@ class Chain:
             "claimed",
             "joined",
             "missedRounds",
+            "unavailableRounds",
+            "unavailableMaxScore",
         ]
         return dict(
             zip(names, self.view(self.market.functions.participantOf(job, addr)), strict=True)

@@ -13,7 +13,14 @@ EIP170_LIMIT = 24_576
 
 
 @pytest.mark.parametrize(
-    "name", ["FedMarket", "DisputeCourt", "FedMarketSeparatePost", "ReentrantClaimer"]
+    "name",
+    [
+        "FedMarket",
+        "DisputeCourt",
+        "ReliabilityRegistry",
+        "FedMarketSeparatePost",
+        "ReentrantClaimer",
+    ],
 )
 def test_committed_artifact_shape(name: str) -> None:
     art = load_artifact(name)

@@ -208,8 +208,8 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
     assert chain.court.functions.COMMITTEE_SIZE().call() == 3
     assert chain.court.functions.MISS_PENALTY_BPS().call() == MISS_PENALTY_BPS
     assert chain.court.functions.MAX_DRAW_TRIES().call() == 256
-    assert m.HARMED_SHARE_BPS().call() == HARMED_BPS
-    assert m.CHALLENGER_SHARE_BPS().call() == CHALLENGER_BPS
+    assert chain.court.functions.HARMED_SHARE_BPS().call() == HARMED_BPS
+    assert chain.court.functions.CHALLENGER_SHARE_BPS().call() == CHALLENGER_BPS
     assert chain.reverts("CourtAlreadyBound", m.bindCourt(other), deployer) == ()
     assert chain.reverts("NotCourt", m.bindCourt(other), other) == (other,)
     fresh = chain.deploy("FedMarket", 0, 0)
@@ -222,7 +222,7 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
     for fn in (
         m.openDispute(1, 1, other),
         m.upholdRound(1),
-        m.correctRound(1, b"\x01" * 32, fix, "", fix, other, []),
+        m.correctRound(1, b"\x01" * 32, fix, "", fix),
         m.lockBond(other, 1),
         m.releaseBond(other, 1),
         m.transferBond(other, deployer, 1, 4),

@@ -22,6 +22,7 @@ from contract_harness import (
     Update,
     ValidationSet,
     commitment,
+    fold_reliability,
     job_params,
     make_update,
     params_tuple,
@@ -121,7 +122,8 @@ def test_create_job_and_views(chain: Chain) -> None:
     assert m.nextJobId().call() == 1
     assert (m.SCORE_ONE().call(), m.MAX_ROUND_SCORE().call()) == (10**6, 10**12)
     assert (m.MAX_TRAINERS().call(), m.MAX_ROUNDS().call()) == (256, 1000)
-    assert m.reliabilityAlphaPpm().call() == ALPHA_PPM
+    assert chain.registry.functions.alphaPpm().call() == ALPHA_PPM
+    assert chain.registry.functions.market().call() == chain.market.address
     assert m.minChallengeWindow().call() == MIN_CHALLENGE_WINDOW
     chain.ensure_aggregator(agg, 6 * ETH)
     p = job_params(agg, slashBps=2500, minReliabilityPpm=7)
@@ -216,6 +218,8 @@ def test_join_errors(chain: Chain) -> None:
     assert chain.reverts("InsufficientFreeStake", m.join(job), poor) == (ETH - 1, ETH)
     picky = chain.create_job(owner, ETH, minReliabilityPpm=1)
     assert chain.reverts("ReliabilityTooLow", m.join(picky), t2) == (0, 1)
+    heavy = chain.create_job(owner, ETH, minReliabilityWeight=1)
+    assert chain.reverts("ReliabilityWeightTooLow", m.join(heavy), t2) == (0, 1)
     chain.at(chain.job(job)["joinDeadline"] + 1)
     assert chain.reverts("JoinClosed", m.join(job), t2) == (job,)
     # A running job refuses joins with WrongStatus. JobFull is a defensive bound that the
@@ -640,7 +644,7 @@ def test_zero_total_score_burns_slashed_stake_and_refunds_only_the_reward(chain:
     paid = chain.tx(m.claimRefund(job), chain.accounts[0])
     assert events(chain, "RefundClaimed", paid)[0]["amount"] == reward
     assert m.rewardOf(job, t1).call() == 0
-    assert m.reliabilityOf(t1).call() == [0, 1]
+    assert chain.reliability(t1) == [0, 1, ETH]
 
 
 def test_abandon_pays_posted_rounds(chain: Chain) -> None:
@@ -688,7 +692,7 @@ def test_abandon_pays_posted_rounds(chain: Chain) -> None:
     assert sum(rewards.values()) + refund == reward + slashed
     for t, ppm in ((t1, 500_000), (t2, 1_000_000), (t3, 0)):
         chain.tx(m.claim(job), t)
-        assert m.reliabilityOf(t).call() == [ppm, 1]
+        assert chain.reliability(t) == [ppm, 1, ETH]
     chain.tx(m.claimRefund(job), owner)
     held = chain.balance(chain.market.address)
     assert held == vault_total(chain, [t1, t2, t3]) + bond  # the burned bond stays, owned by none
@@ -714,7 +718,7 @@ def test_abandon_without_contributors_refunds_everything(chain: Chain) -> None:
 # ------------------------------------------------------------------------------------ reliability
 
 
-def test_reliability_ema_after_two_jobs_and_min_to_join(chain: Chain) -> None:
+def test_reliability_weighted_after_two_jobs_and_min_to_join(chain: Chain) -> None:
     m = chain.market.functions
     owner = chain.accounts[0]
     job1, (t1, t2, t3) = setup_running(chain, 3, rounds=1)
@@ -722,33 +726,43 @@ def test_reliability_ema_after_two_jobs_and_min_to_join(chain: Chain) -> None:
     chain.finish(job1)
     c1 = {t1: 1_000_000, t2: 250_000, t3: 0}
     for t, c in c1.items():
-        assert m.reliabilityOf(t).call() == [c, 1]
-    # job 2: same trainers (they claim first to free their stake)
+        assert chain.reliability(t) == [c, 1, ETH]
+    # job 2: same trainers (they claim first to free their stake), a different stake
     for t in (t1, t2, t3):
         chain.tx(m.claim(job1), t)
-    job2 = chain.create_job(owner, ETH, maxTrainers=3, rounds=1)
+    stake2 = ETH // 2 + 7
+    job2 = chain.create_job(owner, ETH, maxTrainers=3, rounds=1, stakeRequired=stake2)
     for t in (t1, t2, t3):
         chain.tx(m.join(job2), t)
     chain.play_round(job2, {t1: (1_000_000, 0), t2: (3_000_000, 0), t3: (1_500_000, 0)})
     r = chain.finish(job2)
     c2 = {t1: 333_333, t2: 1_000_000, t3: 500_000}
-    want = {t: (c1[t] * (10**6 - ALPHA_PPM) + c2[t] * ALPHA_PPM) // 10**6 for t in c1}
-    assert want == {t1: 799_999, t2: 475_000, t3: 150_000}
+    want = {t: fold_reliability([c1[t], 1, ETH], c2[t], stake2) for t in c1}
+    decayed = ETH * (10**6 - ALPHA_PPM) // 10**6
+    assert want[t1] == [
+        (10**6 * decayed + 333_333 * stake2) // (decayed + stake2),
+        2,
+        decayed + stake2,
+    ]
     for t in (t1, t2, t3):
-        assert m.reliabilityOf(t).call() == [want[t], 2]
+        assert chain.reliability(t) == want[t]
     ev = {e["trainer"]: e for e in events(chain, "ReliabilityUpdated", r)}
     assert ev[t1] == {
         "trainer": t1,
         "jobId": job2,
         "contributionPpm": 333_333,
-        "reliabilityPpm": 799_999,
+        "stake": stake2,
+        "reliabilityPpm": want[t1][0],
+        "weight": want[t1][2],
         "jobs": 2,
     }
     # minimum reliability to join
     for t in (t1, t2, t3):
         chain.tx(m.claim(job2), t)
-    job3 = chain.create_job(owner, ETH, minReliabilityPpm=475_000)
-    assert chain.reverts("ReliabilityTooLow", m.join(job3), t3) == (150_000, 475_000)
+    need = want[t2][0]
+    assert want[t3][0] < need < want[t1][0]
+    job3 = chain.create_job(owner, ETH, minReliabilityPpm=need)
+    assert chain.reverts("ReliabilityTooLow", m.join(job3), t3) == (want[t3][0], need)
     chain.tx(m.join(job3), t2)  # exactly at the threshold
     chain.tx(m.join(job3), t1)
 

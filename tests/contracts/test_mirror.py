@@ -25,7 +25,11 @@ def test_job_status_codes_match_the_contract() -> None:
 
 def test_reason_codes_and_slashable_range_match_the_contract() -> None:
     reasons = _constants("REASON_")
-    assert reasons == {"ACCEPTED": int(Reason.ACCEPTED), "MISSING": int(Reason.MISSING)}
+    assert reasons == {
+        "ACCEPTED": int(Reason.ACCEPTED),
+        "MISSING": int(Reason.MISSING),
+        "UNAVAILABLE": int(Reason.UNAVAILABLE),
+    }
     bounds = dict(re.findall(r"uint8 internal constant (\w+_REASON) = (\d+);", SOURCE))
     assert int(bounds["MAX_REASON"]) == max(Reason)
     assert int(bounds["FIRST_SLASHABLE_REASON"]) == min(Reason.slashable_codes())

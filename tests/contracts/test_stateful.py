@@ -38,16 +38,19 @@ from contract_harness import (
     FINISHED,
     MISSING,
     OUTLIER,
+    PPM,
     ROLE_AGGREGATOR,
     ROLE_VERIFIER,
     RUNNING,
     SETTLED,
     TX_GAS,
+    UNAVAILABLE,
     Chain,
     Posted,
     Update,
     commitment,
     decode_error,
+    fold_reliability,
     make_update,
     revert_data,
     vote_commitment,
@@ -107,6 +110,7 @@ class MarketMachine(RuleBasedStateMachine):
         self.disputes: dict[int, tuple[int, int]] = {}  # open dispute -> (job, round)
         self.checked: dict[int, tuple] = {}  # ended job -> the model state last checked
         self.missed_paid: dict[str, int] = {}  # what each account paid for missed rounds
+        self.reliability: dict[str, list[int]] = {}  # the registry's records, folded in Python
 
     # ------------------------------------------------------------------ plumbing
     def send(self, fn, sender: str, value: int = 0):
@@ -161,6 +165,21 @@ class MarketMachine(RuleBasedStateMachine):
                 self.jobs[ev["jobId"]].forfeited += ev["amount"]
         for ev in self.logs("SlashedStakeBurned", receipt):
             self.jobs[ev["jobId"]].burned += ev["amount"]
+        # Reliability: each settlement reports the job's stake, and the registry's update is
+        # exactly the Python fold of the contributions it reports.
+        for ev in self.logs("ReliabilityUpdated", receipt, self.chain.registry):
+            t = ev["trainer"]
+            assert ev["stake"] == self.jobs[ev["jobId"]].stake
+            assert 0 <= ev["contributionPpm"] <= PPM
+            after = fold_reliability(
+                self.reliability.get(t, [0, 0, 0]), ev["contributionPpm"], ev["stake"]
+            )
+            assert after == [ev["reliabilityPpm"], ev["jobs"], ev["weight"]], (t, ev)
+            self.reliability[t] = after
+            self.seen["reliability recorded"] += 1
+        for ev in self.logs("RoundPosted", receipt):
+            if UNAVAILABLE in ev["reasons"]:
+                self.seen["reason 2 posted"] += 1
 
     def fund(self, addr: str, amount: int) -> None:
         self.vault[addr] = self.vault.get(addr, 0) + amount
@@ -758,6 +777,8 @@ class MarketMachine(RuleBasedStateMachine):
                 each = model.stake * info["slashBps"] // (2 * 10_000)
                 for t in model.parts:
                     p = self.chain.participant(job, t)
+                    assert p["unavailableRounds"] <= info["pendingRound"], (job, t, p)
+                    assert self.chain.reliability(t) == self.reliability.get(t, [0, 0, 0])
                     if t in self.honest:  # charged exactly its missed rounds, capped at stake
                         charged = min(model.stake, each * p["missedRounds"])
                         assert model.missed.get(t, 0) == charged, (job, t, p)
@@ -810,5 +831,6 @@ def test_every_path_was_taken() -> None:
         "finalize",
         "claim",
         "refund",
+        "reliability recorded",
     }
     assert want <= set(seen), str(dict(seen))

@@ -190,7 +190,7 @@ def test_every_custom_error_of_the_contract_is_explained() -> None:
 
     errors = [
         i
-        for name in ("FedMarket", "DisputeCourt")
+        for name in ("FedMarket", "DisputeCourt", "ReliabilityRegistry")
         for i in load_artifact(name)["abi"]
         if i["type"] == "error"
     ]

@@ -47,6 +47,9 @@ class Job(BaseModel):
     trainers: int
     slash_bps: int
     min_reliability_ppm: int
+    min_reliability_weight_wei: str = Field(
+        description="stake-weighted reliability history a trainer needs to join"
+    )
     spec_hash: str
     spec_cid: str
     initial_model_hash: str
@@ -184,6 +187,9 @@ class Trainer(BaseModel):
     stake_balance_wei: str
     reliability_ppm: int
     reliability_jobs: int
+    reliability_weight_wei: str = Field(
+        description="decayed stake the reliability rests on (its confidence weight)"
+    )
     jobs_joined: int
 
 
