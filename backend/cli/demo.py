@@ -25,7 +25,7 @@ TrainersOpt = Annotated[int, typer.Option(min=1, max=256, help="number of traine
 AttackersOpt = Annotated[int, typer.Option(min=0, help="how many of them are malicious")]
 RoundsOpt = Annotated[int, typer.Option(min=1, max=1000, help="training rounds")]
 AttackOpt = Annotated[str, typer.Option(help="sign_flip | noise | label_flip | zero")]
-ScoringOpt = Annotated[str, typer.Option(help="loss_gain | loo | shapley")]
+ScoringOpt = Annotated[str, typer.Option(help="information | loss_gain | loo | shapley")]
 RuleOpt = Annotated[
     str,
     typer.Option(
@@ -86,7 +86,7 @@ def demo_cmd(
     attackers: AttackersOpt = 0,
     rounds: RoundsOpt = 3,
     attack: AttackOpt = "sign_flip",
-    scoring: ScoringOpt = "loss_gain",
+    scoring: ScoringOpt = "information",
     rule: RuleOpt = "consensus",
     codec: CodecOpt = "fp32",
     non_iid: NonIidOpt = None,

@@ -60,7 +60,7 @@ class DemoConfig:
     stake_wei: int = 1 * ETHER
     slash_bps: int = 5_000
     non_iid_alpha: float | None = None
-    scoring: str = "loss_gain"
+    scoring: str = "information"
     rule: str = "consensus"
     codec: str = "fp32"  # fp32 | int8 | topk: what trainers send (backend.core.compression)
     seed: int = 0
