@@ -240,10 +240,12 @@ def copy_verdict(
     m[:, zero] = False
     copy = m.any(axis=1)
     src = np.ones(p.shape[0], bool) if sources is None else np.asarray(sources, dtype=bool)
-    # A near-exact resend of any earlier update, one's own included, is a replay; the
-    # data-derived bar applies to other trainers' updates only.
+    # A near-exact resend of any earlier update, one's own and a public aggregate's included,
+    # is a replay; the data-derived bar applies to other trainers' updates only (an honest
+    # update is naturally closer to an average of everyone's than to its own noisy past).
+    trainers = src & _has_owner(previous_owners, p.shape[0])
     exact = _matches(gp, sq, sq_p, rel_tol, scale_cos) & src[None, :]
-    alike = _matches(gp, sq, sq_p, rel_tol, bar, own) & others & src[None, :]
+    alike = _matches(gp, sq, sq_p, rel_tol, bar, own) & others & trainers[None, :]
     replay = (exact | alike).any(axis=1)
 
     reasons = np.zeros(n, dtype=np.int64)
@@ -274,6 +276,13 @@ def _previous(a: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, .
     if p.shape[0] == 0:
         return p, np.zeros(0), np.zeros((a.shape[0], 0))
     return p, row_sq_norms(p), gram64(a, p)
+
+
+def _has_owner(previous_owners: Sequence[str] | None, m: int) -> np.ndarray:
+    """Which previous rows are a trainer's update (not a public aggregate, owner '')."""
+    if previous_owners is None:
+        return np.ones(m, dtype=bool)
+    return np.array([bool(o) for o in previous_owners], dtype=bool)
 
 
 def _others_mask(

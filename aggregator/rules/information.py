@@ -23,9 +23,10 @@ import numpy as np
 
 __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
 
-#: Singular values below this fraction of the largest are treated as 0 (rank deficiency:
-#: zero rows, exact copies among earlier updates).
-_RANK_TOL = 1e-9
+#: Singular values of the unit-normalised public rows below this fraction of the largest are
+#: treated as 0 (duplicates among earlier updates); far above float noise, so two machines'
+#: LAPACK builds agree on the rank.
+_RANK_TOL = 1e-6
 
 
 def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
@@ -37,9 +38,14 @@ def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
     if vectors is None or vectors.shape[0] == 0:
         return None
     p = np.asarray(vectors, dtype=np.float64)
-    _, s, vt = np.linalg.svd(p, full_matrices=False)
-    if not s.size or s[0] == 0.0:
+    norms = np.linalg.norm(p, axis=1)
+    keep = np.isfinite(norms) & (norms > 0.0)
+    if not keep.any():
         return None
+    # Unit rows: one huge public row (a flagged update 1e10 x the others) must not push the
+    # others' directions under a tolerance relative to the largest singular value.
+    unit = p[keep] / norms[keep, None]
+    _, s, vt = np.linalg.svd(unit, full_matrices=False)
     return vt[s > _RANK_TOL * s[0]]
 
 

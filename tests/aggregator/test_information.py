@@ -160,3 +160,37 @@ def test_tiny_positive_gains_cannot_pull_the_harm_bar_onto_honest_updates() -> N
     assert robust_gain_scale(gains, 0.3) >= np.sort(honest)[::-1][6]
     assert bar <= -2.0 * float(np.median(honest[honest > 0])) * 0.5
     assert not (honest < bar).any()
+
+
+@pytest.mark.parametrize("snr", [0.3, 1.0, 3.0])
+def test_honest_iid_updates_are_no_replay_of_the_momentum(snr: float) -> None:
+    # The outer momentum is an average of everyone's updates: an honest update is closer to it
+    # than to its own noisy past. Only a near-exact resend of an aggregate is a replay.
+    rng = np.random.default_rng(8)
+    n = 10
+    g = rng.standard_normal(D)
+    g /= np.linalg.norm(g)
+    rounds = [g * np.sqrt(snr) + rng.standard_normal((n, D)) / np.sqrt(D) for _ in range(4)]
+    momentum = np.zeros(D)
+    for x in rounds[:3]:
+        momentum = 0.9 * momentum + x.mean(axis=0)
+    owners = names(n)
+    previous = np.concatenate([*rounds[:3], momentum[None]])
+    prev_owners = (*owners * 3, "")
+    verdict = copy_verdict(rounds[3], previous, owners=owners, previous_owners=prev_owners)
+    assert verdict.reasons.tolist() == [0] * n
+    resend = np.vstack([rounds[3][:-1], momentum])
+    verdict = copy_verdict(resend, previous, owners=owners, previous_owners=prev_owners)
+    assert verdict.reasons[-1] == REASON_REPLAY
+
+
+def test_a_huge_public_row_does_not_empty_the_public_span() -> None:
+    # A colluder's flagged 1e10 x update stays public; the others' directions must stay in
+    # the span, or a replay of them would be paid next round.
+    rng = np.random.default_rng(9)
+    public = rng.standard_normal((30, D))
+    public[0] *= 1e10
+    basis = public_basis(public)
+    assert basis is not None and basis.shape[0] == 30
+    replay = public[5]
+    assert np.linalg.norm(innovation(replay, basis)) < 1e-6 * np.linalg.norm(replay)
