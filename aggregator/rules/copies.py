@@ -161,8 +161,9 @@ def similarity_bar(own: np.ndarray, cross: float, max_fraction: float, ceiling: 
     the honest ones, and (b) ``cross``, the largest similarity of two trainers' earlier
     updates (:func:`_historical_cross`: on IID shards trainers resemble each other as much
     as their own past); plus ``SIGMAS`` robust deviations of the own-persistence values, so
-    that honest scatter around either is no evidence. Crafted rows can only raise the bar
-    (evading a flag, not framing anyone; the information score still pays them nothing).
+    that honest scatter around either is no evidence. Crafted rows raise the order statistics
+    only by evading (the information score still pays them nothing); bunched at the median
+    they can shrink the spread (a known gap, contracts/SPEC.md).
     Never above ``ceiling`` (the job's fixed scaled-copy cosine); with fewer than three
     trainers' own-persistence values, ``ceiling``: too little data for a data-derived bar.
     """

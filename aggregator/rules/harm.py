@@ -42,7 +42,8 @@ def harm_bar(gains: np.ndarray, harm_ratio: float, max_fraction: float = 0.3) ->
     ``gains`` (3 sigma below their median). ``gains`` are those of the aggregated updates
     only, so holding some out of the aggregate does not move the bar; with up to
     ``max_fraction`` of them crafted, the first term stays at least ``harm_ratio`` x an honest
-    gain away from 0, so crafted values cannot steer the bar into honest updates.
+    gain away from 0. Known gap: crafted gains bunched at the median shrink the second term's
+    spread (see contracts/SPEC.md, Contribution integrity).
     """
     if not (gains > 0).any():
         return None
