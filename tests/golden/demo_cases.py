@@ -1,7 +1,9 @@
 """The demo's golden runs: its `--json` summary for fixed seeds, through the real CLI.
 
 The demo makes fresh keys with `Account.create`; the round's checks run in address order, so the
-golden runs draw those keys from a fixed sequence instead. Left out: the temp store path and the
+golden runs draw those keys from a fixed sequence instead. The validation salts are secret random
+bytes and sit in the calldata of createJob (via the root) and postRound, whose gas depends on their
+zero bytes: the golden runs draw them from a fixed sequence too. Left out: the temp store path and the
 submit gas (commitments carry a random salt, so their zero bytes vary).
 """
 
@@ -19,6 +21,7 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from backend.cli.main import app
+from backend.core import valpackage
 
 GOLDEN = Path(__file__).with_name("demo_golden.json")
 DEMOS = {
@@ -64,11 +67,19 @@ def fixed_keys() -> Iterator[None]:
     def create(*_: Any, **__: Any) -> Any:
         return Account.from_key(hashlib.sha256(b"golden-%d" % next(counter)).digest())
 
+    salt_counter = itertools.count()
+
+    def new_salts(rounds: int) -> list[bytes]:
+        return [hashlib.sha256(b"salt-%d" % next(salt_counter)).digest() for _ in range(rounds)]
+
+    original_salts = valpackage.new_salts
     Account.create = create  # type: ignore[method-assign]
+    valpackage.new_salts = new_salts
     try:
         yield
     finally:
         Account.create = original  # type: ignore[method-assign]
+        valpackage.new_salts = original_salts
 
 
 def demo_summary(args: list[str]) -> dict[str, Any]:
