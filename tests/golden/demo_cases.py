@@ -3,8 +3,8 @@
 The demo makes fresh keys with `Account.create`; the round's checks run in address order, so the
 golden runs draw those keys from a fixed sequence instead. The validation salts are secret random
 bytes and sit in the calldata of createJob (via the root) and postRound, whose gas depends on their
-zero bytes: the golden runs draw them from a fixed sequence too. Left out: the temp store path and the
-submit gas (commitments carry a random salt, so their zero bytes vary).
+zero bytes: the golden runs draw them from a fixed sequence too. Left out: the temp store path
+and the submit gas (commitments carry a random salt, so their zero bytes vary).
 """
 
 from __future__ import annotations
