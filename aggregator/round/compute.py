@@ -79,6 +79,6 @@ def compute_round(
         probe.loss_of(np.zeros(inputs.template.size)) if momentum is not None else loss_before
     )
     loss_alone = losses_alone(probe, decoded, selection, clip)
-    selection = check_harm(inputs, selection, loss_alone, ref_loss)
+    selection = check_harm(probe, decoded, selection, clip, loss_alone, ref_loss)
     scored = score(probe, decoded, selection.accepted, clip, loss_alone, ref_loss)
     return aggregate(probe, decoded, selection.verdicts, scored, loss_before)

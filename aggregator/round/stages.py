@@ -335,6 +335,14 @@ def clip_of(inputs: RoundInputs, decoded: Decoded, accepted: Sequence[int]) -> d
     return dict(zip(accepted, factors, strict=True))
 
 
+def _at_share(
+    decoded: Decoded, selection: Selection, clip: Mapping[int, float], i: int
+) -> np.ndarray:
+    """Update ``i`` at its share of the aggregate (Δ_i / k, clipped), as float64."""
+    share = 1.0 / max(len(selection.accepted), 1)
+    return share * clip.get(i, 1.0) * decoded.x[decoded.row_of[i]].astype(np.float64)
+
+
 def losses_alone(
     probe: LossProbe, decoded: Decoded, selection: Selection, clip: Mapping[int, float]
 ) -> dict[int, float]:
@@ -345,42 +353,76 @@ def losses_alone(
     overshoots and looks harmful when it is not. Held-out updates are measured too: harm is
     evidence whether or not the rule selected them.
     """
-    share = 1.0 / max(len(selection.accepted), 1)
     return {
-        i: probe.loss_of(share * clip.get(i, 1.0) * decoded.x[decoded.row_of[i]].astype(np.float64))
+        i: probe.loss_of(_at_share(decoded, selection, clip, i))
         for i in selection.accepted + selection.held_out
     }
 
 
 def check_harm(
-    inputs: RoundInputs, selection: Selection, loss_alone: Mapping[int, float], ref_loss: float
+    probe: LossProbe,
+    decoded: Decoded,
+    selection: Selection,
+    clip: Mapping[int, float],
+    loss_alone: Mapping[int, float],
+    ref_loss: float,
 ) -> Selection:
-    """Flag an update that alone hurts the validation loss beyond the harm bar
-    (`aggregator.rules.harm`); hold out, unflagged, one that alone hurts it at all.
+    """Flag an update that hurts the validation loss beyond the harm bar
+    (`aggregator.rules.harm`) both alone and added to the round's other updates; hold out,
+    unflagged, one that alone hurts it at all.
 
-    Below the bar is evidence (slashable). Between the bar and 0 it may be an honest skewed
-    shard: not aggregated and not paid (it earns no information score anyway), not slashed.
+    Alone beyond the bar is not evidence on its own: an honest shard of a few classes, applied
+    alone late in training, drags the model toward them (the adaptive benchmark's honest-only
+    runs slashed 2 of 600 such trainer-rounds). Added to everyone else's updates it supplies the
+    classes they lack, and helps or barely hurts; a sign or label flip hurts there too. Both
+    beyond the bar is evidence (slashable); anything else that alone hurts is not aggregated and
+    not paid (it earns no information score anyway), not slashed.
     """
-    harm_ratio = inputs.spec.aggregation.rule.harm_ratio
+    harm_ratio = probe.inputs.spec.aggregation.rule.harm_ratio
     if not (harm_ratio > 0 and len(selection.accepted) >= 3):
         return selection
     gains = np.array([ref_loss - loss_alone[i] for i in selection.accepted])
-    bar = harm_bar(gains, harm_ratio, inputs.spec.aggregation.max_colluding_fraction)
+    bar = harm_bar(gains, harm_ratio, probe.inputs.spec.aggregation.max_colluding_fraction)
     if bar is None:
         return selection
+    suspects = [
+        i for i in selection.accepted + selection.held_out if ref_loss - loss_alone[i] < bar
+    ]
+    added = _gains_when_added(probe, decoded, selection, clip, suspects)
     changes: dict[int, tuple[Reason, str]] = {}
     hurting: dict[int, str] = {}
     for i in selection.accepted + selection.held_out:
         g = ref_loss - loss_alone[i]
-        if g < bar:
+        if i in added and added[i] < bar:
             changes[i] = (
                 Reason.OUTLIER,
-                f"harmful: alone it changes the validation loss by {-g:+.4g}, "
-                f"below the harm bar {bar:.4g}",
+                f"harmful: alone it changes the validation loss by {-g:+.4g}, added to the "
+                f"round's other updates by {-added[i]:+.4g}, both below the harm bar {bar:.4g}",
             )
         elif g < 0 and i in selection.accepted:
             hurting[i] = f"alone it raises the validation loss ({-g:+.4g}): held out, not flagged"
     return selection.flag(changes).hold(hurting)
+
+
+def _gains_when_added(
+    probe: LossProbe,
+    decoded: Decoded,
+    selection: Selection,
+    clip: Mapping[int, float],
+    suspects: Sequence[int],
+) -> dict[int, float]:
+    """Each suspect's validation gain when added, at its share, to the sum of the accepted
+    updates that are not suspects (what the round would aggregate without any of them)."""
+    if not suspects:
+        return {}
+    rest = np.zeros(probe.inputs.template.size)
+    for i in selection.accepted:
+        if i not in suspects:
+            rest += _at_share(decoded, selection, clip, i)
+    base = probe.loss_of(rest)
+    return {
+        i: base - probe.loss_of(rest + _at_share(decoded, selection, clip, i)) for i in suspects
+    }
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,9 +5,12 @@ Each attack of issue 14 is written first as the case that must fail to pay.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from aggregator.round.stages import Decoded, Selection, Verdicts, check_harm
 from aggregator.rules.copies import REASON_COPY, REASON_REPLAY, copy_verdict
 from aggregator.rules.fixedpoint import to_fixed_point
 from aggregator.rules.harm import harm_bar, robust_gain_scale
@@ -17,6 +20,8 @@ from aggregator.rules.information import (
     innovation,
     public_basis,
 )
+from backend.core.errors import Reason
+from backend.core.jobspec import JobSpec
 
 D = 4000
 
@@ -194,3 +199,41 @@ def test_a_huge_public_row_does_not_empty_the_public_span() -> None:
     assert basis is not None and basis.shape[0] == 30
     replay = public[5]
     assert np.linalg.norm(innovation(replay, basis)) < 1e-6 * np.linalg.norm(replay)
+
+
+class _QuadraticProbe:
+    """A LossProbe stand-in: validation loss |Δ - t|² of the aggregated delta Δ."""
+
+    def __init__(self, target: np.ndarray) -> None:
+        self.target = target
+        self.inputs = SimpleNamespace(spec=JobSpec(), template=SimpleNamespace(size=target.size))
+
+    def loss_of(self, delta: np.ndarray) -> float:
+        return float(((delta - self.target) ** 2).sum())
+
+
+def test_an_update_harmful_only_alone_is_held_out_not_slashed() -> None:
+    # Found by the adaptive benchmark's honest-only runs (2 of 600 honest trainer-rounds
+    # slashed): a shard of a few classes, applied alone, drags the model toward them beyond
+    # the harm bar; added to everyone else's updates it corrects what they overshoot. Harm is
+    # evidence only when the update hurts both alone and added to the rest; a sign flip does.
+    rows = np.array(
+        [[1.5, 0.9], [1.5, 0.8], [1.5, 1.0], [1.5, 0.7], [0.0, -6.0], [-9.0, 0.0]], np.float32
+    )
+    n = len(rows)
+    verdicts = Verdicts((Reason.ACCEPTED,) * n, ("",) * n)
+    decoded = Decoded(rows, {i: i for i in range(n)}, list(range(n)), np.ones(n), verdicts)
+    selection = Selection(verdicts, list(range(n)), [])
+    probe = _QuadraticProbe(np.array([1.0, 0.0]))
+    clip = {i: 1.0 for i in range(n)}
+    alone = {i: probe.loss_of(rows[i] / n) for i in range(n)}
+    ref = probe.loss_of(np.zeros(2))
+    bar = harm_bar(np.array([ref - alone[i] for i in range(n)]), 2.0, 0.3)
+    assert bar is not None and ref - alone[4] < bar and ref - alone[5] < bar  # both suspects
+    out = check_harm(probe, decoded, selection, clip, alone, ref)  # type: ignore[arg-type]
+    skewed, flipped = 4, 5
+    assert out.verdicts.reasons[skewed] == Reason.ACCEPTED
+    assert skewed not in out.accepted and "held out" in out.verdicts.details[skewed]
+    assert out.verdicts.reasons[flipped] == Reason.OUTLIER
+    assert "added to the round's other updates" in out.verdicts.details[flipped]
+    assert out.accepted == [0, 1, 2, 3]

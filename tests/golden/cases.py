@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,25 @@ def all_cases() -> dict[str, list[dict[str, Any]]]:
     return cases
 
 
+def cpu_kind() -> str:
+    """What picks torch's and OpenBLAS's float kernels: architecture, vendor, AVX-512 or not.
+
+    The cases train locally with torch, whose float32 kernels differ by CPU (the same inputs
+    give updates that differ in the last bits on an Intel Xeon and an AMD EPYC), so the pinned
+    model hashes hold per kind of CPU.
+    """
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    vendor = next((ln.split(":")[1].strip() for ln in info.splitlines() if "vendor_id" in ln), "")
+    avx512 = "avx512" if " avx512f" in info else "no-avx512"
+    return f"{platform.machine()}/{vendor or platform.processor() or 'unknown'}/{avx512}"
+
+
+def recorded() -> dict[str, Any]:
+    """The golden results recorded so far, by kind of CPU."""
+    return json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+
+
 if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps(all_cases(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {GOLDEN}")
+    goldens = recorded() | {cpu_kind(): all_cases()}
+    GOLDEN.write_text(json.dumps(goldens, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN} for {cpu_kind()}")
