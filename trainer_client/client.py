@@ -1,9 +1,11 @@
-"""The trainer's side of a round: fetch the global model, train locally, commit Δ, then
-publish and reveal it.
+"""The trainer's side of a round: fetch the global model, train locally, commit Δ, publish it
+sealed, then reveal it.
 
 Only the pseudo-gradient leaves the machine, and not before its commitment is mined: a rival
 watching the store could otherwise commit the same bytes first and have this trainer judged the
-copier. The CID is computed without storing anything; the update waits in a local outbox until
+copier. The CID is computed without storing anything; right after the commitment is mined the
+update is published *sealed* (`backend.core.sealing`), so that it is in the store when the
+aggregator takes its snapshot at the end of the commit phase, while nobody can read it before
 the reveal. The salt of each commitment and the outbox are kept until the reveal (in memory,
 and next to the state file when one is given, so a restart loses neither).
 """
@@ -27,6 +29,7 @@ from backend.core.errors import ConfigError, ContentMismatch
 from backend.core.files import atomic_write
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
+from backend.core.sealing import seal
 from backend.core.training import pseudo_gradient, train_local
 from backend.protocol.fetch import fetch_current_weights, fetch_job_spec
 from backend.storage import ContentStore, Transfer, sha256_bytes
@@ -44,6 +47,7 @@ class PendingReveal:
     cid: str
     salt: str  # hex
     revealed: bool = False
+    published: bool = False  # the sealed update is in the store
 
 
 @dataclass
@@ -145,12 +149,12 @@ class TrainerClient:
         return load_residual(path, template_of(self.spec(job_id).model))
 
     def commit_update(self, job_id: int, round_: int, delta: Tensors) -> tuple[str, bytes, int]:
-        """Encode Δ with the job's codec (plus the carried residual) and commit its hash; the
-        update goes to the outbox, not the store (`reveal` publishes it).
+        """Encode Δ with the job's codec (plus the carried residual), commit to it, then
+        publish it sealed (`publish`).
 
-        Returns (cid, sha256, gas). The pending reveal, the outbox and the new residual are
-        saved before the commit is sent: a crash after it must still be able to reveal, and
-        must not apply the residual twice.
+        Returns (cid of the sealed update, sha256 of the update, gas). The pending reveal, the
+        outbox and the new residual are saved before the commit is sent: a crash after it
+        must still be able to publish and reveal, and must not apply the residual twice.
         """
         spec = self.spec(job_id)
         blob, new_residual = encode_update(
@@ -160,7 +164,7 @@ class TrainerClient:
             topk_fraction=spec.topk_fraction,
             residual=self.residual(job_id),
         )
-        cid = self.store.cid_of(blob)  # publishes nothing
+        cid = self.store.cid_of(seal(blob))  # publishes nothing
         content_hash = sha256_bytes(blob)
         self.stash(job_id, round_, blob)
         salt = secrets.token_bytes(32)
@@ -174,6 +178,7 @@ class TrainerClient:
                 save_residual(path, new_residual)
         self.save_state()  # before the commit: a crash after it must still be able to reveal
         gas = self.send_commit(job_id, round_)
+        self.publish(job_id, round_)
         return cid, content_hash, gas
 
     def send_commit(self, job_id: int, round_: int) -> int:
@@ -187,7 +192,27 @@ class TrainerClient:
             job_id,
             round_,
         )
-        return self.market.commit(self.account, job_id, commitment).gas_used
+        return self.market.commit(self.account, job_id, commitment, announce=p.cid).gas_used
+
+    def publish(self, job_id: int, round_: int) -> None:
+        """Store the committed update sealed, once its commitment is mined; the aggregator
+        counts it only if it is in the store when the commit phase closes."""
+        p = self.pending[(job_id, round_)]
+        if p.published:
+            return
+        if int(self.market.participant(job_id, self.address)["lastCommitRound"]) != round_:
+            raise ConfigError(
+                f"job {job_id} round {round_}: this trainer's commitment is not on chain; "
+                "its update stays private until it is"
+            )
+        cid = self.store.put(seal(self.outbox(job_id, round_)), self._stage("upload"))
+        if cid != p.cid:
+            raise ContentMismatch(
+                f"the store gave CID {cid} to the update committed as {p.cid} "
+                f"(job {job_id} round {round_}): is it the same kind of store as at commit time?"
+            )
+        p.published = True
+        self.save_state()
 
     def participate(self, job_id: int, round_: int, delta: Tensors | None = None) -> Contribution:
         """Train (unless a Δ is given) and commit for this round."""
@@ -198,21 +223,11 @@ class TrainerClient:
         return Contribution(round_, delta, loss, cid, content_hash, gas)
 
     def reveal(self, job_id: int, round_: int) -> int:
-        """Publish this round's committed update (its commitment is mined: the commit phase is
-        over) and reveal the commitment; returns the gas used."""
+        """Reveal this round's commitment, which discloses the sealed update's key; returns the
+        gas used. An update not yet published is published first (late: an aggregator that
+        took its snapshot without it marks it unavailable)."""
         p = self.pending[(job_id, round_)]
-        blob = self.outbox(job_id, round_)
-        if int(self.market.participant(job_id, self.address)["lastCommitRound"]) != round_:
-            raise ConfigError(
-                f"job {job_id} round {round_}: this trainer's commitment is not on chain; "
-                "its update stays private until it is"
-            )
-        cid = self.store.put(blob, self._stage("upload"))
-        if cid != p.cid:
-            raise ContentMismatch(
-                f"the store gave CID {cid} to the update committed as {p.cid} "
-                f"(job {job_id} round {round_}): is it the same kind of store as at commit time?"
-            )
+        self.publish(job_id, round_)
         result = self.market.reveal(
             self.account, job_id, bytes.fromhex(p.content_hash), p.cid, bytes.fromhex(p.salt)
         )

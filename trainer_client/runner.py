@@ -1,7 +1,8 @@
 """`fedmarket trainer run`: the trainer's loop, one decision per chain read, restart-safe.
 
 Each step reads the job's round, phase and this trainer's participant record, then does at most
-one thing: train + upload + commit in the commit phase, reveal in the reveal phase. Pending
+one thing: train + commit + publish sealed in the commit phase (publishing again if a crash or
+a store outage interrupted it), reveal in the reveal phase. Pending
 reveals (salt, cid, hash) live in TrainerClient's state file, written before the commit is
 sent, so after a restart the loop reveals (or re-sends the same commitment) instead of
 committing a second, different update.
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.chain.market import JobStatus, Phase
+from backend.chain.market import JobInfo, JobStatus, Phase
 from backend.core.errors import ConfigError
 from trainer_client.client import TrainerClient
 
@@ -22,7 +23,8 @@ ENDED = (JobStatus.FINISHED, JobStatus.SETTLED, JobStatus.ABANDONED, JobStatus.C
 
 @dataclass(frozen=True)
 class Step:
-    action: str  # committed | recommitted | revealed | waiting | round-done | missed | ended
+    # committed | recommitted | published | revealed | waiting | round-done | missed | ended
+    action: str
     round: int
     detail: str = ""
 
@@ -53,10 +55,14 @@ def step(client: TrainerClient, job_id: int) -> Step:
             client.drop_outbox(job_id, round_)
         return Step("round-done", round_, "revealed; waiting for the next round")
     if phase == Phase.COMMIT:
+        if committed and pending is not None and not pending.published:
+            client.publish(job_id, round_)  # committed, then crashed or the store was down
+            return Step("published", round_, f"sealed update {pending.cid}")
         if committed:
             return Step("waiting", round_, "committed; waiting for the reveal phase")
         if pending is not None:  # prepared before a crash, never landed: same update again
             client.send_commit(job_id, round_)
+            client.publish(job_id, round_)
             return Step("recommitted", round_, f"cid {pending.cid}")
         contribution = client.participate(job_id, round_)
         return Step(
@@ -67,11 +73,22 @@ def step(client: TrainerClient, job_id: int) -> Step:
             return Step("missed", round_, "the commit phase ended before this trainer committed")
         if pending is None:
             return Step("missed", round_, "committed, but the salt is not in the state file")
-        if not client.has_outbox(job_id, round_):
+        if not pending.published and not client.has_outbox(job_id, round_):
             return Step("missed", round_, "committed, but the update is not in the outbox")
+        wait = reveal_wait(client, job)
+        if wait > 0:
+            return Step("waiting", round_, f"revealing in {wait} s (the aggregator's snapshot)")
         client.reveal(job_id, round_)
         return Step("revealed", round_, f"cid {pending.cid}")
     return Step("waiting", round_, f"phase {phase.name.lower()}: waiting for the aggregator")
+
+
+def reveal_wait(client: TrainerClient, job: JobInfo) -> int:
+    """Seconds (chain time) before this trainer reveals: the aggregator snapshots the sealed
+    updates when the commit phase closes, before anyone reveals (`Chain.reveal_grace_s`)."""
+    chain = client.market.chain
+    grace = min(chain.reveal_grace_s, int(job.revealDuration) // 10)
+    return max(0, int(job.commitEnd) + grace - chain.next_block_time())
 
 
 def run(
@@ -93,11 +110,11 @@ def run(
         if s != last and report is not None:
             report(s)
         last = s
-        if s.action in ("committed", "recommitted", "revealed", "missed"):
+        if s.action in ("committed", "recommitted", "published", "revealed", "missed"):
             done.append(s)
         if s.action == "ended" or (once and s.action == "revealed"):
             return done
-        if s.action in ("committed", "recommitted", "revealed"):
+        if s.action in ("committed", "recommitted", "published", "revealed"):
             continue  # the next phase may already be open (early close)
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
             raise ConfigError(

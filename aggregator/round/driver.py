@@ -12,7 +12,6 @@ in-memory state with the same replay the auditor uses (`aggregator.round.replay`
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from aggregator.round.compute import compute_round
-from aggregator.round.gather import FetchPolicy, StoreOutage, gather
+from aggregator.round.gather import FetchPolicy, SealedSnapshot, StoreOutage, gather
 from aggregator.round.records import RoundOutcome, Submission
 from aggregator.round.replay import (
     PublicRound,
@@ -95,14 +94,8 @@ class ChunkRevealed:
 
 
 def next_block_time(chain: Chain) -> int:
-    """A lower bound of the next block's timestamp: the time a transaction sent now is judged
-    at. The in-process chain stamps each block one second after its parent (time travel
-    aside); a node stamps it with the wall clock, never before its parent (anvil may repeat a
-    second)."""
-    latest = chain.now()
-    if chain.kind == "embedded":
-        return latest + 1
-    return max(latest, int(time.time()))
+    """A lower bound of the next block's timestamp (`Chain.next_block_time`)."""
+    return chain.next_block_time()
 
 
 def not_final_reason(job: JobInfo, at: int) -> str | None:
@@ -186,6 +179,7 @@ class RoundDriver:
     spec: JobSpec = field(init=False)
     history: list[PublicRound] = field(default_factory=list)
     momentum: np.ndarray | None = None
+    snapshots: dict[int, SealedSnapshot] = field(default_factory=dict)  # round → sealed updates
     _rounds: int | None = field(default=None, init=False, repr=False)
     _chunks: list[Dataset] | None = field(default=None, init=False, repr=False)
 
@@ -234,12 +228,27 @@ class RoundDriver:
         """Whether the current round's reveal phase is over and its post is due."""
         return self.market.phase_of(self.job_id) == Phase.AWAITING_POST
 
+    def collect_sealed(self) -> SealedSnapshot:
+        """Add to the current round's snapshot of sealed updates (`SealedSnapshot.collect`):
+        call it while the commit phase runs and once it closes, before anyone reveals."""
+        round_ = int(self.market.job(self.job_id).currentRound)
+        snapshot = self.snapshots.setdefault(round_, SealedSnapshot(self.job_id, round_))
+        snapshot.collect(self.market, self.store)
+        return snapshot
+
     def gather(
         self, round_: int, posted_reasons: Mapping[str, int] | None = None
     ) -> list[Submission]:
-        """Fetch and verify every revealed update (`aggregator.round.gather.gather`)."""
+        """Fetch and verify every revealed update (`aggregator.round.gather.gather`), from the
+        round's snapshot of sealed updates when one was taken."""
         return gather(
-            self.market, self.store, self.job_id, round_, posted_reasons, self.fetch_policy
+            self.market,
+            self.store,
+            self.job_id,
+            round_,
+            posted_reasons,
+            self.fetch_policy,
+            self.snapshots.get(round_),
         )
 
     def global_weights(self) -> Tensors:
@@ -318,6 +327,7 @@ class RoundDriver:
         )
         self.history.append(public_round(outcome))
         self.momentum = outcome.momentum
+        self.snapshots.pop(pending.round, None)
         return RoundReport(
             self.job_id, pending.round, outcome, cid, model_hash, result.gas_used, result.tx_hash
         )

@@ -12,21 +12,29 @@ revealed update gets the same reason from both:
   slashable) would let a lying aggregator slash an honest trainer and still verify;
 * content not found / store unreachable, after retrying up to `FetchPolicy.timeout_s` →
   UNAVAILABLE (not slashable); if the store was unreachable for every fetched update the
-  round cannot be judged at all and `StoreOutage` is raised instead.
+  round cannot be judged at all and `StoreOutage` is raised instead;
+* with the live aggregator's snapshot (`SealedSnapshot`, taken when the commit phase closed):
+  an update that was not in it → UNAVAILABLE, even if it is in the store now. That is what
+  prices withholding: availability is settled while every update is still sealed, so nobody
+  decides to publish after reading the others (`backend.core.sealing`).
+
+The stored content may be the update sealed (what trainers publish) or in plain; either must
+hash to the revealed sha256 once opened (`unseal_verified`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aggregator.round.records import Submission
-from backend.chain.market import MarketClient, Reveal
-from backend.core.errors import ContentMismatch, ContentNotFound, Reason, StorageUnavailable
-from backend.storage import ContentStore, fetch_verified
+from backend.chain.market import MarketClient, Phase, Reveal
+from backend.core.errors import ContentNotFound, Reason, StorageUnavailable
+from backend.core.sealing import unseal_verified
+from backend.storage import ContentStore
 
-__all__ = ["FetchPolicy", "Fetched", "StoreOutage", "fetch_reveal", "gather"]
+__all__ = ["FetchPolicy", "Fetched", "SealedSnapshot", "StoreOutage", "fetch_reveal", "gather"]
 
 
 class StoreOutage(StorageUnavailable):
@@ -66,11 +74,7 @@ def fetch_reveal(store: ContentStore, reveal: Reveal, policy: FetchPolicy) -> Fe
     deadline = time.monotonic() + policy.timeout_s
     while True:
         try:
-            return Fetched(
-                fetch_verified(store, reveal.cid, reveal.content_hash), Reason.ACCEPTED, ""
-            )
-        except ContentMismatch as exc:
-            return Fetched(None, Reason.HASH_MISMATCH, str(exc))
+            return opened(store.get(reveal.cid), reveal)
         except (ContentNotFound, StorageUnavailable) as exc:
             down = isinstance(exc, StorageUnavailable)
             if down and policy.strict:
@@ -82,6 +86,63 @@ def fetch_reveal(store: ContentStore, reveal: Reveal, policy: FetchPolicy) -> Fe
             time.sleep(min(policy.retry_s, max(0.0, deadline - time.monotonic())))
 
 
+def opened(blob: bytes, reveal: Reveal) -> Fetched:
+    """A stored blob as the revealed update (sealed or plain), or HASH_MISMATCH."""
+    update = unseal_verified(blob, reveal.content_hash)
+    if update is None:
+        detail = (
+            f"content {reveal.cid} is neither the update with sha256 "
+            f"0x{reveal.content_hash.hex()} nor that update sealed"
+        )
+        return Fetched(None, Reason.HASH_MISMATCH, detail)
+    return Fetched(update, Reason.ACCEPTED, "")
+
+
+@dataclass
+class SealedSnapshot:
+    """The sealed updates the aggregator held when the commit phase closed, by trainer.
+
+    `collect` runs while the round's commit phase is open (prefetching) and after it closes;
+    the first reveal freezes it. It counts (`taken`) only if a collect ran after the commit
+    phase closed and before any reveal: then every announced update had its chance, and one
+    first obtained later counts as unavailable. Without one (an aggregator that was down then)
+    the round falls back to fetching each revealed update.
+    """
+
+    job_id: int
+    round: int
+    held: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # trainer → (cid, sealed)
+    taken: bool = False
+    frozen: bool = False
+
+    def collect(self, market: MarketClient, store: ContentStore) -> None:
+        """Fetch the announced sealed updates not yet held (one try each); freeze once any
+        update of the round is revealed or the round is over."""
+        if self.frozen:
+            return
+        moved_on = int(market.job(self.job_id).currentRound) != self.round
+        if moved_on or market.reveals(self.job_id, self.round):
+            self.frozen = True  # a reveal is mined: what arrives now could be a choice
+            return
+        closed = market.phase_of(self.job_id) != Phase.COMMIT
+        for trainer, cid in market.announced(self.job_id, self.round).items():
+            if trainer in self.held:
+                continue
+            try:
+                self.held[trainer] = (cid, store.get(cid))
+            except (ContentNotFound, StorageUnavailable):
+                continue  # not (yet) there: tried again on the next collect
+        self.taken = self.taken or closed
+
+    def fetched(self, reveal: Reveal) -> Fetched:
+        """The revealed update from the snapshot, or UNAVAILABLE if it was not in it."""
+        cid, sealed = self.held.get(reveal.trainer, ("", b""))
+        if cid != reveal.cid:
+            detail = "not in the store when the commit phase closed (the aggregator's snapshot)"
+            return Fetched(None, Reason.UNAVAILABLE, detail)
+        return opened(sealed, reveal)
+
+
 def gather(
     market: MarketClient,
     store: ContentStore,
@@ -89,11 +150,13 @@ def gather(
     round_: int,
     posted_reasons: Mapping[str, int] | None = None,
     policy: FetchPolicy = FetchPolicy(),
+    snapshot: SealedSnapshot | None = None,
 ) -> list[Submission]:
     """The round's submissions in participant order, each failure mapped to its reason code.
 
     `posted_reasons` (trainer → reason posted on chain) is given when replaying a posted round;
-    see the module docstring for what is taken from it (UNAVAILABLE only) and why.
+    see the module docstring for what is taken from it (UNAVAILABLE only) and why. `snapshot`:
+    the live aggregator's, when it took one for this round.
     Raises StoreOutage when every fetched blob failed because the store is unreachable.
     """
     out: list[Submission] = []
@@ -105,6 +168,10 @@ def gather(
             continue
         if (posted_reasons or {}).get(trainer) == Reason.UNAVAILABLE:
             out.append(Submission(trainer, None, Reason.UNAVAILABLE, "as posted on chain", order))
+            continue
+        if snapshot is not None and snapshot.taken:
+            got = snapshot.fetched(rev)
+            out.append(Submission(trainer, got.blob, got.reason, got.detail, order))
             continue
         got = fetch_reveal(store, rev, policy)
         fetched += 1

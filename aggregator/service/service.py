@@ -184,6 +184,8 @@ class AggregatorService:
         if phase == Phase.OVERDUE:
             state.status = "overdue: the post deadline passed; the job can only be abandoned"
             return state.status
+        if phase in (Phase.COMMIT, Phase.REVEAL):
+            driver.collect_sealed()  # availability is judged while every update is sealed
         if phase != Phase.AWAITING_POST:
             state.status = "active"
             return revealed or f"waiting ({state.phase})"

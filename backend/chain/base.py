@@ -10,6 +10,7 @@ arguments. The backends live in their own modules: `embedded` (in-process EVM), 
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -48,6 +50,11 @@ class Chain(ABC):
     # `latest`, whose timestamp may still be before a deadline the transaction itself, mined in
     # the next block, will be past (e.g. a round becoming final); `pending` is that next block.
     estimate_block: str | None = None
+
+    # How long after the commit phase closes the trainer runner waits before revealing (at most
+    # a tenth of the job's reveal window): the aggregator's snapshot of the sealed updates
+    # (`aggregator.round.gather.SealedSnapshot`) comes before any reveal.
+    reveal_grace_s: int = 60
 
     def __init__(
         self, w3: Web3, *, kind: str, dev_keys: list[str] | None = None, tx_timeout_s: float = 120.0
@@ -90,6 +97,16 @@ class Chain(ABC):
     # -- time -----------------------------------------------------------------------------
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def next_block_time(self) -> int:
+        """A lower bound of the next block's timestamp: the time a transaction sent now is
+        judged at. The in-process chain stamps each block one second after its parent (time
+        travel aside); a node stamps it with the wall clock, never before its parent (anvil
+        may repeat a second)."""
+        latest = self.now()
+        if self.kind == "embedded":
+            return latest + 1
+        return max(latest, int(time.time()))
 
     @abstractmethod
     def advance_time(self, seconds: int) -> int:
@@ -138,8 +155,15 @@ class Chain(ABC):
         except (ContractLogicError, ContractCustomError) as exc:
             raise self.errors.to_revert(fn.fn_name, exc) from None
 
-    def transact(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> TxResult:
-        """Estimate, sign, send and wait; any revert becomes ContractRevert."""
+    def transact(
+        self, fn: ContractFunction, sender: LocalAccount, value: int = 0, suffix: bytes = b""
+    ) -> TxResult:
+        """Estimate, sign, send and wait; any revert becomes ContractRevert.
+
+        `suffix`: bytes appended to the calldata after the ABI arguments. The contract ignores
+        them (Solidity decodes only its arguments, as ERC-2771 relies on); off-chain readers
+        find them in the transaction (`call_suffix`). Their 16 gas a byte fit the margin.
+        """
         gas = self.estimate(fn, sender, value)
         try:
             # Everything filled in here, so build_transaction makes no RPC calls of its own.
@@ -155,7 +179,15 @@ class Chain(ABC):
             )
         except Exception as exc:
             raise self._classify(exc, sender.address, int(value), fn.fn_name) from None
+        if suffix:
+            tx["data"] = HexBytes(tx["data"]).to_0x_hex() + suffix.hex()
         return self._sign_and_send(tx, sender, fn.fn_name)
+
+    def call_suffix(self, tx_hash: bytes, args_bytes: int) -> bytes:
+        """What a transaction's calldata carries after its selector and `args_bytes` of
+        static ABI arguments (see `transact`'s `suffix`)."""
+        data = bytes(self.w3.eth.get_transaction(HexBytes(tx_hash))["input"])
+        return data[4 + args_bytes :]
 
     def estimate(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> int:
         """The gas `fn` would use; raises what sending it would (ContractRevert,

@@ -17,6 +17,10 @@ class EmbeddedChain(Chain):
     """A chain on an in-process EthereumTester: its clock moves by time travel, and it keeps
     its own log index (see `logs`)."""
 
+    # Its clock moves only by time travel, and one process runs the roles in order (the demo
+    # takes the snapshot between the commits and the reveals): no wait.
+    reveal_grace_s = 0
+
     def __init__(self, w3: Web3, tester: Any, dev_keys: list[str]) -> None:
         super().__init__(w3, kind="embedded", dev_keys=dev_keys)
         self.tester = tester

@@ -31,6 +31,7 @@ DEFAULT_CHALLENGE_BOND = 10**17  # 0.1 ETH locked by a challenger
 DEFAULT_VOTE_BOND = 10**17  # 0.1 ETH locked by each drawn committee member
 ROLE_AGGREGATOR = 1
 ROLE_VERIFIER = 2
+MAX_ANNOUNCED_CID = 128  # bytes: a CIDv1 in base32 is 59
 
 
 @dataclass(frozen=True)
@@ -338,8 +339,25 @@ class MarketClient:
     def cancel(self, sender: LocalAccount, job_id: int) -> TxResult:
         return self._tx(sender, "cancel", job_id)
 
-    def commit(self, trainer: LocalAccount, job_id: int, commitment: bytes) -> TxResult:
-        return self._tx(trainer, "commit", job_id, commitment)
+    def commit(
+        self, trainer: LocalAccount, job_id: int, commitment: bytes, announce: str = ""
+    ) -> TxResult:
+        """Commit; `announce` (the sealed update's CID) rides in the calldata after the
+        arguments, for the aggregator's snapshot (`announced`)."""
+        fn = self.contract.functions.commit(job_id, commitment)
+        return self.chain.transact(fn, trainer, suffix=announce.encode("ascii"))
+
+    def announced(self, job_id: int, round_: int) -> dict[str, str]:
+        """trainer → the CID its commit transaction this round announced (none: left out).
+
+        The announcement is untrusted bytes: anything but a short printable-ASCII string is
+        ignored (the trainer then simply has no sealed update in the snapshot)."""
+        out: dict[str, str] = {}
+        for log in self._logs("UpdateCommitted", self._since(job_id), jobId=job_id, round=round_):
+            tail = self.chain.call_suffix(bytes(log["transactionHash"]), 64)
+            if 0 < len(tail) <= MAX_ANNOUNCED_CID and tail.isascii() and tail.decode().isalnum():
+                out[Web3.to_checksum_address(log["args"]["trainer"])] = tail.decode()
+        return out
 
     def reveal(
         self, trainer: LocalAccount, job_id: int, content_hash: bytes, cid: str, salt: bytes

@@ -224,7 +224,8 @@ def wait_until_final(demo: DemoMarket, driver: RoundDriver) -> None:
 def run_rounds(
     cfg: DemoConfig, demo: DemoMarket, job: DemoJob, clients: list[TrainerClient], tick: Progress
 ) -> RoundsRun:
-    """Every round: all trainers commit, then reveal; once the previous round is final the
+    """Every round: all trainers commit (publishing their updates sealed), the aggregator
+    snapshots the sealed updates, the trainers reveal; once the previous round is final the
     aggregator posts, then reveals the round's validation chunk; test accuracy. In the dispute
     scenarios the verifiers then check the round (and challenge, vote, correct); a correction
     ends the job."""
@@ -235,6 +236,7 @@ def run_rounds(
         for k, client in enumerate(clients):
             tick(f"round {r}: local training", (r - 1) * (cfg.trainers + 1) + k, steps)
             run.submit_gas.append(client.participate(job.job_id, r).commit_gas)
+        driver.collect_sealed()  # the commit phase closed: snapshot the sealed updates
         for k, client in enumerate(clients):
             run.submit_gas[-cfg.trainers + k] += client.reveal(job.job_id, r)
         tick(f"round {r}: aggregating", r * (cfg.trainers + 1) - 1, steps)

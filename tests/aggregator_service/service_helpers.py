@@ -12,6 +12,7 @@ from backend.core import codec
 from backend.core.datasets import Dataset, shard
 from backend.core.jobspec import JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, build_model, get_weights
+from backend.core.sealing import seal
 from backend.core.valpackage import ValidationPackage, build_package
 from backend.storage import LocalStore, raw_cid, sha256_bytes
 from trainer_client.client import PendingReveal, TrainerClient
@@ -81,8 +82,9 @@ def make_job(
 
 
 def commit_raw(client: TrainerClient, job_id: int, round_: int, blob: bytes) -> str:
-    """Commit an arbitrary blob (garbage, tampered...) the way a trainer would; returns its cid."""
-    cid = client.store.cid_of(blob)
+    """Commit an arbitrary blob (garbage, tampered...) the way a trainer would, and publish it
+    sealed; returns the sealed update's cid."""
+    cid = client.store.cid_of(seal(blob))
     client.stash(job_id, round_, blob)
     content_hash = sha256_bytes(blob)
     salt = secrets.token_bytes(32)
@@ -90,7 +92,8 @@ def commit_raw(client: TrainerClient, job_id: int, round_: int, blob: bytes) -> 
     client.pending[(job_id, round_)] = PendingReveal(
         job_id, round_, content_hash.hex(), cid, salt.hex()
     )
-    client.market.commit(client.account, job_id, commitment)
+    client.market.commit(client.account, job_id, commitment, announce=cid)
+    client.publish(job_id, round_)
     return cid
 
 

@@ -184,10 +184,11 @@ def test_bad_blobs_get_reasons_on_chain_and_the_round_closes(
     missing = codec.encode(template.unflatten(np.ones(template.size) * 0.02))
     raw = {3: b"garbage", 4: codec.encode(nan), 5: tampered, 6: missing}
     play_round(job, 1, raw=raw)
+    from backend.core.sealing import seal
     from backend.storage import raw_cid
 
-    (store.blobs / raw_cid(tampered)).write_bytes(b"tampered" + tampered)
-    (store.blobs / raw_cid(missing)).unlink()
+    (store.blobs / raw_cid(seal(tampered))).write_bytes(b"tampered" + seal(tampered))
+    (store.blobs / raw_cid(seal(missing))).unlink()
     service = new_service(
         market, store, aggregator, tmp_path / "j", validation={job.job_id: job.package}
     )

@@ -13,11 +13,13 @@ def test_a_round_reports_download_train_and_upload_to_completion(
     seen: dict[str, list[tuple[int, int | None]]] = {}
     client.progress = lambda stage, done, total: seen.setdefault(stage, []).append((done, total))
     contribution = client.participate(job.job_id, 1)
-    assert set(seen) == {"download", "train"}  # nothing is published at commit time
+    # the sealed update is published once the commitment is mined, in the commit phase
+    assert set(seen) == {"download", "train", "upload"}
     for other in job.clients[1:]:  # all committed: the reveal phase opens
         other.participate(job.job_id, 1)
+    uploads = len(seen["upload"])
     client.reveal(job.job_id, 1)
-    assert set(seen) == {"download", "train", "upload"}
+    assert len(seen["upload"]) == uploads  # the reveal publishes nothing more
     model_bytes = len(store.get(market.current_model(job.job_id)[1]))
     assert seen["download"][-1] == (model_bytes, model_bytes)
     rows = len(client.data.y)

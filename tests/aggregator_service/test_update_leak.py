@@ -1,20 +1,35 @@
-"""Issue 14, the update leak: nothing of an update is published before its commitment is mined.
-A rival watching the store saw updates before they were committed, committed the same bytes
-first, and had the victim judged the copier. Now the trainer commits to a CID computed without
-storing anything and publishes the update only when it reveals."""
+"""Issue 14, the update leak and the withhold option.
+
+Nothing of an update is published before its commitment is mined: a rival watching the store
+saw updates before they were committed, committed the same bytes first, and had the victim
+judged the copier. Now the trainer commits to a CID computed without storing anything and then
+publishes the update *sealed* (unreadable until its reveal discloses the key).
+
+Availability is judged on the aggregator's snapshot of the sealed updates, taken when the commit
+phase closes and before anyone reveals: a trainer who reads the others' reveals and only then
+publishes its own update gets reason 2 (unavailable), paid nothing, whatever the store holds
+by then. The choice to withhold is made blind.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from backend.core.errors import ConfigError
-from backend.storage import LocalStore
+from aggregator.round.driver import RoundDriver
+from backend.chain.base import Chain
+from backend.chain.embedded import EmbeddedChain
+from backend.core.compression import decode_update
+from backend.core.errors import ConfigError, Reason, UpdateRejected
+from backend.core.models import template_of
+from backend.core.sealing import unseal_verified
+from backend.storage import LocalStore, sha256_bytes
 from tests.aggregator_service.service_helpers import make_job
 from trainer_client.client import TrainerClient
-from trainer_client.runner import step
+from trainer_client.runner import reveal_wait, step
 
 
 class WatchedStore(LocalStore):
@@ -34,21 +49,37 @@ class WatchedStore(LocalStore):
         return cid
 
 
-def test_a_rival_watching_the_store_sees_no_update_before_its_commit_is_mined(
+def test_a_rival_watching_the_store_sees_nothing_readable_before_the_reveal(
     chain, market, store, aggregator, digits, tmp_path
 ) -> None:
     job = make_job(chain, market, store, aggregator.address, digits, trainers=3, rounds=1)
     watched = WatchedStore(store.root, market)  # the same blobs, watched
     for c in job.clients:
         c.store = watched
-    contributions = [c.participate(job.job_id, 1) for c in job.clients]
+    contributions = []
+    for c in job.clients:
+        original = c.send_commit
+
+        def send_and_watch(job_id: int, round_: int, c=c, original=original) -> int:
+            watched.watch[c.pending[(job_id, round_)].cid] = (job_id, c.address, round_)
+            return original(job_id, round_)
+
+        c.send_commit = send_and_watch  # type: ignore[method-assign]
+        contributions.append(c.participate(job.job_id, 1))
+    # every update reached the store only once its commitment was mined ...
+    assert sorted(watched.seen) == sorted((con.cid, True) for con in contributions)
     for c, con in zip(job.clients, contributions, strict=True):
-        assert not watched.has(con.cid)  # committed, and still nothing to see
-        watched.watch[con.cid] = (job.job_id, c.address, 1)
+        sealed = watched.get(con.cid)
+        # ... and sealed: not the update, and not decodable as one
+        assert sealed != c.outbox(job.job_id, 1) and sha256_bytes(sealed) != con.content_hash
+        with pytest.raises(UpdateRejected):
+            decode_update(sealed, template_of(c.spec(job.job_id).model), "fp32")
     for c in job.clients:
         c.reveal(job.job_id, 1)
-    assert sorted(watched.seen) == sorted((con.cid, True) for con in contributions)
-    assert all(watched.has(con.cid) for con in contributions)
+    # the reveal discloses the key: anyone can now open the sealed update and check it
+    for con in contributions:
+        opened = unseal_verified(watched.get(con.cid), con.content_hash)
+        assert opened is not None and sha256_bytes(opened) == con.content_hash
 
 
 def test_the_outbox_survives_a_restart_and_a_lost_one_is_a_missed_reveal(
@@ -67,8 +98,24 @@ def test_the_outbox_survives_a_restart_and_a_lost_one_is_a_missed_reveal(
     a2 = TrainerClient(market, store, a.account, a.data, seed=1, state_file=state)
     assert step(a2, job.job_id).action == "revealed"
     assert store.has(a2.pending[(job.job_id, 1)].cid) and not outbox[0].exists()
-    # b lost its outbox: the round counts it as not revealed, said in one line
+    # b lost its outbox after publishing its sealed update: the state file (salt, hash, cid)
+    # is all a reveal needs
     outbox[1].unlink()
+    b2 = TrainerClient(market, store, b.account, b.data, seed=2, state_file=tmp_path / "b.json")
+    assert step(b2, job.job_id).action == "revealed"
+
+
+def test_a_lost_outbox_before_publishing_is_a_missed_reveal(
+    chain, market, store, aggregator, digits, tmp_path, monkeypatch
+) -> None:
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    a, b = job.clients
+    b = TrainerClient(market, store, b.account, b.data, seed=2, state_file=tmp_path / "b.json")
+    monkeypatch.setattr(b, "publish", lambda job_id, round_: None)  # the store was down
+    assert step(b, job.job_id).action == "committed"
+    monkeypatch.undo()
+    a.participate(job.job_id, 1)
+    next(tmp_path.glob("*.update")).unlink()
     b2 = TrainerClient(market, store, b.account, b.data, seed=2, state_file=tmp_path / "b.json")
     s = step(b2, job.job_id)
     assert (s.action, s.detail) == ("missed", "committed, but the update is not in the outbox")
@@ -77,11 +124,86 @@ def test_the_outbox_survives_a_restart_and_a_lost_one_is_a_missed_reveal(
 def test_reveal_never_publishes_an_update_whose_commitment_is_not_on_chain(
     chain, market, store, aggregator, digits, monkeypatch
 ) -> None:
-    """A commit that never landed (say, the node dropped it): `reveal` refuses to publish."""
+    """A commit that never landed (say, the node dropped it): nothing is published, not even
+    sealed."""
     job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
     client = job.clients[0]
     monkeypatch.setattr(client, "send_commit", lambda job_id, round_: 0)  # lost in transit
-    contribution = client.participate(job.job_id, 1)
+    with pytest.raises(ConfigError, match="commitment is not on chain"):
+        client.participate(job.job_id, 1)
+    pending = client.pending[(job.job_id, 1)]
     with pytest.raises(ConfigError, match="commitment is not on chain"):
         client.reveal(job.job_id, 1)
-    assert not store.has(contribution.cid)
+    assert not store.has(pending.cid) and not pending.published
+
+
+def test_withholding_until_the_others_reveal_is_unavailable_whatever_the_store_holds_later(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """The free option of reason 2: read everyone's reveals, then decide whether to publish.
+    Availability is settled by the snapshot taken while every update was sealed."""
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=3, rounds=1)
+    *honest, withholder = job.clients
+    with monkeypatch.context() as m:
+        m.setattr(withholder, "publish", lambda job_id, round_: None)  # keeps it back
+        for c in job.clients:
+            c.participate(job.job_id, 1)
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    snapshot = driver.collect_sealed()  # the commit phase closed, nobody has revealed
+    assert snapshot.taken and set(snapshot.held) == {c.address for c in honest}
+    for c in honest:
+        c.reveal(job.job_id, 1)
+        p = c.pending[(job.job_id, 1)]  # the reveal opens it to everyone, the withholder too
+        assert unseal_verified(store.get(p.cid), bytes.fromhex(p.content_hash)) is not None
+    withholder.reveal(job.job_id, 1)  # publishes now (it liked what it read), then reveals
+    assert store.has(withholder.pending[(job.job_id, 1)].cid)
+    driver.collect_sealed()  # frozen since the first reveal: takes nothing more
+    assert withholder.address not in snapshot.held
+    reasons = {s.trainer: (s.reason, s.detail) for s in driver.compute().submissions}
+    assert reasons[withholder.address][0] == Reason.UNAVAILABLE
+    assert "when the commit phase closed" in reasons[withholder.address][1]
+    assert all(reasons[c.address][0] == Reason.ACCEPTED for c in honest)
+    # What decided it is the snapshot: fetched now, the same update would be accepted.
+    late = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    assert all(s.reason == Reason.ACCEPTED for s in late.gather(1))
+
+
+def test_a_snapshot_counts_only_if_taken_after_the_commit_phase_closed(
+    chain, market, store, aggregator, digits
+) -> None:
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    first, last = job.clients
+    first.participate(job.job_id, 1)
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    early = driver.collect_sealed()  # prefetch while the commit phase runs
+    assert not early.taken and set(early.held) == {first.address}
+    last.participate(job.job_id, 1)  # the last commit closes the commit phase
+    assert driver.collect_sealed().taken and len(early.held) == 2
+
+
+def test_a_hostile_announcement_is_ignored(chain, market, store, aggregator, digits) -> None:
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    fn = market.contract.functions.commit(job.job_id, b"\x01" * 32)
+    chain.transact(fn, job.clients[0].account, suffix=b"../../etc/passwd\x00" + b"\xff" * 300)
+    job.clients[1].participate(job.job_id, 1)
+    announced = market.announced(job.job_id, 1)
+    assert list(announced) == [job.clients[1].address]
+
+
+def test_trainers_reveal_after_the_snapshot_grace_on_a_node() -> None:
+    """On a node the runner waits after the commit phase closes (at most a tenth of the reveal
+    window), so the aggregator's snapshot comes before any reveal; the embedded chain, whose
+    clock only time-travels, does not wait."""
+
+    def client(grace: int, now: int) -> Any:
+        chain = SimpleNamespace(reveal_grace_s=grace, next_block_time=lambda: now)
+        return SimpleNamespace(market=SimpleNamespace(chain=chain))
+
+    job = SimpleNamespace(commitEnd=1_000, revealDuration=12 * 3600)
+    assert reveal_wait(client(60, 1_000), job) == 60  # type: ignore[arg-type]
+    assert reveal_wait(client(60, 1_059), job) == 1  # type: ignore[arg-type]
+    assert reveal_wait(client(60, 1_060), job) == 0  # type: ignore[arg-type]
+    short = SimpleNamespace(commitEnd=1_000, revealDuration=100)
+    assert reveal_wait(client(60, 1_000), short) == 10  # type: ignore[arg-type]
+    assert reveal_wait(client(0, 1_000), job) == 0  # type: ignore[arg-type]
+    assert EmbeddedChain.reveal_grace_s == 0 and Chain.reveal_grace_s == 60
