@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aggregator.round.compute import Submission, compute_round
 from backend.core import codec
@@ -65,7 +66,20 @@ def _round_inputs(spec: JobSpec, w: codec.Tensors, shards: list, r: int) -> list
 
 
 def run_case(spec: JobSpec) -> list[dict[str, Any]]:
-    """Two chained rounds (previous updates and momentum carried), as the driver runs them."""
+    """Two chained rounds (previous updates and momentum carried), as the driver runs them.
+
+    Torch runs on one thread here: how its kernels split a reduction across threads changes the
+    last bits of the local training, so the pinned hashes would otherwise depend on the core
+    count (OMP_NUM_THREADS) as well as on the kind of CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_case(spec)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_case(spec: JobSpec) -> list[dict[str, Any]]:
     data = load_digits_dataset()
     train, val, _ = split_train_validation_test(data, seed=3)
     shards = shard(train, HONEST, seed=3, non_iid_alpha=0.5)
