@@ -12,6 +12,7 @@ and next to the state file when one is given, so a restart loses neither).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
@@ -25,7 +26,7 @@ from backend.chain.market import MarketClient, commitment_hash
 from backend.core.codec import Tensors
 from backend.core.compression import encode_update, load_residual, save_residual
 from backend.core.datasets import Dataset, check_fits
-from backend.core.errors import ConfigError, ContentMismatch
+from backend.core.errors import ConfigError, ContentMismatch, StorageUnavailable
 from backend.core.files import atomic_write
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
@@ -178,7 +179,9 @@ class TrainerClient:
                 save_residual(path, new_residual)
         self.save_state()  # before the commit: a crash after it must still be able to reveal
         gas = self.send_commit(job_id, round_)
-        self.publish(job_id, round_)
+        # If the store is down it stays pending: `trainer run` publishes again while it can.
+        with contextlib.suppress(StorageUnavailable):
+            self.publish(job_id, round_)
         return cid, content_hash, gas
 
     def send_commit(self, job_id: int, round_: int) -> int:
@@ -205,7 +208,11 @@ class TrainerClient:
                 f"job {job_id} round {round_}: this trainer's commitment is not on chain; "
                 "its update stays private until it is"
             )
-        cid = self.store.put(seal(self.outbox(job_id, round_)), self._stage("upload"))
+        blob = self.outbox(job_id, round_)
+        # A commitment from before sealing (a state file of an older client) names the plain
+        # update's CID: publish it plain, as that client would have.
+        legacy = p.cid == self.store.cid_of(blob)
+        cid = self.store.put(blob if legacy else seal(blob), self._stage("upload"))
         if cid != p.cid:
             raise ContentMismatch(
                 f"the store gave CID {cid} to the update committed as {p.cid} "
@@ -225,9 +232,13 @@ class TrainerClient:
     def reveal(self, job_id: int, round_: int) -> int:
         """Reveal this round's commitment, which discloses the sealed update's key; returns the
         gas used. An update not yet published is published first (late: an aggregator that
-        took its snapshot without it marks it unavailable)."""
+        took its snapshot without it marks it unavailable); if the store is unreachable the
+        reveal is sent anyway."""
         p = self.pending[(job_id, round_)]
-        self.publish(job_id, round_)
+        # Revealed anyway: an unpublished update is reason 2 (score 0, no charge), while no
+        # reveal would be reason 1 (charged).
+        with contextlib.suppress(StorageUnavailable):
+            self.publish(job_id, round_)
         result = self.market.reveal(
             self.account, job_id, bytes.fromhex(p.content_hash), p.cid, bytes.fromhex(p.salt)
         )

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.chain.market import JobInfo, JobStatus, Phase
-from backend.core.errors import ConfigError
+from backend.chain.market import JobInfo, JobStatus, Phase, snapshot_grace
+from backend.core.errors import ConfigError, StorageUnavailable
 from trainer_client.client import TrainerClient
 
 ENDED = (JobStatus.FINISHED, JobStatus.SETTLED, JobStatus.ABANDONED, JobStatus.CANCELLED)
@@ -56,7 +56,10 @@ def step(client: TrainerClient, job_id: int) -> Step:
         return Step("round-done", round_, "revealed; waiting for the next round")
     if phase == Phase.COMMIT:
         if committed and pending is not None and not pending.published:
-            client.publish(job_id, round_)  # committed, then crashed or the store was down
+            try:  # committed, then crashed or the store was down
+                client.publish(job_id, round_)
+            except StorageUnavailable as exc:
+                return Step("waiting", round_, f"store unreachable, publishing again: {exc}")
             return Step("published", round_, f"sealed update {pending.cid}")
         if committed:
             return Step("waiting", round_, "committed; waiting for the reveal phase")
@@ -87,8 +90,7 @@ def reveal_wait(client: TrainerClient, job: JobInfo) -> int:
     """Seconds (chain time) before this trainer reveals: the aggregator snapshots the sealed
     updates when the commit phase closes, before anyone reveals (`Chain.reveal_grace_s`)."""
     chain = client.market.chain
-    grace = min(chain.reveal_grace_s, int(job.revealDuration) // 10)
-    return max(0, int(job.commitEnd) + grace - chain.next_block_time())
+    return max(0, int(job.commitEnd) + snapshot_grace(chain, job) - chain.next_block_time())
 
 
 def run(

@@ -233,7 +233,7 @@ class RoundDriver:
         call it while the commit phase runs and once it closes, before anyone reveals."""
         round_ = int(self.market.job(self.job_id).currentRound)
         snapshot = self.snapshots.setdefault(round_, SealedSnapshot(self.job_id, round_))
-        snapshot.collect(self.market, self.store)
+        snapshot.collect(self.market, self.store, self.spec.aggregation.max_update_bytes)
         return snapshot
 
     def gather(

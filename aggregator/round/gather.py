@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aggregator.round.records import Submission
-from backend.chain.market import MarketClient, Phase, Reveal
+from backend.chain.market import MarketClient, Phase, Reveal, snapshot_grace
 from backend.core.errors import ContentNotFound, Reason, StorageUnavailable
 from backend.core.sealing import unseal_verified
 from backend.storage import ContentStore
@@ -100,13 +100,18 @@ def opened(blob: bytes, reveal: Reveal) -> Fetched:
 
 @dataclass
 class SealedSnapshot:
-    """The sealed updates the aggregator held when the commit phase closed, by trainer.
+    """The sealed updates the aggregator held before anyone could read an honest update.
 
-    `collect` runs while the round's commit phase is open (prefetching) and after it closes;
-    the first reveal freezes it. It counts (`taken`) only if a collect ran after the commit
-    phase closed and before any reveal: then every announced update had its chance, and one
-    first obtained later counts as unavailable. Without one (an aggregator that was down then)
-    the round falls back to fetching each revealed update.
+    `collect` runs while the round's commit phase is open (prefetching) and after it closes,
+    until `commitEnd + snapshot_grace`: honest trainers reveal only after that, so until then
+    every update the withholder could read is its own or its colluders'. A reveal before it
+    (a colluder's) does not end the snapshot; on the embedded chain (grace 0) the first reveal
+    does. A fetch that completes after the end is discarded. The snapshot counts (`taken`) only
+    if a collect ran after the commit phase closed, before its end, with the store reachable:
+    then every announced update had its chance, and one first obtained later is unavailable.
+    Without one (an aggregator that was down then) the round falls back to fetching each
+    revealed update. What the snapshot holds is stored (pinned) by the aggregator too, so a
+    trainer cannot unpublish it before verifiers re-run the round.
     """
 
     job_id: int
@@ -115,24 +120,40 @@ class SealedSnapshot:
     taken: bool = False
     frozen: bool = False
 
-    def collect(self, market: MarketClient, store: ContentStore) -> None:
-        """Fetch the announced sealed updates not yet held (one try each); freeze once any
-        update of the round is revealed or the round is over."""
-        if self.frozen:
-            return
-        moved_on = int(market.job(self.job_id).currentRound) != self.round
-        if moved_on or market.reveals(self.job_id, self.round):
-            self.frozen = True  # a reveal is mined: what arrives now could be a choice
+    def collect(self, market: MarketClient, store: ContentStore, max_bytes: int) -> None:
+        """Fetch the announced sealed updates not yet held (one try each, at most `max_bytes`
+        kept); end the snapshot once honest trainers may have revealed or the round is over."""
+        if self.frozen or self._ended(market):
+            self.frozen = True
             return
         closed = market.phase_of(self.job_id) != Phase.COMMIT
+        outage = False
         for trainer, cid in market.announced(self.job_id, self.round).items():
             if trainer in self.held:
                 continue
             try:
-                self.held[trainer] = (cid, store.get(cid))
-            except (ContentNotFound, StorageUnavailable):
+                sealed = store.get(cid)
+            except ContentNotFound:
                 continue  # not (yet) there: tried again on the next collect
-        self.taken = self.taken or closed
+            except StorageUnavailable:
+                outage = True
+                continue
+            if self._ended(market):  # it arrived late: it could have been a choice
+                self.frozen = True
+                return
+            if len(sealed) <= max_bytes:
+                self.held[trainer] = (cid, sealed)
+                store.put(sealed)  # keep it (pin) for the verifiers
+        self.taken = self.taken or (closed and not outage)
+
+    def _ended(self, market: MarketClient) -> bool:
+        job = market.job(self.job_id)
+        if int(job.currentRound) != self.round:
+            return True
+        grace = snapshot_grace(market.chain, job)
+        if grace == 0:
+            return bool(market.reveals(self.job_id, self.round))
+        return market.chain.next_block_time() >= int(job.commitEnd) + grace
 
     def fetched(self, reveal: Reveal) -> Fetched:
         """The revealed update from the snapshot, or UNAVAILABLE if it was not in it."""

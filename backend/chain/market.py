@@ -206,6 +206,14 @@ def _struct(components: list[dict[str, Any]], value: Any) -> dict[str, Any]:
     return out
 
 
+def snapshot_grace(chain: Chain, job: JobInfo) -> int:
+    """Seconds after the commit phase closes during which honest trainers do not reveal, so the
+    aggregator's snapshot of the sealed updates (`aggregator.round.gather.SealedSnapshot`) sees
+    only sealed updates: `min(chain.reveal_grace_s, revealDuration / 10)`. 0 on the embedded
+    chain, whose clock moves only by time travel: there the first reveal ends the snapshot."""
+    return min(chain.reveal_grace_s, int(job.revealDuration) // 10)
+
+
 class MarketClient:
     """The FedMarket contract on one chain (with its court and reliability registry)."""
 

@@ -1,10 +1,11 @@
 """Sealed updates: what a trainer publishes during the commit phase, unreadable until its reveal.
 
 A trainer stores its update *sealed* right after its commitment is mined, and the aggregator
-takes a snapshot of the sealed updates when the commit phase closes, before anyone has revealed.
-The reveal then only discloses the key. So whether an update is available is settled while
-every update of the round is still sealed: nobody can read the others' updates first and then
-decide to withhold its own (the free option of reason 2, issue 14).
+takes a snapshot of the sealed updates in a grace after the commit phase closes, before any
+honest trainer reveals (`aggregator.round.gather.SealedSnapshot`). The reveal then only
+discloses the key. So whether an update is available is settled while every honest update is
+still sealed: nobody can read them first and then decide to withhold its own (the free option
+of reason 2, issue 14).
 
 The key is the update's sha256 (its `contentHash`, hidden by the commitment and disclosed by
 the reveal event), stretched into a keystream by SHAKE-256; sealing is XOR with it. The

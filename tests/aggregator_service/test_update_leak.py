@@ -23,12 +23,12 @@ from aggregator.round.driver import RoundDriver
 from backend.chain.base import Chain
 from backend.chain.embedded import EmbeddedChain
 from backend.core.compression import decode_update
-from backend.core.errors import ConfigError, Reason, UpdateRejected
+from backend.core.errors import ConfigError, Reason, StorageUnavailable, UpdateRejected
 from backend.core.models import template_of
 from backend.core.sealing import unseal_verified
 from backend.storage import LocalStore, sha256_bytes
 from tests.aggregator_service.service_helpers import make_job
-from trainer_client.client import TrainerClient
+from trainer_client.client import PendingReveal, TrainerClient
 from trainer_client.runner import reveal_wait, step
 
 
@@ -207,3 +207,88 @@ def test_trainers_reveal_after_the_snapshot_grace_on_a_node() -> None:
     assert reveal_wait(client(60, 1_000), short) == 10  # type: ignore[arg-type]
     assert reveal_wait(client(0, 1_000), job) == 0  # type: ignore[arg-type]
     assert EmbeddedChain.reveal_grace_s == 0 and Chain.reveal_grace_s == 60
+
+
+def test_a_colluder_revealing_at_once_neither_ends_the_snapshot_nor_brings_back_the_option(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """On a node (a grace > 0) honest trainers reveal only `snapshot_grace` after the commit
+    phase closes. A colluder who reveals at once (to end the snapshot before the aggregator
+    takes it, and get the old fetch-at-post fallback) shows only what its group knew."""
+    monkeypatch.setattr(chain, "reveal_grace_s", 60)
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=3, rounds=1)
+    honest, colluder, withholder = job.clients
+    with monkeypatch.context() as m:
+        m.setattr(withholder, "publish", lambda job_id, round_: None)
+        for c in job.clients:
+            c.participate(job.job_id, 1)
+    colluder.reveal(job.job_id, 1)  # right after the close, before the aggregator looked
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    snapshot = driver.collect_sealed()
+    assert snapshot.taken and not snapshot.frozen
+    assert set(snapshot.held) == {honest.address, colluder.address}
+    chain.advance_time(60)  # the grace is over: the honest trainer reveals
+    honest.reveal(job.job_id, 1)
+    withholder.reveal(job.job_id, 1)  # publishes now, having read the honest update
+    driver.collect_sealed()
+    assert snapshot.frozen and withholder.address not in snapshot.held
+    reasons = {s.trainer: s.reason for s in driver.compute().submissions}
+    assert reasons == {
+        honest.address: Reason.ACCEPTED,
+        colluder.address: Reason.ACCEPTED,
+        withholder.address: Reason.UNAVAILABLE,
+    }
+
+
+def test_a_store_outage_during_the_snapshot_does_not_make_everyone_unavailable(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    for c in job.clients:
+        c.participate(job.job_id, 1)
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+
+    def down(cid: str, progress: Any = None) -> bytes:
+        raise StorageUnavailable("daemon down")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "get", down)
+        assert not driver.collect_sealed().taken  # not a snapshot: the fallback fetches
+    for c in job.clients:
+        c.reveal(job.job_id, 1)
+    assert all(s.reason == Reason.ACCEPTED for s in driver.compute().submissions)
+
+
+def test_a_trainer_whose_store_is_down_still_reveals(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """Not revealing is reason 1 (charged); an unpublished update is only reason 2."""
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    a, b = job.clients
+
+    def down(data: bytes, progress: Any = None) -> str:
+        raise StorageUnavailable("daemon down")
+
+    monkeypatch.setattr(a.store, "put", down)
+    a.participate(job.job_id, 1)  # committed; publishing failed and stays pending
+    b.participate(job.job_id, 1)
+    assert not a.pending[(job.job_id, 1)].published
+    a.reveal(job.job_id, 1)
+    assert int(market.participant(job.job_id, a.address)["lastRevealRound"]) == 1
+
+
+def test_a_commitment_from_before_sealing_is_published_plain(
+    chain, market, store, aggregator, digits
+) -> None:
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=2, rounds=1)
+    blob = b"an update committed by an older client"
+    client = job.clients[0]
+    client.stash(job.job_id, 1, blob)
+    salt = b"\x07" * 32
+    plain = store.cid_of(blob)
+    client.pending[(job.job_id, 1)] = PendingReveal(
+        job.job_id, 1, sha256_bytes(blob).hex(), plain, salt.hex()
+    )
+    client.send_commit(job.job_id, 1)
+    client.publish(job.job_id, 1)
+    assert store.get(plain) == blob
