@@ -127,24 +127,38 @@ class SealedSnapshot:
             self.frozen = True
             return
         closed = market.phase_of(self.job_id) != Phase.COMMIT
-        outage = False
+        unreachable = reached = 0
         for trainer, cid in market.announced(self.job_id, self.round).items():
             if trainer in self.held:
                 continue
             try:
                 sealed = store.get(cid)
             except ContentNotFound:
+                reached += 1
                 continue  # not (yet) there: tried again on the next collect
             except StorageUnavailable:
-                outage = True
+                unreachable += 1  # the store is down, or this one CID times out
                 continue
+            reached += 1
             if self._ended(market):  # it arrived late: it could have been a choice
                 self.frozen = True
                 return
             if len(sealed) <= max_bytes:
                 self.held[trainer] = (cid, sealed)
                 store.put(sealed)  # keep it (pin) for the verifiers
-        self.taken = self.taken or (closed and not outage)
+        if closed and (not unreachable or reached or self._store_answers(store)):
+            self.taken = True
+
+    def _store_answers(self, store: ContentStore) -> bool:
+        """Whether the store serves what it served before: a CID that times out (an announced
+        one that exists nowhere) must not pass for an outage and cancel the snapshot."""
+        cid = next((c for c, _ in self.held.values()), None)
+        if cid is None:
+            return False
+        try:
+            return store.has(cid)
+        except StorageUnavailable:
+            return False
 
     def _ended(self, market: MarketClient) -> bool:
         job = market.job(self.job_id)

@@ -292,3 +292,28 @@ def test_a_commitment_from_before_sealing_is_published_plain(
     client.send_commit(job.job_id, 1)
     client.publish(job.job_id, 1)
     assert store.get(plain) == blob
+
+
+def test_an_announced_cid_that_times_out_does_not_pass_for_an_outage(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """An announcement naming a CID that exists nowhere times out on a daemon (the store says
+    unavailable). It must not cancel the snapshot, which would bring the fallback back."""
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=3, rounds=1)
+    honest, other, liar = job.clients
+    honest.participate(job.job_id, 1)
+    other.participate(job.job_id, 1)
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    driver.collect_sealed()  # prefetch: both honest updates are held
+    bogus = "bafkreibogusbogusbogusbogusbogusbogusbogusbogusbogusbogusbo"
+    fn = market.contract.functions.commit(job.job_id, b"\x02" * 32)
+    chain.transact(fn, liar.account, suffix=bogus.encode())  # closes the commit phase
+    real_get = store.get
+
+    def get(cid: str, progress: Any = None) -> bytes:
+        if cid == bogus:
+            raise StorageUnavailable("cat timed out")
+        return real_get(cid, progress)
+
+    monkeypatch.setattr(store, "get", get)
+    assert driver.collect_sealed().taken
