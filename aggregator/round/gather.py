@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from aggregator.round.records import Submission
@@ -98,6 +99,30 @@ def opened(blob: bytes, reveal: Reveal) -> Fetched:
     return Fetched(update, Reason.ACCEPTED, "")
 
 
+_FETCHERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sealed-snapshot")
+_PREFETCH_WAIT_S = 5.0
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _fetch_capped(store: ContentStore, cid: str, max_bytes: int) -> bytes | Exception | None:
+    """The blob under `cid`, or None if it is missing or larger than `max_bytes` (the read
+    stops there), or the StorageUnavailable it raised. Runs in a fetcher thread."""
+
+    def cap(done: int, _total: int | None) -> None:
+        if done > max_bytes:
+            raise _TooLarge
+
+    try:
+        return store.get(cid, cap)
+    except (ContentNotFound, _TooLarge):
+        return None
+    except StorageUnavailable as exc:
+        return exc
+
+
 @dataclass
 class SealedSnapshot:
     """The sealed updates the aggregator held before anyone could read an honest update.
@@ -121,44 +146,61 @@ class SealedSnapshot:
     frozen: bool = False
 
     def collect(self, market: MarketClient, store: ContentStore, max_bytes: int) -> None:
-        """Fetch the announced sealed updates not yet held (one try each, at most `max_bytes`
-        kept); end the snapshot once honest trainers may have revealed or the round is over."""
+        """Fetch the announced sealed updates not yet held, concurrently and at most
+        `max_bytes` each, waiting no later than the snapshot's end (a CID that exists nowhere
+        must not hold the others back); end the snapshot once honest trainers may have revealed
+        or the round is over."""
         if self.frozen or self._ended(market):
             self.frozen = True
             return
         closed = market.phase_of(self.job_id) != Phase.COMMIT
+        wanted = {
+            t: cid
+            for t, cid in market.announced(self.job_id, self.round).items()
+            if t not in self.held
+        }
+        futures = {
+            t: _FETCHERS.submit(_fetch_capped, store, cid, max_bytes) for t, cid in wanted.items()
+        }
+        wait(futures.values(), timeout=self._wait_s(market, closed))
         unreachable = reached = 0
-        for trainer, cid in market.announced(self.job_id, self.round).items():
-            if trainer in self.held:
+        for trainer, future in futures.items():
+            if not future.done():
+                unreachable += 1  # still fetching at the end: it will not count
                 continue
-            try:
-                sealed = store.get(cid)
-            except ContentNotFound:
-                reached += 1
-                continue  # not (yet) there: tried again on the next collect
-            except StorageUnavailable:
+            got = future.result()
+            if isinstance(got, StorageUnavailable):
                 unreachable += 1  # the store is down, or this one CID times out
                 continue
             reached += 1
-            if self._ended(market):  # it arrived late: it could have been a choice
-                self.frozen = True
-                return
-            if len(sealed) <= max_bytes:
-                self.held[trainer] = (cid, sealed)
-                store.put(sealed)  # keep it (pin) for the verifiers
+            if isinstance(got, bytes):
+                self.held[trainer] = (wanted[trainer], got)
+                store.put(got)  # keep it (pin) for the verifiers
+        if self._ended(market):
+            self.frozen = True  # what was fetched finished within the wait, before the end
         if closed and (not unreachable or reached or self._store_answers(store)):
             self.taken = True
+
+    def _wait_s(self, market: MarketClient, closed: bool) -> float | None:
+        """How long this collect waits for its fetches: until the snapshot's end once the commit
+        phase is closed (None on the embedded chain, whose end is the first reveal), a few
+        seconds while it is open (a prefetch; the next collect harvests the rest)."""
+        job = market.job(self.job_id)
+        grace = snapshot_grace(market.chain, job)
+        if grace == 0:
+            return None
+        left = int(job.commitEnd) + grace - market.chain.next_block_time()
+        return max(0.0, float(left)) if closed else min(_PREFETCH_WAIT_S, max(0.0, float(left)))
 
     def _store_answers(self, store: ContentStore) -> bool:
         """Whether the store serves what it served before: a CID that times out (an announced
         one that exists nowhere) must not pass for an outage and cancel the snapshot."""
-        cid = next((c for c, _ in self.held.values()), None)
-        if cid is None:
+        cid, blob = next(iter(self.held.values()), ("", b""))
+        if not cid:
             return False
-        try:
-            return store.has(cid)
-        except StorageUnavailable:
-            return False
+        probe = _FETCHERS.submit(_fetch_capped, store, cid, len(blob))
+        done, _ = wait([probe], timeout=_PREFETCH_WAIT_S)
+        return bool(done) and isinstance(probe.result(), bytes)
 
     def _ended(self, market: MarketClient) -> bool:
         job = market.job(self.job_id)

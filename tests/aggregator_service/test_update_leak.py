@@ -13,6 +13,7 @@ by then. The choice to withhold is made blind.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -317,3 +318,32 @@ def test_an_announced_cid_that_times_out_does_not_pass_for_an_outage(
 
     monkeypatch.setattr(store, "get", get)
     assert driver.collect_sealed().taken
+
+
+def test_a_hanging_fetch_does_not_hold_the_others_back(
+    chain, market, store, aggregator, digits, monkeypatch
+) -> None:
+    """Fetches run concurrently and the collect waits no later than the snapshot's end: a CID
+    that hangs (exists nowhere, on a daemon) costs its announcer, not the others."""
+    monkeypatch.setattr(chain, "reveal_grace_s", 2)
+    job = make_job(chain, market, store, aggregator.address, digits, trainers=3, rounds=1)
+    honest, other, liar = job.clients
+    honest.participate(job.job_id, 1)
+    other.participate(job.job_id, 1)
+    bogus = "bafkreihanghanghanghanghanghanghanghanghanghanghanghanghang"
+    fn = market.contract.functions.commit(job.job_id, b"\x03" * 32)
+    chain.transact(fn, liar.account, suffix=bogus.encode())  # closes the commit phase
+    real_get = store.get
+
+    def get(cid: str, progress: Any = None) -> bytes:
+        if cid == bogus:
+            time.sleep(3)
+            raise StorageUnavailable("cat timed out")
+        return real_get(cid, progress)
+
+    monkeypatch.setattr(store, "get", get)
+    driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
+    started = time.monotonic()
+    snapshot = driver.collect_sealed()
+    assert time.monotonic() - started < 2.5  # waited at most until the end, not for the hang
+    assert snapshot.taken and set(snapshot.held) == {honest.address, other.address}
