@@ -209,10 +209,11 @@ class TrainerClient:
                 "its update stays private until it is"
             )
         blob = self.outbox(job_id, round_)
-        # A commitment from before sealing (a state file of an older client) names the plain
-        # update's CID: publish it plain, as that client would have.
-        legacy = p.cid == self.store.cid_of(blob)
-        cid = self.store.put(blob if legacy else seal(blob), self._stage("upload"))
+        cid = self.store.put(seal(blob), self._stage("upload"))
+        if cid != p.cid and self.store.cid_of(blob) == p.cid:
+            # A commitment from before sealing (a state file of an older client) names the
+            # plain update's CID: publish it plain, as that client would have.
+            cid = self.store.put(blob, self._stage("upload"))
         if cid != p.cid:
             raise ContentMismatch(
                 f"the store gave CID {cid} to the update committed as {p.cid} "

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from aggregator.round.records import Submission
-from backend.chain.market import MarketClient, Phase, Reveal, snapshot_grace
+from backend.chain.market import JobInfo, MarketClient, Phase, Reveal, snapshot_grace
 from backend.core.errors import ContentNotFound, Reason, StorageUnavailable
 from backend.core.sealing import unseal_verified
 from backend.storage import ContentStore
@@ -144,6 +144,9 @@ class SealedSnapshot:
     held: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # trainer → (cid, sealed)
     taken: bool = False
     frozen: bool = False
+    # fetches still running, kept across collects: a CID that hangs is fetched once, not once
+    # per collect (which would fill the fetchers)
+    _inflight: dict[str, tuple[str, Future]] = field(default_factory=dict, repr=False)
 
     def collect(self, market: MarketClient, store: ContentStore, max_bytes: int) -> None:
         """Fetch the announced sealed updates not yet held, concurrently and at most
@@ -154,27 +157,23 @@ class SealedSnapshot:
             self.frozen = True
             return
         closed = market.phase_of(self.job_id) != Phase.COMMIT
-        wanted = {
-            t: cid
-            for t, cid in market.announced(self.job_id, self.round).items()
-            if t not in self.held
-        }
-        futures = {
-            t: _FETCHERS.submit(_fetch_capped, store, cid, max_bytes) for t, cid in wanted.items()
-        }
-        wait(futures.values(), timeout=self._wait_s(market, closed))
+        for t, cid in market.announced(self.job_id, self.round).items():
+            if t not in self.held and t not in self._inflight:
+                self._inflight[t] = (cid, _FETCHERS.submit(_fetch_capped, store, cid, max_bytes))
+        wait([f for _, f in self._inflight.values()], timeout=self._wait_s(market, closed))
         unreachable = reached = 0
-        for trainer, future in futures.items():
+        for trainer, (cid, future) in list(self._inflight.items()):
             if not future.done():
-                unreachable += 1  # still fetching at the end: it will not count
+                unreachable += 1  # still fetching: harvested by a later collect, if in time
                 continue
+            del self._inflight[trainer]
             got = future.result()
             if isinstance(got, StorageUnavailable):
                 unreachable += 1  # the store is down, or this one CID times out
                 continue
             reached += 1
             if isinstance(got, bytes):
-                self.held[trainer] = (wanted[trainer], got)
+                self.held[trainer] = (cid, got)
                 store.put(got)  # keep it (pin) for the verifiers
         if self._ended(market):
             self.frozen = True  # what was fetched finished within the wait, before the end
@@ -185,12 +184,11 @@ class SealedSnapshot:
         """How long this collect waits for its fetches: until the snapshot's end once the commit
         phase is closed (None on the embedded chain, whose end is the first reveal), a few
         seconds while it is open (a prefetch; the next collect harvests the rest)."""
-        job = market.job(self.job_id)
-        grace = snapshot_grace(market.chain, job)
-        if grace == 0:
+        end = self._end(market)
+        if end is None:
             return None
-        left = int(job.commitEnd) + grace - market.chain.next_block_time()
-        return max(0.0, float(left)) if closed else min(_PREFETCH_WAIT_S, max(0.0, float(left)))
+        left = max(0.0, float(end - market.chain.next_block_time()))
+        return left if closed else min(_PREFETCH_WAIT_S, left)
 
     def _store_answers(self, store: ContentStore) -> bool:
         """Whether the store serves what it served before: a CID that times out (an announced
@@ -202,14 +200,21 @@ class SealedSnapshot:
         done, _ = wait([probe], timeout=_PREFETCH_WAIT_S)
         return bool(done) and isinstance(probe.result(), bytes)
 
+    def _end(self, market: MarketClient, job: JobInfo | None = None) -> int | None:
+        """The chain time the snapshot ends at (`commitEnd + snapshot_grace`); None on the
+        embedded chain (grace 0), where the first reveal ends it."""
+        job = job or market.job(self.job_id)
+        grace = snapshot_grace(market.chain, job)
+        return int(job.commitEnd) + grace if grace else None
+
     def _ended(self, market: MarketClient) -> bool:
         job = market.job(self.job_id)
         if int(job.currentRound) != self.round:
             return True
-        grace = snapshot_grace(market.chain, job)
-        if grace == 0:
+        end = self._end(market, job)
+        if end is None:
             return bool(market.reveals(self.job_id, self.round))
-        return market.chain.next_block_time() >= int(job.commitEnd) + grace
+        return market.chain.next_block_time() >= end
 
     def fetched(self, reveal: Reveal) -> Fetched:
         """The revealed update from the snapshot, or UNAVAILABLE if it was not in it."""

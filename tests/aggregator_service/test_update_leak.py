@@ -306,17 +306,7 @@ def test_an_announced_cid_that_times_out_does_not_pass_for_an_outage(
     other.participate(job.job_id, 1)
     driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
     driver.collect_sealed()  # prefetch: both honest updates are held
-    bogus = "bafkreibogusbogusbogusbogusbogusbogusbogusbogusbogusbogusbo"
-    fn = market.contract.functions.commit(job.job_id, b"\x02" * 32)
-    chain.transact(fn, liar.account, suffix=bogus.encode())  # closes the commit phase
-    real_get = store.get
-
-    def get(cid: str, progress: Any = None) -> bytes:
-        if cid == bogus:
-            raise StorageUnavailable("cat timed out")
-        return real_get(cid, progress)
-
-    monkeypatch.setattr(store, "get", get)
+    announce_timing_out(chain, market, store, job.job_id, liar, monkeypatch, hang_s=0)
     assert driver.collect_sealed().taken
 
 
@@ -330,20 +320,26 @@ def test_a_hanging_fetch_does_not_hold_the_others_back(
     honest, other, liar = job.clients
     honest.participate(job.job_id, 1)
     other.participate(job.job_id, 1)
-    bogus = "bafkreihanghanghanghanghanghanghanghanghanghanghanghanghang"
-    fn = market.contract.functions.commit(job.job_id, b"\x03" * 32)
-    chain.transact(fn, liar.account, suffix=bogus.encode())  # closes the commit phase
-    real_get = store.get
-
-    def get(cid: str, progress: Any = None) -> bytes:
-        if cid == bogus:
-            time.sleep(3)
-            raise StorageUnavailable("cat timed out")
-        return real_get(cid, progress)
-
-    monkeypatch.setattr(store, "get", get)
+    announce_timing_out(chain, market, store, job.job_id, liar, monkeypatch, hang_s=3)
     driver = RoundDriver(market, store, aggregator, job.job_id, job.package)
     started = time.monotonic()
     snapshot = driver.collect_sealed()
     assert time.monotonic() - started < 2.5  # waited at most until the end, not for the hang
     assert snapshot.taken and set(snapshot.held) == {honest.address, other.address}
+
+
+def announce_timing_out(chain, market, store, job_id, liar, monkeypatch, hang_s: float) -> None:
+    """`liar` commits last (closing the commit phase), announcing a CID that exists nowhere:
+    fetching it takes `hang_s`, then the store says unavailable, as a daemon's timeout does."""
+    bogus = "bafkreibogusbogusbogusbogusbogusbogusbogusbogusbogusbogusbo"
+    fn = market.contract.functions.commit(job_id, b"\x02" * 32)
+    chain.transact(fn, liar.account, suffix=bogus.encode())
+    real_get = store.get
+
+    def get(cid: str, progress: Any = None) -> bytes:
+        if cid == bogus:
+            time.sleep(hang_s)
+            raise StorageUnavailable("cat timed out")
+        return real_get(cid, progress)
+
+    monkeypatch.setattr(store, "get", get)
