@@ -26,6 +26,7 @@ from backend.chain.market import MarketClient, commitment_hash
 from backend.core.codec import Tensors
 from backend.core.compression import encode_update, load_residual, save_residual
 from backend.core.datasets import Dataset, check_fits
+from backend.core.devices import resolve_device
 from backend.core.errors import ConfigError, ContentMismatch, StorageUnavailable
 from backend.core.files import atomic_write
 from backend.core.jobspec import JobSpec
@@ -80,6 +81,7 @@ class TrainerClient:
         seed: int = 0,
         state_file: Path | None = None,
         progress: StageProgress | None = None,
+        device: str = "cpu",
     ) -> None:
         self.market = market
         self.store = store
@@ -88,6 +90,7 @@ class TrainerClient:
         self.seed = seed
         self.state_file = state_file
         self.progress = progress
+        self.device = resolve_device(device)  # where local training runs (never the round)
         self._specs: dict[int, JobSpec] = {}
         self._residuals: dict[int, Tensors] = {}
         self._outbox: dict[tuple[int, int], bytes] = {}
@@ -132,6 +135,7 @@ class TrainerClient:
             spec.training,
             seed=seed,
             on_step=self._stage("train"),
+            device=self.device,
         )
         return self.make_update(w_global, w_local, seed), loss
 

@@ -106,6 +106,13 @@ def trainer_run(
         bool, typer.Option("--step", help="do at most one action now (no waiting), then exit")
     ] = False,
     seed: Annotated[int, typer.Option(help="seed of local training")] = 0,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="where local training runs: auto (CUDA, then MPS, then CPU), cpu, cuda[:N] "
+            "or mps; the round's result never depends on it"
+        ),
+    ] = "auto",
     config: ConfigOpt = None,
     account: AccountOpt = None,
     dev_account: DevAccountOpt = None,
@@ -133,6 +140,7 @@ def trainer_run(
             seed=seed,
             state_file=_state_file(ctx, market, sender.address),
             progress=bars,
+            device=device,
         )
         if step_only:
             s = runner.step(client, job_id)

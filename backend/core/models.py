@@ -98,6 +98,21 @@ def _template_of_json(spec_json: str) -> Template:
     return Template.of(get_weights(build_model(ModelSpec.model_validate_json(spec_json))))
 
 
+def logits_and_targets(
+    spec: ModelSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, classes), targets (N,)) of a batch: what every loss and accuracy in the
+    codebase (training, scoring, evaluation) is computed from, so that a family defines once
+    what its predictions are."""
+    return model(x), y
+
+
+def batch_loss(spec: ModelSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of a batch (per example; per token for a sequence family)."""
+    logits, target = logits_and_targets(spec, model, x, y)
+    return nn.functional.cross_entropy(logits, target)
+
+
 def evaluate(
     spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> tuple[float, float]:
@@ -106,8 +121,12 @@ def evaluate(
     set_weights(model, weights)
     model.eval()
     with torch.no_grad():
-        logits = model(torch.as_tensor(x, dtype=torch.float64))
-        target = torch.as_tensor(y, dtype=torch.long)
+        logits, target = logits_and_targets(
+            spec,
+            model,
+            torch.as_tensor(x, dtype=torch.float64),
+            torch.as_tensor(y, dtype=torch.long),
+        )
         loss = nn.functional.cross_entropy(logits, target).item()
         acc = (logits.argmax(1) == target).double().mean().item()
     return float(loss), float(acc)
@@ -121,8 +140,9 @@ def loss_gradient(
     set_weights(model, weights)
     model.eval()
     params = dict(model.named_parameters())
-    logits = model(torch.as_tensor(x, dtype=torch.float64))
-    loss = nn.functional.cross_entropy(logits, torch.as_tensor(y, dtype=torch.long))
+    loss = batch_loss(
+        spec, model, torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.long)
+    )
     grads = torch.autograd.grad(loss, list(params.values()))
     by_name = {k: g.detach().numpy() for k, g in zip(params, grads, strict=True)}
     # Buffers (none today) have no gradient: zeros keep the template's layout.

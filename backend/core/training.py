@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
 from backend.core.codec import Tensors
 from backend.core.datasets import Dataset
 from backend.core.jobspec import TrainingSpec
-from backend.core.models import ModelSpec, build_model, get_weights, set_weights
+from backend.core.models import ModelSpec, batch_loss, build_model, get_weights, set_weights
 
 
 def train_local(
@@ -26,27 +25,31 @@ def train_local(
     training: TrainingSpec,
     seed: int = 0,
     on_step: Callable[[int, int], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensors, float]:
     """Start from the global weights, run local SGD epochs; return (local weights, last loss).
 
     `on_step(done, total)` is called after each optimizer step (a progress bar's hook).
+    `device` is where the steps run (`backend.core.devices.resolve_device`); the batch order
+    is drawn on the CPU, so it is the same on every device.
     """
     model = build_model(spec)
     set_weights(model, global_weights)
+    model.to(device)
     model.train()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=training.momentum)
-    x = torch.as_tensor(data.x, dtype=torch.float32)
-    y = torch.as_tensor(data.y, dtype=torch.long)
+    x = torch.as_tensor(data.x, dtype=torch.float32).to(device)
+    y = torch.as_tensor(data.y, dtype=torch.long).to(device)
     loss_value = float("nan")
     per_epoch = -(-len(y) // training.batch_size)
     total, done = per_epoch * training.local_epochs, 0
     for _ in range(training.local_epochs):
         order = torch.randperm(len(y), generator=gen)
         for start in range(0, len(y), training.batch_size):
-            idx = order[start : start + training.batch_size]
+            idx = order[start : start + training.batch_size].to(device)
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss = batch_loss(spec, model, x[idx], y[idx])
             loss.backward()
             opt.step()
             loss_value = float(loss.item())

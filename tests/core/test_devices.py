@@ -1,0 +1,64 @@
+"""`--device`: the selection logic (run on the CPU with the accelerators' probes faked), and that
+the round's result cannot depend on where a trainer trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.core.datasets import load_digits_dataset
+from backend.core.devices import resolve_device
+from backend.core.errors import ConfigError
+from backend.core.jobspec import TrainingSpec
+from backend.core.models import ModelSpec, build_model, get_weights
+from backend.core.training import train_local
+
+
+def _probes(cuda: bool, mps: bool) -> dict:
+    return {"cuda_available": lambda: cuda, "mps_available": lambda: mps}
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "picked"),
+    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"), (True, False, "cuda")],
+)
+def test_auto_picks_cuda_then_mps_then_cpu(cuda: bool, mps: bool, picked: str) -> None:
+    assert resolve_device("auto", **_probes(cuda, mps)).type == picked
+
+
+def test_explicit_devices_resolve_when_present() -> None:
+    assert resolve_device("cpu", **_probes(False, False)) == torch.device("cpu")
+    assert resolve_device("CUDA", **_probes(True, False)) == torch.device("cuda")
+    assert resolve_device("mps", **_probes(False, True)) == torch.device("mps")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("cuda", "torch sees no CUDA device"),
+        ("mps", "MPS backend is not available"),
+        ("tpu", "unknown device 'tpu'"),
+        ("cpu:1", "unknown device"),
+        ("cuda:x", "unknown device"),
+    ],
+)
+def test_a_missing_or_unknown_device_is_one_clear_error(name: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        resolve_device(name, **_probes(False, False))
+
+
+def test_auto_on_this_machine_is_a_usable_device() -> None:
+    device = resolve_device("auto")
+    assert torch.zeros(1, device=device).device.type == device.type
+
+
+def test_training_on_an_explicit_cpu_device_matches_the_default() -> None:
+    """The device is only where the steps run: same seed, same data, same CPU → same weights;
+    what a trainer sends is float32 numpy on the host whatever the device."""
+    data = load_digits_dataset().subset(np.arange(200))
+    spec = ModelSpec(family="mlp", input_dim=64, hidden=[16])
+    start = get_weights(build_model(spec))
+    a, _ = train_local(spec, start, data, TrainingSpec(), seed=3)
+    b, _ = train_local(spec, start, data, TrainingSpec(), seed=3, device=resolve_device("cpu"))
+    assert all(np.array_equal(a[k], b[k]) and b[k].dtype == np.float32 for k in a)
