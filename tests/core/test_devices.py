@@ -62,3 +62,33 @@ def test_training_on_an_explicit_cpu_device_matches_the_default() -> None:
     a, _ = train_local(spec, start, data, TrainingSpec(), seed=3)
     b, _ = train_local(spec, start, data, TrainingSpec(), seed=3, device=resolve_device("cpu"))
     assert all(np.array_equal(a[k], b[k]) and b[k].dtype == np.float32 for k in a)
+
+
+def test_the_round_result_does_not_depend_on_the_aggregators_thread_count() -> None:
+    """The round runs on the CPU in float64 wherever the trainers trained; the same inputs give
+    the same model bytes, fixed-point scores and reasons with one torch thread or two (a
+    verifier's machine need not match the aggregator's)."""
+    from aggregator.round.compute import Submission, compute_round
+    from backend.core import codec
+    from backend.core.datasets import shard, split_train_validation_test
+    from backend.core.jobspec import JobSpec
+    from backend.core.training import pseudo_gradient
+
+    train, val, _ = split_train_validation_test(load_digits_dataset())
+    spec = JobSpec(model=ModelSpec(hidden=[16]))
+    w0 = get_weights(build_model(spec.model))
+    subs = []
+    for i, part in enumerate(shard(train, 4)):
+        w, _ = train_local(spec.model, w0, part, spec.training, seed=i)
+        subs.append(Submission(f"0x{i + 1:040x}", codec.encode(pseudo_gradient(w0, w)), i))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(compute_round(spec, w0, subs, val))
+    finally:
+        torch.set_num_threads(threads)
+    a, b = results
+    assert a.next_model_blob == b.next_model_blob
+    assert a.scores_fp == b.scores_fp and a.reasons == b.reasons
