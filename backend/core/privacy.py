@@ -180,14 +180,19 @@ def _noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: i
 def epsilon_after(plan: DPPlan, rounds_done: int) -> float:
     """The cumulative ε after `rounds_done` rounds of DP-SGD under `plan` (RDP accountant;
     an upper bound when some of those rounds were skipped)."""
+    steps = plan.steps_per_round * rounds_done
+    return _epsilon(plan.noise_multiplier, plan.sample_rate, steps, plan.delta)
+
+
+@functools.lru_cache(maxsize=256)
+def _epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
     from opacus.accountants import RDPAccountant
 
     accountant = RDPAccountant()
-    steps = plan.steps_per_round * rounds_done
-    accountant.history = [(plan.noise_multiplier, plan.sample_rate, steps)]
+    accountant.history = [(noise_multiplier, sample_rate, steps)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return float(accountant.get_epsilon(delta=plan.delta))
+        return float(accountant.get_epsilon(delta=delta))
 
 
 # -- training ----------------------------------------------------------------------------------
