@@ -1,6 +1,6 @@
 """Differential privacy for trainers: test accuracy at ε ∈ {1, 4, 8} against no DP, MNIST-5k.
 
-10 trainers on IID shards of MNIST-5k's training split, 10 rounds, one local epoch per round.
+10 trainers on IID shards of MNIST-5k's training split, 5 rounds, one local epoch per round.
 Each DP trainer trains with DP-SGD (`backend.core.privacy.train_local_dp`: Opacus, Poisson
 sampling, clip 1.0, the noise that spends the target ε over the whole job, δ = 1e-5) and puts
 its claim in the update's metadata; every round goes through the aggregator's real round
@@ -9,7 +9,8 @@ consensus rule, harm test, information scoring, outer Nesterov step), as in benc
 Also reported per setting: honest trainer-rounds flagged or held out (none should be
 flagged: every trainer here is honest) and the largest ε claimed after the last round.
 
-    OMP_NUM_THREADS=1 python scripts/bench_dp.py --json          # 3 seeds, median
+    OMP_NUM_THREADS=1 python scripts/bench_dp.py --json          # 1 seed, 5 rounds: 3.5 min
+    OMP_NUM_THREADS=1 python scripts/bench_dp.py --seeds 3 --rounds 10 --json   # median of 3
     OMP_NUM_THREADS=1 python scripts/bench_dp.py --seeds 1 --rounds 3 --json   # quick
 
 The last stdout line is one JSON object: {"settings": {"no_dp" | "eps_8" | ...: {"acc",
@@ -104,8 +105,8 @@ def simulate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainers", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--epsilons", default="8,4,1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -160,8 +160,7 @@ def explain_validation_error(exc: ValidationError, root: type[BaseModel], source
     if first["type"] == "value_error" and not loc:  # a rule across fields: its own sentence
         return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     if first["type"] != "extra_forbidden":
-        msg = first["msg"].removeprefix("Value error, ")
-        return f"{source}: {'.'.join(loc) or 'spec'}: {msg}"
+        return f"{source}: {'.'.join(loc) or 'spec'}: {first['msg']}"
     model = _model_at(root, loc[:-1])
     table = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
     allowed = ", ".join(model.model_fields) if model else "see the docs"
