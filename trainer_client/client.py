@@ -31,6 +31,7 @@ from backend.core.errors import ConfigError, ContentMismatch, StorageUnavailable
 from backend.core.files import atomic_write
 from backend.core.jobspec import JobSpec
 from backend.core.models import template_of
+from backend.core.privacy import PrivacyClaim, train_local_dp
 from backend.core.sealing import seal
 from backend.core.training import pseudo_gradient, train_local
 from backend.protocol.fetch import fetch_current_weights, fetch_job_spec
@@ -82,6 +83,7 @@ class TrainerClient:
         state_file: Path | None = None,
         progress: StageProgress | None = None,
         device: str = "cpu",
+        dp_seed: int | None = None,
     ) -> None:
         self.market = market
         self.store = store
@@ -91,6 +93,10 @@ class TrainerClient:
         self.state_file = state_file
         self.progress = progress
         self.device = resolve_device(device)  # where local training runs (never the round)
+        # DP-SGD's sampling and noise: secret OS entropy unless a seed is given (simulations);
+        # a known seed would let anyone subtract the noise
+        self.dp_seed = dp_seed
+        self._claims: dict[tuple[int, int], PrivacyClaim] = {}
         self._specs: dict[int, JobSpec] = {}
         self._residuals: dict[int, Tensors] = {}
         self._outbox: dict[tuple[int, int], bytes] = {}
@@ -128,6 +134,8 @@ class TrainerClient:
         spec = self.spec(job_id)
         w_global = self.global_weights(job_id)
         seed = self.seed * 1_000_003 + round_
+        if spec.privacy is not None:
+            return self._dp_update(job_id, round_, w_global, seed)
         w_local, loss = train_local(
             spec.model,
             w_global,
@@ -137,6 +145,27 @@ class TrainerClient:
             on_step=self._stage("train"),
             device=self.device,
         )
+        return self.make_update(w_global, w_local, seed), loss
+
+    def _dp_update(
+        self, job_id: int, round_: int, w_global: Tensors, seed: int
+    ) -> tuple[Tensors, float]:
+        """DP-SGD as the job asks (`backend.core.privacy`); the claim goes with the commit."""
+        spec = self.spec(job_id)
+        assert spec.privacy is not None
+        w_local, loss, claim = train_local_dp(
+            spec.model,
+            w_global,
+            self.local_data(spec),
+            spec.training,
+            spec.privacy,
+            rounds=int(self.market.job(job_id).rounds),
+            round_=round_,
+            seed=None if self.dp_seed is None else self.dp_seed * 1_000_003 + round_,
+            on_step=self._stage("train"),
+            device=self.device,
+        )
+        self._claims[(job_id, round_)] = claim
         return self.make_update(w_global, w_local, seed), loss
 
     def _residual_path(self, job_id: int) -> Path | None:
@@ -168,6 +197,7 @@ class TrainerClient:
             spec.codec,
             topk_fraction=spec.topk_fraction,
             residual=self.residual(job_id),
+            metadata=self._claim_metadata(job_id, round_),
         )
         cid = self.store.cid_of(seal(blob))  # publishes nothing
         content_hash = sha256_bytes(blob)
@@ -187,6 +217,12 @@ class TrainerClient:
         with contextlib.suppress(StorageUnavailable):
             self.publish(job_id, round_)
         return cid, content_hash, gas
+
+    def _claim_metadata(self, job_id: int, round_: int) -> dict[str, str] | None:
+        """The privacy claim of this round's DP training, for the update's header (None
+        when it did not train with DP-SGD this round)."""
+        claim = self._claims.pop((job_id, round_), None)
+        return None if claim is None else claim.to_metadata()
 
     def send_commit(self, job_id: int, round_: int) -> int:
         """Send the commitment of an already prepared (pending) update; returns the gas used."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from backend.core.codec import Tensors
 from backend.core.errors import Reason
+from backend.core.privacy import PrivacyClaim
 
 __all__ = ["PublicUpdates", "RoundOutcome", "Submission", "TrainerOutcome"]
 
@@ -46,7 +47,8 @@ class PublicUpdates:
 
 @dataclass(frozen=True)
 class TrainerOutcome:
-    """One participant's result: reason code, why, score (float and fixed point), update norm."""
+    """One participant's result: reason code, why, score (float and fixed point), update norm,
+    and the privacy claim its update carried (None: none, or no decodable update)."""
 
     trainer: str
     reason: Reason
@@ -54,6 +56,12 @@ class TrainerOutcome:
     score: float
     score_fp: int
     update_norm: float
+    privacy: PrivacyClaim | None = None
+
+    @property
+    def epsilon(self) -> float | None:
+        """The cumulative ε the trainer claims after this round (None: no claim)."""
+        return None if self.privacy is None else self.privacy.epsilon
 
 
 @dataclass

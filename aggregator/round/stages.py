@@ -9,7 +9,7 @@ have (the golden test pins scores, reasons and model hash bit for bit).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,11 +29,12 @@ from aggregator.rules.scoring import leave_one_out, loss_gain_alone, shapley_mon
 from aggregator.rules.screening import OutlierRule, screen_updates
 from backend.core import codec
 from backend.core.codec import Template, Tensors
-from backend.core.compression import decode_update
+from backend.core.compression import decode_update_with_metadata
 from backend.core.datasets import Dataset
 from backend.core.errors import Reason, UpdateRejected
 from backend.core.jobspec import JobSpec
 from backend.core.models import evaluate, loss_gradient
+from backend.core.privacy import PrivacyClaim, claim_from_metadata
 
 __all__ = [
     "Copies",
@@ -131,6 +132,7 @@ class Decoded:
     valid: list[int]  # decodable submissions, in trainer-address order
     norms: np.ndarray  # (n,) L2 norm of each decodable update, 0 for the others
     verdicts: Verdicts
+    claims: dict[int, PrivacyClaim] = field(default_factory=dict)  # submission → its ε claim
 
     def rows(self, indices: Sequence[int]) -> np.ndarray:
         """The rows of the submissions ``indices`` (a copy, in that order)."""
@@ -158,16 +160,20 @@ class Selection:
         return Selection(verdicts, accepted, self.held_out)
 
 
-def _decode_one(inputs: RoundInputs, blob: bytes) -> np.ndarray | UpdateRejected:
-    """The flattened float32 row of one revealed update, or why it was rejected."""
+def _decode_one(
+    inputs: RoundInputs, blob: bytes
+) -> tuple[np.ndarray, PrivacyClaim | None] | UpdateRejected:
+    """The flattened float32 row of one revealed update and its privacy claim, or why it was
+    rejected (a malformed claim is UNDECODABLE, like any malformed header)."""
     spec = inputs.spec
     try:
-        tensors = decode_update(
+        tensors, meta = decode_update_with_metadata(
             blob, inputs.template, spec.codec, spec.aggregation.max_update_bytes
         )
+        claim = claim_from_metadata(meta)
     except UpdateRejected as rej:
         return rej
-    return inputs.template.flatten(tensors, np.float32)
+    return inputs.template.flatten(tensors, np.float32), claim
 
 
 def decode(inputs: RoundInputs) -> Decoded:
@@ -177,6 +183,7 @@ def decode(inputs: RoundInputs) -> Decoded:
     changes: dict[int, tuple[Reason, str]] = {}
     rows: list[np.ndarray] = []
     row_of: dict[int, int] = {}
+    claims: dict[int, PrivacyClaim] = {}
     for i in inputs.by_trainer(range(n)):
         if subs[i].reason != Reason.ACCEPTED:
             continue
@@ -184,19 +191,22 @@ def decode(inputs: RoundInputs) -> Decoded:
         if blob is None:
             changes[i] = (Reason.MISSING, "no update revealed this round")
             continue
-        row = _decode_one(inputs, blob)
-        if isinstance(row, UpdateRejected):
-            changes[i] = (row.reason, row.detail)
+        got = _decode_one(inputs, blob)
+        if isinstance(got, UpdateRejected):
+            changes[i] = (got.reason, got.detail)
             continue
+        row, claim = got
         row_of[i] = len(rows)
         rows.append(row)
+        if claim is not None:
+            claims[i] = claim
     valid = inputs.by_trainer(row_of)
     x = np.stack(rows) if rows else np.zeros((0, inputs.template.size), np.float32)
     norms = np.zeros(n)
     for i in valid:
         norms[i] = float(np.linalg.norm(x[row_of[i]].astype(np.float64)))
     verdicts = Verdicts(tuple(s.reason for s in subs), tuple(s.detail for s in subs))
-    return Decoded(x, row_of, valid, norms, verdicts.updated(changes))
+    return Decoded(x, row_of, valid, norms, verdicts.updated(changes), claims)
 
 
 @dataclass(frozen=True)
@@ -522,6 +532,7 @@ def aggregate(
             float(scored.scores[i]),
             int(fixed[i]),
             float(decoded.norms[i]),
+            decoded.claims.get(i),
         )
         for i, s in enumerate(inputs.submissions)
     ]

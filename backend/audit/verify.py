@@ -130,6 +130,9 @@ class RoundCheck:
     corrected: bool = False  # the result of record is a dispute's correction, not the post
     digest_posted: str = ""  # round_digest of the result of record
     digest_recomputed: str = ""
+    # each participant's claimed (cumulative) ε, from its revealed update (None: no claim);
+    # read from public blobs, not posted on chain, so not part of the digest
+    epsilon: list[float | None] = field(default_factory=list)
     # not serialised: the recomputed result (with the model blob) and the result of record
     recomputed: RecomputedRound | None = field(default=None, repr=False, compare=False)
     post: RoundPost | None = field(default=None, repr=False, compare=False)
@@ -425,6 +428,7 @@ def _round_check(
     check.digest_recomputed = _hex(check.recomputed.digest)
     check.validation_loss = float(outcome.loss_after)
     check.validation_accuracy = float(outcome.accuracy_after)
+    check.epsilon = [o.epsilon for o in outcome.outcomes]
     for k, trainer in enumerate(participants):
         posted_r = post.reasons[k] if k < len(post.reasons) else None
         posted_s = post.scores[k] if k < len(post.scores) else None

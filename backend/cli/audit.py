@@ -411,6 +411,9 @@ def print_report(report: VerifyReport, as_json: bool = False) -> None:
         table.add_column("result")
         table.add_column("val loss", justify="right")
         table.add_column("val acc", justify="right")
+        dp = any(e is not None for r in report.rounds for e in r.epsilon)
+        if dp:
+            table.add_column("ε claimed (per trainer, join order)")
         for r in report.rounds:
             result = "[green]ok[/]" if r.ok else "\n".join(m.describe() for m in r.mismatches)
             table.add_row(
@@ -418,6 +421,7 @@ def print_report(report: VerifyReport, as_json: bool = False) -> None:
                 result if r.ok else f"[red]{result}[/]",
                 "-" if r.validation_loss is None else f"{r.validation_loss:.4f}",
                 "-" if r.validation_accuracy is None else f"{r.validation_accuracy:.3f}",
+                *([_epsilons(r.epsilon)] if dp else []),
             )
         if report.rounds:
             out.print(table)
@@ -440,6 +444,11 @@ def print_report(report: VerifyReport, as_json: bool = False) -> None:
             "between the chain and the recomputation",
             highlight=False,
         )
+
+
+def _epsilons(epsilon: list[float | None]) -> str:
+    """Claimed ε per participant: '-' for none."""
+    return " ".join("-" if e is None else f"{e:.3g}" for e in epsilon)
 
 
 @api_app.command("serve")

@@ -109,7 +109,7 @@ def owner_status(job_id: JobArg, config: ConfigOpt = None, as_json: JsonOpt = Fa
 
     ctx = Ctx(config)
     market = ctx.market()
-    info = job_status(market, ctx.job(market, job_id))
+    info = job_status(market, ctx.job(market, job_id), ctx.store())
     if as_json:
         emit(json.dumps(info))
         return
@@ -118,10 +118,20 @@ def owner_status(job_id: JobArg, config: ConfigOpt = None, as_json: JsonOpt = Fa
             for p in value:
                 out.print(
                     f"  {p['trainer']}  score {p['score_total']:.4f}  flagged "
-                    f"{p['flagged_rounds']}  claimed {p['claimed']}"
+                    f"{p['flagged_rounds']}  claimed {p['claimed']}{_privacy_cell(p)}"
                 )
         else:
             out.print(f"{status_line(key, value, 20)}")
+
+
+def _privacy_cell(participant: dict[str, Any]) -> str:
+    """A DP job's participant: its claimed ε (cumulative) and any shortfall; '' otherwise."""
+    if "epsilon" not in participant:
+        return ""
+    eps = participant["epsilon"]
+    shown = "none" if eps is None else f"{eps:.3g}"
+    note = participant["privacy"]
+    return f"  ε {shown}" + (f" ({note})" if note else "")
 
 
 def _owner_tx(name: str, doc: str, action: Callable[[Any, Any, int], Any]) -> None:

@@ -62,8 +62,12 @@ def encode_update(
     *,
     topk_fraction: float = DEFAULT_TOPK_FRACTION,
     residual: Mapping[str, np.ndarray] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[bytes, Tensors]:
     """Encode an update (plus the carried residual); return (blob, new residual).
+
+    `metadata` joins the codec's own in the blob's header (a privacy claim,
+    `backend.core.privacy`): the content hash commits to it.
 
     The new residual is what the receiver will not see: (update + residual) − decoded. For
     fp32 it is zero; for int8 the rounding error; for top-k everything not sent.
@@ -73,12 +77,13 @@ def encode_update(
     order of `tensors` (weights decoded from a blob arrive in the blob's order).
     """
     _check_codec(codec)
+    extra = dict(metadata or {})
     full = template.flatten(tensors, np.float64)
     if residual is not None:
         full = full + template.flatten(residual, np.float64)
     full32 = full.astype(np.float32)
     if codec == "fp32":
-        blob = st_codec.encode(template.unflatten(full32), {"codec": "fp32"})
+        blob = st_codec.encode(template.unflatten(full32), {"codec": "fp32", **extra})
         sent = full32.astype(np.float64)
     elif codec == "int8":
         qs, scales, sent_parts = [], [], []
@@ -93,7 +98,7 @@ def encode_update(
             offset += n
         q_all = np.concatenate(qs) if qs else np.zeros(0, np.int8)
         s_all = np.asarray(scales, dtype=np.float32)
-        blob = st_save({"q": q_all, "s": s_all}, metadata={"codec": "int8"})
+        blob = st_save({"q": q_all, "s": s_all}, metadata={"codec": "int8", **extra})
         sent = np.concatenate(sent_parts) if sent_parts else np.zeros(0)
     else:
         k = topk_count(template.size, topk_fraction)
@@ -102,7 +107,7 @@ def encode_update(
         stream, b = rice_encode(idx)
         blob = st_save(
             {"i": stream, "q": q, "s": np.asarray([scale], np.float32)},
-            metadata={"codec": "topk", "rice": str(b)},
+            metadata={"codec": "topk", "rice": str(b), **extra},
         )
         sent = np.zeros(template.size)
         sent[idx] = q.astype(np.float64) * np.float32(scale)
@@ -204,6 +209,13 @@ def decode_update(
     Raises UpdateRejected: TOO_LARGE, UNDECODABLE (not safetensors, or another codec),
     WRONG_SHAPE (names, dtypes, shapes, index range/order) or NON_FINITE.
     """
+    return decode_update_with_metadata(blob, template, codec, max_bytes)[0]
+
+
+def decode_update_with_metadata(
+    blob: bytes, template: Template, codec: str, max_bytes: int | None = None
+) -> tuple[Tensors, dict[str, str]]:
+    """`decode_update`, plus the blob's (bounded, string-to-string) header metadata."""
     _check_codec(codec)
     if max_bytes is not None and len(blob) > max_bytes:
         raise _reject(
@@ -216,7 +228,7 @@ def decode_update(
     if codec == "fp32":
         if declared not in (None, "fp32"):
             raise _reject(Reason.UNDECODABLE, f"blob is {declared}-encoded; the job uses fp32")
-        return st_codec.decode(blob, template)  # names, shapes, dtype, finiteness
+        return st_codec.decode(blob, template), meta  # names, shapes, dtype, finiteness
     if declared != codec:
         raise _reject(Reason.UNDECODABLE, f"blob declares codec {declared!r}; the job uses {codec}")
     st_codec.read_header(blob, _PACKED_NAMES[codec])
@@ -263,7 +275,7 @@ def decode_update(
             flat[idx] = q.astype(np.float32) * s[0]
     if not np.isfinite(flat).all():
         raise _reject(Reason.NON_FINITE, "decoded values overflow to Inf")
-    return template.unflatten(flat, np.float32)
+    return template.unflatten(flat, np.float32), meta
 
 
 def zeros_like(template: Template) -> Tensors:

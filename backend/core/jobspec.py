@@ -7,9 +7,10 @@ read the same model, training hints and aggregation rules.
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backend.core.compression import DEFAULT_TOPK_FRACTION
 from backend.core.models import ModelSpec
@@ -24,6 +25,27 @@ class TrainingSpec(BaseModel):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class PrivacySpec(BaseModel):
+    """DP-SGD the job asks of its trainers (`backend.core.privacy`): per-sample gradients
+    clipped to `clip_norm`, Gaussian noise of `noise_multiplier` x `clip_norm`, or the noise that
+    keeps the whole job (every round) within (`target_epsilon`, `delta`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clip_norm: float = Field(1.0, gt=0, le=1e6, description="max L2 norm of a per-sample gradient")
+    noise_multiplier: float | None = Field(None, gt=0, le=1e6)
+    target_epsilon: float | None = Field(
+        None, gt=0, le=1e6, description="the budget for the whole job, across all its rounds"
+    )
+    delta: float = Field(1e-5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_noise_setting(self) -> PrivacySpec:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("[privacy] needs exactly one of noise_multiplier and target_epsilon")
+        return self
 
 
 class RuleSpec(BaseModel):
@@ -110,12 +132,19 @@ class JobSpec(BaseModel):
         "a small model's update 25x smaller than fp32)",
     )
     min_rows: int = Field(10, ge=1)
+    privacy: PrivacySpec | None = Field(
+        None, description="DP-SGD asked of trainers (None: no differential privacy)"
+    )
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON (sorted keys, no spaces): the bytes whose sha256 goes on chain."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        ).encode()
+        """Canonical JSON (sorted keys, no spaces): the bytes whose sha256 goes on chain.
+
+        `privacy` is left out when None, so a job without it has the bytes (and the on-chain
+        hash) it had before the field existed."""
+        data = self.model_dump(mode="json")
+        if data.get("privacy") is None:
+            data.pop("privacy", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> JobSpec:
@@ -143,6 +172,7 @@ def _model_at(root: type[BaseModel], path: list[str]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = root
     for part in path:
         field = model.model_fields.get(part) if model else None
-        hint = field.annotation if field else None
-        model = hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+        hints = typing.get_args(field.annotation) or (field.annotation,) if field else ()
+        models = [h for h in hints if isinstance(h, type) and issubclass(h, BaseModel)]
+        model = models[0] if models else None  # an optional table: `Spec | None`
     return model

@@ -61,6 +61,7 @@ class JobFile(BaseModel):
     model: dict[str, Any]
     training: dict[str, Any] = Field(default_factory=dict)
     aggregation: dict[str, Any] = Field(default_factory=dict)
+    privacy: dict[str, Any] | None = None  # DP-SGD asked of trainers (`[privacy]`)
     outlier_rule: str | None = None
     codec: Literal["fp32", "int8", "topk"] = "fp32"
     topk_fraction: float | None = None  # None: the JobSpec default
@@ -135,6 +136,7 @@ class JobFile(BaseModel):
                 "min_rows": self.min_rows,
             }
             | ({} if self.topk_fraction is None else {"topk_fraction": self.topk_fraction})
+            | ({} if self.privacy is None else {"privacy": self.privacy})
         )
 
     def validation_path(self, job_file: Path, override: Path | None = None) -> Path:

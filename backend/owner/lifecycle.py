@@ -21,13 +21,17 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from aggregator.round.gather import FetchPolicy, fetch_reveal
 from backend.chain.base import TxResult
 from backend.chain.market import JobInfo, JobParams, MarketClient
-from backend.core.errors import ConfigError, DataError
+from backend.core.codec import read_header
+from backend.core.errors import ConfigError, DataError, FedMarketError, UpdateRejected
 from backend.core.jobstatus import JobStatus
+from backend.core.privacy import PrivacyClaim, budget_note, claim_from_metadata
 from backend.core.units import score_value
 from backend.core.valpackage import ValidationPackage
 from backend.owner.publish import JobArtifacts, publish_job
+from backend.protocol.fetch import fetch_job_spec
 from backend.storage import ContentStore, Transfer, fetch_verified
 
 
@@ -175,9 +179,44 @@ def refund_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResu
     return market.claim_refund(owner, job_id)
 
 
-def job_status(market: MarketClient, job: JobInfo) -> dict[str, Any]:
-    """A job's status, phase, rounds and participants (the `owner status --json` record)."""
+def privacy_claims(
+    market: MarketClient, store: ContentStore, job_id: int
+) -> dict[str, list[PrivacyClaim | str | None]]:
+    """Each participant's privacy claim per posted round, from its revealed update's header:
+    the claim, None (no update or no claim), or why it is unreadable ('unavailable',
+    'invalid: ...'). Reads every revealed update: for DP jobs only."""
+    claims: dict[str, list[PrivacyClaim | str | None]] = {
+        t: [] for t in market.participants(job_id)
+    }
+    for post in market.round_posts(job_id):
+        for entry in market.round_entries(job_id, post.round):
+            claims.setdefault(entry.trainer, []).append(_claim_of(store, entry.reveal))
+    return claims
+
+
+def _claim_of(store: ContentStore, reveal: Any) -> PrivacyClaim | str | None:
+    if reveal is None:
+        return None
+    got = fetch_reveal(store, reveal, FetchPolicy())
+    if got.blob is None:
+        return "unavailable"
+    try:
+        return claim_from_metadata(read_header(got.blob, None))
+    except UpdateRejected as exc:
+        return f"invalid: {exc.detail}"
+
+
+def job_status(
+    market: MarketClient, job: JobInfo, store: ContentStore | None = None
+) -> dict[str, Any]:
+    """A job's status, phase, rounds and participants (the `owner status --json` record).
+
+    With the `store`, a job that asks for DP-SGD also shows each participant's claimed ε per
+    posted round (`epsilon_by_round`), its latest (`epsilon`, cumulative) and how that compares
+    with the job's target (`privacy`: '' when it complies)."""
     job_id = job.job_id
+    privacy = None if store is None else _privacy_asked(market, store, job_id)
+    claims = {} if store is None or privacy is None else privacy_claims(market, store, job_id)
     participants = []
     for address in market.participants(job_id):
         record = market.participant(job_id, address)
@@ -188,6 +227,7 @@ def job_status(market: MarketClient, job: JobInfo) -> dict[str, Any]:
                 "flagged_rounds": int(record["flaggedRounds"]),
                 "claimed": bool(record["claimed"]),
             }
+            | ({} if privacy is None else _privacy_fields(claims.get(address, []), privacy))
         )
     return {
         "job_id": job_id,
@@ -209,6 +249,28 @@ def job_status(market: MarketClient, job: JobInfo) -> dict[str, Any]:
         "challenge_window_s": int(job.challengeWindow),
         "aggregator_bond_wei": int(job.aggregatorBond),
         "validation_chunks_revealed": sorted(market.validation_chunks(job_id)),
+    }
+
+
+def _privacy_asked(market: MarketClient, store: ContentStore, job_id: int) -> Any:
+    """The job's [privacy] table; None too when the spec cannot be read (the status shows
+    what the chain says without it)."""
+    try:
+        return fetch_job_spec(market, store, job_id).privacy
+    except FedMarketError:
+        return None
+
+
+def _privacy_fields(by_round: list[PrivacyClaim | str | None], privacy: Any) -> dict[str, Any]:
+    """A DP job's participant fields: the claimed ε per round, the latest (cumulative) one,
+    and how it compares with what the job asks (`budget_note`; '' before any update)."""
+    claims = [c for c in by_round if isinstance(c, PrivacyClaim)]
+    latest = claims[-1] if claims else None
+    revealed = any(c is not None for c in by_round)
+    return {
+        "epsilon": None if latest is None else latest.epsilon,
+        "epsilon_by_round": [c.epsilon if isinstance(c, PrivacyClaim) else c for c in by_round],
+        "privacy": budget_note(latest, privacy) if revealed or latest else "",
     }
 
 

@@ -22,7 +22,7 @@ from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
-from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
+from backend.core.jobspec import AggregationSpec, JobSpec, PrivacySpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
 from backend.core.units import ETHER, PPM, score_value
 from backend.core.valpackage import ValidationPackage
@@ -67,6 +67,7 @@ class DemoConfig:
     challenge_window: int = 0  # seconds; the demo's clock jumps over a longer one
     lying_aggregator: bool = False  # round 2 flags an honest trainer; verifiers overturn it
     frivolous_challenge: bool = False  # an honest round 2 is challenged with a wrong digest
+    privacy: PrivacySpec | None = None  # DP-SGD asked of trainers (backend.core.privacy)
 
     @property
     def disputes(self) -> bool:
@@ -157,6 +158,7 @@ def demo_spec(cfg: DemoConfig, data: Dataset) -> JobSpec:
             rule={"name": cfg.rule},
         ),
         codec=cfg.codec,  # type: ignore[arg-type]
+        privacy=cfg.privacy,
     )
 
 
@@ -197,10 +199,12 @@ def register_trainers(
         seed = cfg.seed + i
         if i >= cfg.trainers - cfg.attackers:
             client: TrainerClient = AdversarialClient(
-                demo.market, demo.store, acct, shards[i], attack=cfg.attack, seed=seed
+                demo.market, demo.store, acct, shards[i], attack=cfg.attack, seed=seed, dp_seed=seed
             )
         else:
-            client = TrainerClient(demo.market, demo.store, acct, shards[i], seed=seed)
+            client = TrainerClient(
+                demo.market, demo.store, acct, shards[i], seed=seed, dp_seed=seed
+            )
         demo.market.register(acct, cfg.stake_wei)
         client.spec(job.job_id)  # checks the shard fits the job's model before staking on it
         demo.market.join(acct, job.job_id)
