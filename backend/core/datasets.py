@@ -36,7 +36,11 @@ def load_dataset(name: str) -> Dataset:
         return load_digits_dataset()
     if name == "mnist":
         return load_mnist_5k()
-    raise DataError(f"unknown dataset {name!r}; known: digits, mnist")
+    if name == "stdlib":  # charlm's text; split it by module (`stdlib_text.stdlib_split`)
+        from backend.core.stdlib_text import load_stdlib
+
+        return load_stdlib()
+    raise DataError(f"unknown dataset {name!r}; known: digits, mnist, stdlib")
 
 
 def load_mnist_5k() -> Dataset:

@@ -24,6 +24,11 @@ from backend.core.datasets import Dataset
 from backend.core.errors import DataError
 
 DEFAULT_CONTEXT = 32  # bytes per row when nothing else says (`load_dataset("stdlib")`)
+# The default budgets (`fedmarket demo --model charlm`, `fedmarket data split stdlib`)
+SHARD_BYTES = 16 * 1024  # per trainer
+VALIDATION_BYTES = 12 * 1024  # cut into one chunk per round
+TEST_BYTES = 8 * 1024
+MODULE_BYTES = 4 * 1024  # at most this much from the start of each module
 
 
 def stdlib_modules() -> list[Path]:
@@ -82,7 +87,7 @@ def stdlib_split(
     shard_bytes: int,
     validation_bytes: int,
     test_bytes: int,
-    module_bytes: int = 4096,
+    module_bytes: int = MODULE_BYTES,
     seed: int = 0,
 ) -> TextSplit:
     """Test, then validation, then one shard per trainer, each from its own modules (a seeded

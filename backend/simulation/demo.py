@@ -22,10 +22,10 @@ from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
+from backend.core import stdlib_text
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
-from backend.core.stdlib_text import stdlib_split
 from backend.core.units import ETHER, PPM, score_value
 from backend.core.valpackage import ValidationPackage
 from backend.owner.lifecycle import create_job, finalize_job, preflight_job, refund_job
@@ -59,10 +59,10 @@ class CharLMDemo:
     width: int = 64
     depth: int = 2
     heads: int = 4
-    shard_bytes: int = 16 * 1024  # per trainer
-    validation_bytes: int = 12 * 1024  # cut into one chunk per round
-    test_bytes: int = 8 * 1024
-    module_bytes: int = 4 * 1024  # at most this much of each module
+    shard_bytes: int = stdlib_text.SHARD_BYTES  # per trainer
+    validation_bytes: int = stdlib_text.VALIDATION_BYTES  # one chunk per round
+    test_bytes: int = stdlib_text.TEST_BYTES
+    module_bytes: int = stdlib_text.MODULE_BYTES  # at most this much of each module
     local_epochs: int = 2
     # plain SGD on a transformer: small batches with momentum learn the most per byte read
     lr: float = 0.05
@@ -233,7 +233,7 @@ def split_data(cfg: DemoConfig) -> tuple[list[Dataset], Dataset, Dataset, JobSpe
     Dirichlet shards with `non_iid_alpha`); charlm splits the stdlib by module."""
     if cfg.model == "charlm":
         lm = cfg.charlm
-        text = stdlib_split(
+        text = stdlib_text.stdlib_split(
             cfg.trainers,
             lm.context,
             lm.shard_bytes,
