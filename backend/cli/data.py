@@ -61,19 +61,19 @@ def _split(
     dataset: str, parts: int, non_iid: float | None, seed: int, context: int
 ) -> tuple[list[Dataset], Dataset, Dataset]:
     """(shards, validation, test): rows shuffled, or the stdlib by module (its default budgets)."""
-    from backend.core import stdlib_text
+    from backend.core import datasets
     from backend.core.datasets import load_dataset, shard, split_train_validation_test
     from backend.core.errors import ConfigError
 
     if dataset == "stdlib":
         if non_iid is not None:
             raise ConfigError("--non-iid does not apply to stdlib: each shard has its own modules")
-        text = stdlib_text.stdlib_split(
+        text = datasets.stdlib_split(
             parts,
             context,
-            stdlib_text.SHARD_BYTES,
-            stdlib_text.VALIDATION_BYTES,
-            stdlib_text.TEST_BYTES,
+            datasets.STDLIB_SHARD_BYTES,
+            datasets.STDLIB_VALIDATION_BYTES,
+            datasets.STDLIB_TEST_BYTES,
             seed=seed,
         )
         return text.shards, text.validation, text.test

@@ -22,7 +22,7 @@ from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
-from backend.core import stdlib_text
+from backend.core import datasets
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
@@ -59,10 +59,10 @@ class CharLMDemo:
     width: int = 64
     depth: int = 2
     heads: int = 4
-    shard_bytes: int = stdlib_text.SHARD_BYTES  # per trainer
-    validation_bytes: int = stdlib_text.VALIDATION_BYTES  # one chunk per round
-    test_bytes: int = stdlib_text.TEST_BYTES
-    module_bytes: int = stdlib_text.MODULE_BYTES  # at most this much of each module
+    shard_bytes: int = datasets.STDLIB_SHARD_BYTES  # per trainer
+    validation_bytes: int = datasets.STDLIB_VALIDATION_BYTES  # one chunk per round
+    test_bytes: int = datasets.STDLIB_TEST_BYTES
+    module_bytes: int = datasets.STDLIB_MODULE_BYTES  # at most this much of each module
     local_epochs: int = 2
     # plain SGD on a transformer: small batches with momentum learn the most per byte read
     lr: float = 0.05
@@ -233,7 +233,7 @@ def split_data(cfg: DemoConfig) -> tuple[list[Dataset], Dataset, Dataset, JobSpe
     Dirichlet shards with `non_iid_alpha`); charlm splits the stdlib by module."""
     if cfg.model == "charlm":
         lm = cfg.charlm
-        text = stdlib_text.stdlib_split(
+        text = datasets.stdlib_split(
             cfg.trainers,
             lm.context,
             lm.shard_bytes,

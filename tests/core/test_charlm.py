@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from backend.cli.main import app
-from backend.core import codec, stdlib_text
-from backend.core.datasets import check_fits, from_npz_bytes, to_npz_bytes
+from backend.core import codec
+from backend.core.datasets import check_fits, from_npz_bytes, stdlib_split, to_npz_bytes
 from backend.core.errors import DataError
 from backend.core.jobspec import JobSpec, explain_validation_error
 from backend.core.models import (
@@ -144,8 +144,8 @@ def test_stdlib_loads_offline_and_shards_by_module(monkeypatch: pytest.MonkeyPat
         raise AssertionError("the stdlib corpus must not touch the network")
 
     monkeypatch.setattr(socket, "socket", no_network)
-    split = stdlib_text.stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=1)
-    again = stdlib_text.stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=1)
+    split = stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=1)
+    again = stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=1)
     assert split.shard_modules == again.shard_modules
     assert all(np.array_equal(a.x, b.x) for a, b in zip(split.shards, again.shards, strict=True))
     groups = [*split.shard_modules, split.validation_modules, split.test_modules]
@@ -158,7 +158,7 @@ def test_stdlib_loads_offline_and_shards_by_module(monkeypatch: pytest.MonkeyPat
     assert len(first) == (6000 - 1) // CONTEXT
     # row k+1 starts with row k's label: consecutive windows of one text
     assert np.array_equal(first.x[1:, 0], first.y[:-1].astype(np.float32))
-    other = stdlib_text.stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=2)
+    other = stdlib_split(4, CONTEXT, 6000, 5000, 3000, module_bytes=2048, seed=2)
     assert other.shard_modules != split.shard_modules
 
 
