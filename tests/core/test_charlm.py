@@ -207,3 +207,16 @@ def test_market_on_charlm_learns_and_does_not_pay_the_attacker(tmp_path) -> None
     assert bad["attack"] == "sign_flip" and bad["flagged_rounds"] == 2
     assert bad["reward_wei"] == 0 and bad["score_total"] == 0 and bad["slashed_wei"] > 0
     assert all(t["reward_wei"] > 0 and t["flagged_rounds"] == 0 for t in honest)
+
+
+def test_label_flip_flips_every_charlm_target() -> None:
+    """For charlm the bytes are labels too: a label flip that left x alone would poison one
+    target in `context` and be paid as honest."""
+    from trainer_client.adversaries import poison_data
+
+    split = stdlib_split(1, CONTEXT, 2048, 1024, 1024)
+    data = split.shards[0]
+    lm = poison_data("label_flip", data, 256, "charlm")
+    assert np.array_equal(lm.x, 255 - data.x) and np.array_equal(lm.y, 255 - data.y)
+    mlp = poison_data("label_flip", data, 256)
+    assert np.array_equal(mlp.x, data.x) and np.array_equal(mlp.y, 255 - data.y)
