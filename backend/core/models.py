@@ -123,6 +123,13 @@ def build_model(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> nn.Modul
     return model.to(dtype)
 
 
+def check_inputs(spec: ModelSpec, x: np.ndarray) -> None:
+    """What `check_fits` cannot see from shapes: charlm's features must be byte values
+    (DataError otherwise), caught when a file is read rather than mid-round."""
+    if spec.family == "charlm":
+        tokens_of(torch.as_tensor(np.asarray(x)))
+
+
 def get_weights(model: nn.Module) -> Tensors:
     return {
         k: v.detach().cpu().numpy().astype(np.float32, copy=True)

@@ -12,9 +12,17 @@ import torch
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from backend.cli.common import out
+from backend.cli.demo import print_demo
 from backend.cli.main import app
 from backend.core import codec
-from backend.core.datasets import check_fits, from_npz_bytes, stdlib_split, to_npz_bytes
+from backend.core.datasets import (
+    Dataset,
+    check_fits,
+    from_npz_bytes,
+    stdlib_split,
+    to_npz_bytes,
+)
 from backend.core.errors import DataError
 from backend.core.jobspec import JobSpec, explain_validation_error
 from backend.core.models import (
@@ -199,8 +207,12 @@ def test_market_on_charlm_learns_and_does_not_pay_the_attacker(tmp_path) -> None
     cfg = DemoConfig(
         trainers=4, attackers=1, rounds=2, model="charlm", charlm=lm, store_dir=tmp_path / "s"
     )
-    s = run_demo(cfg).summary
+    result = run_demo(cfg)
+    s = result.summary
     json.dumps(s)  # the --json summary stays JSON
+    with out.capture() as printed:
+        print_demo(result)
+    assert "val ppl" in printed.get() and "next byte" in printed.get()
     assert len(s["val_loss"]) == 2 and s["val_loss"][1] < s["val_loss"][0] < math.log(256)
     assert s["val_ppl"] == [round(math.exp(v), 3) for v in s["val_loss"]]
     *honest, bad = s["trainers"]
@@ -220,3 +232,18 @@ def test_label_flip_flips_every_charlm_target() -> None:
     assert np.array_equal(lm.x, 255 - data.x) and np.array_equal(lm.y, 255 - data.y)
     mlp = poison_data("label_flip", data, 256)
     assert np.array_equal(mlp.x, data.x) and np.array_equal(mlp.y, 255 - data.y)
+
+
+def test_owner_validation_file_must_hold_bytes(tmp_path) -> None:
+    """A charlm job's validation file with non-byte features is refused when read, in one line
+    naming the file (not mid-round in the aggregator)."""
+    from backend.owner.publish import load_validation
+
+    spec = JobSpec(model=small_spec())
+    x, y = rows(12)
+    good, bad = tmp_path / "val.npz", tmp_path / "bad.npz"
+    good.write_bytes(to_npz_bytes(Dataset(x.numpy(), y.numpy())))
+    bad.write_bytes(to_npz_bytes(Dataset(x.numpy() / 255.0, y.numpy())))
+    assert len(load_validation(good, spec)) == 12
+    with pytest.raises(DataError, match=r"bad\.npz does not fit .*integers 0\.\.255"):
+        load_validation(bad, spec)
