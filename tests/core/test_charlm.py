@@ -193,7 +193,8 @@ def test_demo_refuses_charlm_options_in_one_line() -> None:
 # -- a whole market on it ----------------------------------------------------------------------
 def test_market_on_charlm_learns_and_does_not_pay_the_attacker(tmp_path) -> None:
     """A reduced charlm market (4 trainers, one sign-flipping): the posted validation loss falls
-    round over round, honest trainers are paid, the attacker is flagged and earns nothing."""
+    round over round, honest trainers are paid, the attacker is flagged and earns nothing, and
+    an auditor re-running every round gets the same results."""
     lm = CharLMDemo(
         context=CONTEXT,
         width=32,
@@ -205,7 +206,13 @@ def test_market_on_charlm_learns_and_does_not_pay_the_attacker(tmp_path) -> None
         module_bytes=2048,
     )
     cfg = DemoConfig(
-        trainers=4, attackers=1, rounds=2, model="charlm", charlm=lm, store_dir=tmp_path / "s"
+        trainers=4,
+        attackers=1,
+        rounds=2,
+        model="charlm",
+        charlm=lm,
+        store_dir=tmp_path / "s",
+        audit=True,
     )
     result = run_demo(cfg)
     s = result.summary
@@ -215,6 +222,7 @@ def test_market_on_charlm_learns_and_does_not_pay_the_attacker(tmp_path) -> None
     assert "val ppl" in printed.get() and "next byte" in printed.get()
     assert len(s["val_loss"]) == 2 and s["val_loss"][1] < s["val_loss"][0] < math.log(256)
     assert s["val_ppl"] == [round(math.exp(v), 3) for v in s["val_loss"]]
+    assert s["audit"] == {"rounds_verified": 2, "mismatches": 0}  # re-run: same results
     *honest, bad = s["trainers"]
     assert bad["attack"] == "sign_flip" and bad["flagged_rounds"] == 2
     assert bad["reward_wei"] == 0 and bad["score_total"] == 0 and bad["slashed_wei"] > 0
