@@ -48,11 +48,18 @@ def flip_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
     return (num_classes - 1 - y).astype(y.dtype)
 
 
-def poison_data(attack: str, data: Dataset, num_classes: int) -> Dataset:
-    """The data an attacker trains on: flipped labels for `label_flip`, else the honest data."""
-    if attack == "label_flip":
-        return Dataset(data.x, flip_labels(data.y, num_classes))
-    return data
+def poison_data(attack: str, data: Dataset, num_classes: int, family: str = "mlp") -> Dataset:
+    """The data an attacker trains on: flipped labels for `label_flip`, else the honest data.
+
+    A charlm row's bytes are its labels too (each position's target is the next byte), so
+    there `label_flip` flips every byte: flipping y alone would poison one target in `context`.
+    """
+    if attack != "label_flip":
+        return data
+    y = flip_labels(data.y, num_classes)
+    if family == "charlm":
+        return Dataset((num_classes - 1 - data.x).astype(data.x.dtype), y)
+    return Dataset(data.x, y)
 
 
 def poison_update(attack: str, delta: Tensors, rng: np.random.Generator) -> Tensors:
@@ -76,7 +83,7 @@ class AdversarialClient(TrainerClient):
         self.attack = attack
 
     def local_data(self, spec: JobSpec) -> Dataset:
-        return poison_data(self.attack, self.data, spec.model.num_classes)
+        return poison_data(self.attack, self.data, spec.model.num_classes, spec.model.family)
 
     def make_update(self, w_global: Tensors, w_local: Tensors, seed: int) -> Tensors:
         # The noise is drawn from the round's training seed: reruns submit the same update.

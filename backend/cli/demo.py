@@ -25,6 +25,13 @@ TrainersOpt = Annotated[int, typer.Option(min=1, max=256, help="number of traine
 AttackersOpt = Annotated[int, typer.Option(min=0, help="how many of them are malicious")]
 RoundsOpt = Annotated[int, typer.Option(min=1, max=1000, help="training rounds")]
 AttackOpt = Annotated[str, typer.Option(help="sign_flip | noise | label_flip | zero")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="mlp (on scikit-learn's digits) | charlm (a byte-level transformer on the Python "
+        "standard library's sources, each trainer on its own modules)"
+    ),
+]
 ScoringOpt = Annotated[str, typer.Option(help="information | loss_gain | loo | shapley")]
 RuleOpt = Annotated[
     str,
@@ -86,6 +93,7 @@ def demo_cmd(
     attackers: AttackersOpt = 0,
     rounds: RoundsOpt = 3,
     attack: AttackOpt = "sign_flip",
+    model: ModelOpt = "mlp",
     scoring: ScoringOpt = "information",
     rule: RuleOpt = "consensus",
     codec: CodecOpt = "fp32",
@@ -102,7 +110,7 @@ def demo_cmd(
     from backend.simulation.demo import DemoConfig, check_demo_options, run_demo
 
     try:
-        check_demo_options(attack, codec, trainers, attackers)
+        check_demo_options(attack, codec, trainers, attackers, model, non_iid)
     except ValueError as exc:
         fail(exc)
     cfg = DemoConfig(
@@ -110,6 +118,8 @@ def demo_cmd(
         attackers=attackers,
         rounds=rounds,
         attack=attack,
+        model=model,
+        dataset="stdlib" if model == "charlm" else "digits",
         scoring=scoring,
         rule=rule,
         codec=codec,
@@ -185,12 +195,17 @@ def _rounds_table(result: DemoResult) -> Table:
     attacks = {t["address"]: t["attack"] for t in result.summary["trainers"]}
     table = Table(title=f"Job {result.summary['job_id']}: rounds (score, or flag reason)")
     table.add_column("round", justify="right")
-    table.add_column("test acc", justify="right")
+    # charlm's accuracy is per next byte, and its loss reads better as a perplexity
+    per_byte = "val_ppl" in result.summary
+    table.add_column("test acc\n(next byte)" if per_byte else "test acc", justify="right")
     table.add_column("val loss", justify="right")
+    if per_byte:
+        table.add_column("val ppl", justify="right")
     for a in trainers:
         table.add_column(_short(a) + ("\n" + attacks[a] if attacks[a] else ""), justify="right")
     table.add_column("post gas", justify="right")
-    for rp, acc in zip(result.rounds, result.summary["accuracy"], strict=True):
+    ppl = result.summary.get("val_ppl", [])
+    for k, (rp, acc) in enumerate(zip(result.rounds, result.summary["accuracy"], strict=True)):
         cells = {
             o.trainer: (f"{o.score:.4f}" if o.reason == 0 else f"[red]{o.reason.label}[/]")
             for o in rp.outcome.outcomes
@@ -199,6 +214,7 @@ def _rounds_table(result: DemoResult) -> Table:
             str(rp.round),
             f"{acc:.3f}",
             f"{rp.outcome.loss_after:.3f}",
+            *([f"{ppl[k]:.2f}"] if per_byte else []),
             *[cells[a] for a in trainers],
             f"{rp.gas_used:,}",
         )

@@ -1,7 +1,8 @@
 """Models by spec, never by pickle: a JSON-able spec builds a torch module; weights are safetensors.
 
 Families: `logreg` (linear softmax), `mlp` (hidden layers with ReLU), `cnn` (a small CNN for
-28×28 single-channel images).
+28×28 single-channel images), `charlm` (a small decoder-only transformer over bytes,
+`backend.core.charlm`: `input_dim` is its context length, `num_classes` its 256 byte values).
 """
 
 from __future__ import annotations
@@ -12,10 +13,22 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from torch import nn
 
+from backend.core.charlm import VOCAB, CharLM, next_byte_targets, tokens_of
 from backend.core.codec import Template, Tensors
+
+#: charlm's shape when the spec leaves it out: what `fedmarket demo --model charlm` trains.
+CHARLM_DEFAULTS = {"width": 64, "depth": 2, "heads": 4}
+MAX_CONTEXT = 4096  # bytes per row: beyond it the attention matrix alone is too large here
 
 
 class ModelSpec(BaseModel):
@@ -23,11 +36,16 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["logreg", "mlp", "cnn"] = "mlp"
+    family: Literal["logreg", "mlp", "cnn", "charlm"] = "mlp"
     input_dim: int = Field(64, gt=0)
     num_classes: int = Field(10, ge=2)
     hidden: list[int] = Field(default_factory=lambda: [64])
     seed: int = 0
+    # charlm only (None elsewhere, and then left out of the JSON, so that the canonical bytes,
+    # hence the on-chain hash, of every other family's spec are what they were before charlm)
+    width: int | None = Field(None, description="charlm: embedding width")
+    depth: int | None = Field(None, description="charlm: transformer blocks")
+    heads: int | None = Field(None, description="charlm: attention heads (must divide width)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -35,7 +53,35 @@ class ModelSpec(BaseModel):
             raise ValueError("the cnn family takes 28x28 images: input_dim must be 784")
         if any(h <= 0 for h in self.hidden):
             raise ValueError("hidden layer sizes must be positive")
+        if self.family == "charlm":
+            self._check_charlm()
+        elif any(getattr(self, k) is not None for k in CHARLM_DEFAULTS):
+            raise ValueError("width, depth and heads are settings of the charlm family only")
         return self
+
+    def _check_charlm(self) -> None:
+        for name, default in CHARLM_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.num_classes != VOCAB:
+            raise ValueError(f"the charlm family predicts bytes: num_classes must be {VOCAB}")
+        if min(self.width or 0, self.depth or 0, self.heads or 0) <= 0:
+            raise ValueError("charlm's width, depth and heads must be positive")
+        if (self.width or 0) % (self.heads or 1):
+            raise ValueError(
+                f"charlm's width ({self.width}) must be a multiple of its heads ({self.heads})"
+            )
+        if self.input_dim > MAX_CONTEXT:
+            raise ValueError(f"charlm's context (input_dim) must be at most {MAX_CONTEXT} bytes")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_charlm_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in CHARLM_DEFAULTS:
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
 
 
 class _SmallCNN(nn.Module):
@@ -67,11 +113,21 @@ def build_model(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> nn.Modul
                 prev = width
             layers.append(nn.Linear(prev, spec.num_classes))
             model = nn.Sequential(*layers)
-        else:
+        elif spec.family == "cnn":
             model = _SmallCNN(spec.num_classes)
+        else:
+            assert spec.width and spec.depth and spec.heads  # filled in by the validator
+            model = CharLM(spec.input_dim, spec.width, spec.depth, spec.heads)
     finally:
         torch.random.set_rng_state(gen_state)
     return model.to(dtype)
+
+
+def check_inputs(spec: ModelSpec, x: np.ndarray) -> None:
+    """What `check_fits` cannot see from shapes: charlm's features must be byte values
+    (DataError otherwise), caught when a file is read rather than mid-round."""
+    if spec.family == "charlm":
+        tokens_of(torch.as_tensor(np.asarray(x)))
 
 
 def get_weights(model: nn.Module) -> Tensors:
@@ -103,7 +159,14 @@ def logits_and_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, classes), targets (N,)) of a batch: what every loss and accuracy in the
     codebase (training, scoring, evaluation) is computed from, so that a family defines once
-    what its predictions are."""
+    what its predictions are.
+
+    charlm predicts the next byte at every position of a row: its N is rows x context, and the
+    targets are each row's bytes shifted by one, then the row's y."""
+    if spec.family == "charlm":
+        logits = model(x)
+        targets = next_byte_targets(tokens_of(x), y)
+        return logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
     return model(x), y
 
 

@@ -18,7 +18,7 @@ from backend.core import codec
 from backend.core.datasets import Dataset, load_fitting_file
 from backend.core.errors import ConfigError, DataError
 from backend.core.jobspec import JobSpec
-from backend.core.models import build_model, get_weights
+from backend.core.models import build_model, check_inputs, get_weights
 from backend.core.valpackage import ValidationPackage, build_package
 from backend.storage import ContentStore, Transfer, sha256_bytes
 
@@ -50,7 +50,12 @@ class JobArtifacts:
 
 def load_validation(path: Path, spec: JobSpec) -> Dataset:
     """The owner's validation file, checked against the job's model (errors name the file)."""
-    return load_fitting_file(path, spec.model.input_dim, spec.model.num_classes, 1)
+    data = load_fitting_file(path, spec.model.input_dim, spec.model.num_classes, 1)
+    try:
+        check_inputs(spec.model, data.x)
+    except DataError as exc:
+        raise DataError(f"{path} does not fit the job's model: {exc}") from None
+    return data
 
 
 def prepare_job(

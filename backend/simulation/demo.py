@@ -9,18 +9,22 @@ before the next post → finalize → every trainer claims → the owner takes t
 
 from __future__ import annotations
 
+import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from eth_account.signers.local import LocalAccount
 
 from aggregator.round.driver import RoundDriver, RoundReport
 from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
+from backend.core import datasets
 from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
 from backend.core.jobspec import AggregationSpec, JobSpec, PrivacySpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
@@ -42,8 +46,30 @@ from trainer_client.adversaries import ATTACKS, AdversarialClient
 from trainer_client.client import TrainerClient
 
 CODECS = ("fp32", "int8", "topk")
+MODELS = ("mlp", "charlm")
 DISPUTE_WINDOW = 3600  # seconds of chain time the verifiers get per round in the dispute demos
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class CharLMDemo:
+    """`--model charlm`'s job: a byte-level transformer on the standard library's sources,
+    each trainer on its own modules. Sized so that the default demo (5 trainers, 3 rounds)
+    runs in about a minute on two CPU cores (README, "A language model")."""
+
+    context: int = 32
+    width: int = 64
+    depth: int = 2
+    heads: int = 4
+    shard_bytes: int = datasets.STDLIB_SHARD_BYTES  # per trainer
+    validation_bytes: int = datasets.STDLIB_VALIDATION_BYTES  # one chunk per round
+    test_bytes: int = datasets.STDLIB_TEST_BYTES
+    module_bytes: int = datasets.STDLIB_MODULE_BYTES  # at most this much of each module
+    local_epochs: int = 2
+    # plain SGD on a transformer: small batches with momentum learn the most per byte read
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 8
 
 
 @dataclass
@@ -52,7 +78,9 @@ class DemoConfig:
     attackers: int = 0
     rounds: int = 3
     attack: str = "sign_flip"
+    model: str = "mlp"  # mlp (on `dataset`) | charlm (on the stdlib's sources, `charlm`)
     dataset: str = "digits"
+    charlm: CharLMDemo = field(default_factory=CharLMDemo)
     hidden: list[int] = field(default_factory=lambda: [64])
     local_epochs: int = 2
     lr: float = 0.1
@@ -87,7 +115,14 @@ class DemoResult:
     store: ContentStore
 
 
-def check_demo_options(attack: str, codec: str, trainers: int, attackers: int) -> None:
+def check_demo_options(
+    attack: str,
+    codec: str,
+    trainers: int,
+    attackers: int,
+    model: str = "mlp",
+    non_iid_alpha: float | None = None,
+) -> None:
     """The checks of `fedmarket demo`'s flags, in the order it reports them (ValueError)."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; use sign_flip, noise, label_flip or zero")
@@ -95,6 +130,10 @@ def check_demo_options(attack: str, codec: str, trainers: int, attackers: int) -
         raise ValueError(f"unknown codec {codec!r}; use fp32, int8 or topk")
     if attackers > trainers:
         raise ValueError(f"--attackers ({attackers}) cannot exceed --trainers ({trainers})")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; use mlp or charlm")
+    if model == "charlm" and non_iid_alpha is not None:
+        raise ValueError("--non-iid is for the mlp demo: charlm's trainers read their own modules")
 
 
 @dataclass
@@ -116,7 +155,7 @@ class DemoJob:
 
     job_id: int
     spec: JobSpec
-    train: Dataset
+    shards: list[Dataset]  # one per trainer
     validation: ValidationPackage
     test: Dataset
 
@@ -125,6 +164,7 @@ class DemoJob:
 class RoundsRun:
     reports: list[RoundReport] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
     submit_gas: list[int] = field(default_factory=list)
 
 
@@ -140,7 +180,9 @@ def deploy(chain: Chain, store: LocalStore, gas: dict[str, int], bond_wei: int) 
 
 
 def demo_spec(cfg: DemoConfig, data: Dataset) -> JobSpec:
-    """The job the demo's owner posts: an MLP on `cfg.dataset`."""
+    """The job the demo's owner posts: an MLP on `cfg.dataset`, or charlm on `stdlib`."""
+    if cfg.model == "charlm":
+        return charlm_spec(cfg)
     model_spec = ModelSpec(
         family="mlp",
         input_dim=int(data.x.shape[1]),
@@ -162,12 +204,59 @@ def demo_spec(cfg: DemoConfig, data: Dataset) -> JobSpec:
     )
 
 
+def charlm_spec(cfg: DemoConfig) -> JobSpec:
+    """charlm (`CharLMDemo`'s shape and training) on the standard library's sources."""
+    lm = cfg.charlm
+    model_spec = ModelSpec(
+        family="charlm",
+        input_dim=lm.context,
+        num_classes=256,
+        width=lm.width,
+        depth=lm.depth,
+        heads=lm.heads,
+        seed=cfg.seed,
+    )
+    training = TrainingSpec(
+        local_epochs=lm.local_epochs, lr=lm.lr, momentum=lm.momentum, batch_size=lm.batch_size
+    )
+    return JobSpec(
+        name="stdlib charlm demo",
+        dataset="stdlib",
+        model=model_spec,
+        training=training,
+        aggregation=AggregationSpec(
+            scoring=cfg.scoring,  # type: ignore[arg-type]
+            rule={"name": cfg.rule},
+        ),
+        codec=cfg.codec,  # type: ignore[arg-type]
+    )
+
+
+def split_data(cfg: DemoConfig) -> tuple[list[Dataset], Dataset, Dataset, JobSpec]:
+    """(trainer shards, validation, test, the job's spec). The mlp demo shuffles rows (IID, or
+    Dirichlet shards with `non_iid_alpha`); charlm splits the stdlib by module."""
+    if cfg.model == "charlm":
+        lm = cfg.charlm
+        text = datasets.stdlib_split(
+            cfg.trainers,
+            lm.context,
+            lm.shard_bytes,
+            lm.validation_bytes,
+            lm.test_bytes,
+            module_bytes=lm.module_bytes,
+            seed=cfg.seed,
+        )
+        return text.shards, text.validation, text.test, charlm_spec(cfg)
+    data = load_dataset(cfg.dataset)
+    train, validation, test = split_train_validation_test(data, seed=cfg.seed)
+    shards = shard(train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
+    return shards, validation, test, demo_spec(cfg, data)
+
+
 def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
     """The owner splits the data, publishes spec and weights, commits to the validation chunks
     and creates the job, through `backend.owner` as `fedmarket owner create-job` does."""
-    data = load_dataset(cfg.dataset)
-    train, validation, test = split_train_validation_test(data, seed=cfg.seed)
-    spec = demo_spec(cfg, data)
+    shards, validation, test, spec = split_data(cfg)
     artifacts = prepare_job(spec, validation, demo.store, rounds=cfg.rounds)
     params = job_params(
         artifacts,
@@ -184,14 +273,14 @@ def post_job(cfg: DemoConfig, demo: DemoMarket, gas: dict[str, int]) -> DemoJob:
         demo.market, demo.store, demo.owner, artifacts, params, cfg.reward_wei
     )
     gas["create_job"] = created.gas_used
-    return DemoJob(job_id, spec, train, artifacts.validation, test)
+    return DemoJob(job_id, spec, shards, artifacts.validation, test)
 
 
 def register_trainers(
     cfg: DemoConfig, demo: DemoMarket, job: DemoJob, tick: Progress
 ) -> list[TrainerClient]:
     """Trainers register with stake and join; the last `cfg.attackers` are adversaries."""
-    shards = shard(job.train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
+    shards = job.shards
     clients: list[TrainerClient] = []
     for i in range(cfg.trainers):
         tick("registering trainers", i, cfg.trainers)
@@ -253,6 +342,7 @@ def run_rounds(
         run.reports.append(report)
         _, acc = evaluate(job.spec.model, report.outcome.next_weights, job.test.x, job.test.y)
         run.accuracy.append(round(acc, 4))
+        run.val_loss.append(round(report.outcome.loss_after, 4))
         if cfg.disputes:
             tick(f"round {r}: verifiers", r * (cfg.trainers + 1) - 1, steps)
             if cfg.frivolous_challenge and r == 2:
@@ -324,14 +414,21 @@ def summarise(
     run: RoundsRun,
     gas: dict[str, int],
 ) -> dict[str, Any]:
-    """The `--json` summary (its keys and their order are part of the interface)."""
+    """The `--json` summary (its keys and their order are part of the interface).
+
+    `accuracy` is the test split's (per next byte for charlm); `val_loss` the aggregated
+    model's loss on the round's validation chunk, as the aggregator posted it (charlm adds its
+    perplexity, `val_ppl`)."""
     gas["submit"] = round(sum(run.submit_gas) / len(run.submit_gas))
     gas["post_round"] = round(sum(rp.gas_used for rp in run.reports) / len(run.reports))
+    model: dict[str, Any] = {"accuracy": run.accuracy, "val_loss": run.val_loss}
+    if cfg.model == "charlm":
+        model["val_ppl"] = [round(math.exp(v), 3) for v in run.val_loss]
     return {
         "job_id": settled.job_id,
         "rounds": cfg.rounds,
         "codec": cfg.codec,
-        "accuracy": run.accuracy,
+        **model,
         "escrow_wei": int(settled.reward),
         "refund_wei": int(settled.ownerRefund),
         "slashed_to_pool_wei": int(settled.slashedPool),
@@ -354,6 +451,23 @@ def audit(demo: DemoMarket, job_id: int, tick: Progress) -> dict[str, int]:
     }
 
 
+@contextmanager
+def torch_threads(model: str) -> Iterator[None]:
+    """One intra-op thread for charlm while the demo runs, then as it was.
+
+    Its matrices (rows of 32 bytes x 64 wide) are too small to gain from a second thread, and
+    on a busy machine the threads' spin-waits cost several times the work: the default demo
+    used 257 s of CPU (418 s wall) with two threads on two shared cores, 53 s with one. The
+    other families keep torch's default, which their pinned golden summaries ran with."""
+    threads = torch.get_num_threads()
+    if model == "charlm":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_demo(
     cfg: DemoConfig, progress: Progress | None = None, chain: Chain | None = None
 ) -> DemoResult:
@@ -362,6 +476,11 @@ def run_demo(
         raise ValueError("--attackers must be between 0 and --trainers")
     if cfg.trainers < 1 or cfg.rounds < 1:
         raise ValueError("--trainers and --rounds must be at least 1")
+    with torch_threads(cfg.model):
+        return _run_demo(cfg, progress, chain)
+
+
+def _run_demo(cfg: DemoConfig, progress: Progress | None, chain: Chain | None) -> DemoResult:
     tick = progress or (lambda stage, done, total: None)
     store_dir = cfg.store_dir or Path(tempfile.mkdtemp(prefix="fedmarket-demo-"))
     gas: dict[str, int] = {}
