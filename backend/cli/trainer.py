@@ -240,3 +240,110 @@ def trainer_withdraw(
     """Withdraw free (unlocked) stake to your wallet."""
     ctx = Ctx(config, dev_account)
     withdraw_free(ctx.market(), ctx.signer(account, dev_account), amount)
+
+
+@trainer_app.command("explain")
+@guarded
+def trainer_explain(
+    job_id: JobArg,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    address: Annotated[
+        str | None, typer.Option(help="explain this address (no key needed)")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="indexer DB, SQLAlchemy URL (default: <home>/index.db)"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why this reward: per round your reason, score and rank, share of the pool, any slash
+    with its evidence, and the reliability change, all from public records (the chain's
+    events, indexed as `fedmarket audit index` does)."""
+    from web3 import Web3
+
+    from backend.audit.explain import explain_trainer
+
+    if address is not None and not Web3.is_address(address):
+        raise ConfigError(f"--address {address!r} is not a 0x address (40 hex digits)")
+    ctx = Ctx(config, dev_account)
+    who = _whose_status(ctx, account, dev_account, address)
+    x = explain_trainer(_open_index(ctx, db).engine, job_id, who)
+    if as_json:
+        emit(json.dumps(x.to_dict()))
+        return
+    _print_explanation(x)
+
+
+def _open_index(ctx: Ctx, db: str | None) -> Any:
+    """The indexer over the market's events, brought up to date (its `engine` is the index)."""
+    from backend.audit.indexer import Indexer
+
+    market = ctx.market()
+    if db is None:
+        ctx.home.mkdir(parents=True, exist_ok=True)
+        db = f"sqlite:///{ctx.home / 'index.db'}"
+    indexer = Indexer(market.chain.w3, market.address, db)
+    indexer.sync()
+    return indexer
+
+
+def _print_explanation(x: Any) -> None:
+    from rich.table import Table
+
+    def fp(v: int | None) -> str:
+        return "-" if v is None else f"{v / 1e6:.4f}"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    out.print(
+        f"job {x.job_id} · {x.job_status} · trainer {x.trainer} · rounds "
+        f"{x.rounds_posted}/{x.rounds}"
+    )
+    table = Table(title=f"Job {x.job_id}: why this reward")
+    for col in ("round", "reason", "score", "rank", "of round", "of pool", "earns", "slashed"):
+        table.add_column(col, justify="left" if col == "reason" else "right")
+    table.add_column("detail")
+    for r in x.per_round:
+        label = r.reason_label or r.state
+        table.add_row(
+            str(r.round) + (" (corrected)" if r.corrected else ""),
+            f"[red]{label}[/]" if r.flagged else label,
+            fp(r.score_fp),
+            "-" if r.rank is None else f"{r.rank}/{r.ranked}",
+            pct(r.round_share),
+            pct(r.pool_share),
+            "-" if r.pool_part_wei is None else eth(r.pool_part_wei),
+            "-" if r.slash is None else eth(r.slash.amount_wei),
+            r.detail,
+        )
+    out.print(table)
+    pool = "pool" if x.pool_final else "pool if finalized now"
+    claim = (
+        f"claimed {eth(x.reward_claimed_wei)}"
+        if x.reward_claimed_wei is not None
+        else f"claimable {eth(x.claimable_wei)}"
+    )
+    out.print(
+        f"score {fp(x.total_score_fp)} of {fp(x.job_total_score_fp)} ({pct(x.share)}) · {pool} "
+        f"{eth(x.pool_wei)} · reward {eth(x.reward_wei)} ({claim}) · slashed {eth(x.slashed_wei)}"
+        + (f" · missed-round charge due {eth(x.pending_charge_wei)}" if x.pending_charge_wei else "")
+    )
+    for s in x.slashes:
+        where = "settlement" if s.round == 0 else f"round {s.round}"
+        undone = " (reversed)" if s.reversed else ""
+        out.print(f"slash {where}: {eth(s.amount_wei)} {s.reason_label}{undone}, tx {s.tx_hash}")
+        out.print(f"  rule: {s.rule}", soft_wrap=True)
+        out.print(f"  evidence: {s.evidence}", soft_wrap=True)
+    for c in x.reliability:
+        before = "none (first job)" if c.before_ppm is None else f"{c.before_ppm / 1e6:.3f}"
+        out.print(
+            f"reliability {before} → {c.after_ppm / 1e6:.3f} (this job's contribution "
+            f"{c.contribution_ppm / 1e6:.3f}, {c.jobs} job(s))"
+        )
+    if not x.reliability:
+        out.print("reliability: not recorded for this job yet (recorded at settlement)")
+    for note in x.notes:
+        out.print(f"note: {note}")
