@@ -1,4 +1,4 @@
-""""Why this reward": one trainer's job explained round by round, from public records only.
+""" "Why this reward": one trainer's job explained round by round, from public records only.
 
 Everything comes from the auditor's index of the contract's events (`backend.audit.indexer`):
 each round's result of record (reason code and score, or the correction a dispute put in its
@@ -37,8 +37,8 @@ from backend.core.errors import FedMarketError, Reason
 
 __all__ = [
     "REASON_MEANINGS",
-    "Explanation",
     "ExplainError",
+    "Explanation",
     "JobRecords",
     "ReliabilityChange",
     "RoundExplanation",
@@ -412,7 +412,7 @@ def _detail(
         was = _fp(mine.get("overturned_score"))
         prefix = f"the aggregator posted {before} (score {was}); a dispute overturned it: "
     if state == "voided":
-        return prefix + "voided: the owner withheld this round's validation chunk; it no longer counts"
+        return prefix + "voided: the owner withheld the round's validation chunk; it does not count"
     if reason == Reason.ACCEPTED:
         share = f"{score / round_total:.1%}" if round_total else "0%"
         return prefix + f"accepted with score {_fp(score)}, {share} of the round's total"
@@ -424,8 +424,13 @@ def _detail(
         )
     if reason == Reason.UNAVAILABLE:
         return prefix + "content unavailable to the aggregator: score 0, not slashed"
-    taken = f"; {slash.amount_wei} wei slashed" if slash is not None else ""
+    taken = f"; {_percent_bps(job)} of the stake still locked slashed" if slash is not None else ""
     return prefix + f"flagged {reason.label}: score 0{taken}"
+
+
+def _percent_bps(job: Mapping[str, Any]) -> str:
+    """The job's slashBps as a percentage."""
+    return f"{int(job['slash_bps']) / 100:g}%"
 
 
 def _fp(value: int | None) -> str:
@@ -468,11 +473,7 @@ def _evidence(
         )
     row = next((r for r in rec.rounds if int(r["round"]) == round_), {})
     sub = next(
-        (
-            x
-            for x in rec.submissions
-            if int(x["round"]) == round_ and x["trainer"] == s["trainer"]
-        ),
+        (x for x in rec.submissions if int(x["round"]) == round_ and x["trainer"] == s["trainer"]),
         {},
     )
     parts = [f"reason {code} posted for round {round_} in tx {row.get('posted_tx') or '?'}"]
@@ -482,7 +483,7 @@ def _evidence(
         parts.append(f"the round's validation chunk is revealed: `fedmarket audit verify {job_id}`")
     else:
         parts.append("the round's validation chunk is not revealed yet (no re-run possible yet)")
-    parts.append(f"{bps} bps of the stake still locked")
+    parts.append(f"the slash takes {_percent_bps(job)} of the stake still locked (slashBps {bps})")
     if s["reversed"]:
         parts.append("reversed: a dispute overturned the round and gave the stake back")
     return "; ".join(parts)

@@ -321,15 +321,15 @@ def _print_explanation(x: Any) -> None:
         )
     out.print(table)
     pool = "pool" if x.pool_final else "pool if finalized now"
-    claim = (
-        f"claimed {eth(x.reward_claimed_wei)}"
-        if x.reward_claimed_wei is not None
-        else f"claimable {eth(x.claimable_wei)}"
-    )
+    if x.reward_claimed_wei is not None:
+        claim = f"claimed {eth(x.reward_claimed_wei)}"
+    else:
+        claim = f"claimable {eth(x.claimable_wei)}" if x.pool_final else "claimable once settled"
+    due = x.pending_charge_wei
     out.print(
         f"score {fp(x.total_score_fp)} of {fp(x.job_total_score_fp)} ({pct(x.share)}) · {pool} "
         f"{eth(x.pool_wei)} · reward {eth(x.reward_wei)} ({claim}) · slashed {eth(x.slashed_wei)}"
-        + (f" · missed-round charge due {eth(x.pending_charge_wei)}" if x.pending_charge_wei else "")
+        + (f" · missed-round charge due {eth(due)}" if due else "")
     )
     for s in x.slashes:
         where = "settlement" if s.round == 0 else f"round {s.round}"
