@@ -50,6 +50,9 @@ __all__ = [
 
 FP = 1_000_000  # scores are fixed point: 1e6 = 1.0
 
+#: round -> trainer -> (reason, detail), as re-running the round's checks gives them.
+Checked = Mapping[int, Mapping[str, tuple[int, str]]]
+
 #: What each reason code means (SPEC.md "Reason codes"), for people.
 REASON_MEANINGS: dict[Reason, str] = {
     Reason.ACCEPTED: "accepted: aggregated and paid by its score",
@@ -119,6 +122,7 @@ class RoundExplanation:
     posted_tx: str | None
     chunk_revealed: bool  # the round's validation chunk is public: anyone can re-run it
     epsilon: float | None = None  # differential privacy spent this round, if recorded
+    checked_detail: str | None = None  # the checks' own words, re-run from public artifacts
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ def load_records(engine: Engine, job_id: int, trainer: str) -> JobRecords:
     """The rows `explain_records` needs; ExplainError for an unknown job or a non-participant."""
     job = queries.find_job(engine, job_id)
     if job is None:
-        raise ExplainError(f"job {job_id} is not in the index (run `fedmarket audit index`?)")
+        raise ExplainError(f"job {job_id} is not in the index (no JobCreated event for it)")
     address = queries.checksum(trainer)
     with engine.connect() as conn:
         participants = [
@@ -221,14 +225,19 @@ def load_records(engine: Engine, job_id: int, trainer: str) -> JobRecords:
         )
 
 
-def explain_trainer(engine: Engine, job_id: int, trainer: str) -> Explanation:
+def explain_trainer(
+    engine: Engine, job_id: int, trainer: str, checked: Checked | None = None
+) -> Explanation:
     """The trainer's job explained from the index (see the module docstring)."""
-    return explain_records(load_records(engine, job_id, trainer), queries.checksum(trainer))
+    records = load_records(engine, job_id, trainer)
+    return explain_records(records, queries.checksum(trainer), checked)
 
 
 # -- the explanation (pure) -----------------------------------------------------------------------
-def explain_records(rec: JobRecords, trainer: str) -> Explanation:
-    """`trainer`'s job (checksummed address) explained from its public records."""
+def explain_records(rec: JobRecords, trainer: str, checked: Checked | None = None) -> Explanation:
+    """`trainer`'s job (checksummed address) explained from its public records; `checked`
+    (`backend.audit.verify.recomputed_details`) adds the checks' own words where a round was
+    re-run from public artifacts."""
     job = rec.job
     order = [p["trainer"] for p in rec.participants]
     me = next(p for p in rec.participants if p["trainer"] == trainer)
@@ -250,7 +259,10 @@ def explain_records(rec: JobRecords, trainer: str) -> Explanation:
         _round(r, trainer, by_round.get(int(r["round"]), {}), stand.get(int(r["round"])), job)
         for r in rec.rounds
     ]
-    per_round = [_with_pool(x, job_total, pool) for x in per_round]
+    per_round = [
+        _with_checked(_with_pool(x, job_total, pool), (checked or {}).get(x.round, {}), trainer)
+        for x in per_round
+    ]
     claimed = bool(me["claimed"])
     reward = settlement.rewards.get(trainer, 0)
     claimed_wei = int(me["reward_wei"]) if claimed and me["reward_wei"] is not None else None
@@ -359,7 +371,7 @@ def _round(
         reason_label=Reason.label_of(code),
         flagged=queries.is_flagged(code),
         meaning=REASON_MEANINGS[reason] if reason is not None else "",
-        detail=_detail(state, reason, score, round_total, slash, mine, row, job),
+        detail=_detail(state, reason, score, max(scores, default=0), slash, mine, row, job),
         score_fp=score,
         score=None if score is None else score / FP,
         rank=None if score is None else _rank(score, scores),
@@ -391,11 +403,23 @@ def _with_pool(x: RoundExplanation, job_total: int, pool: int) -> RoundExplanati
     return replace(x, pool_share=share, pool_part_wei=part)
 
 
+def _with_checked(
+    x: RoundExplanation, checked: Mapping[str, tuple[int, str]], trainer: str
+) -> RoundExplanation:
+    """The re-run's detail for this trainer, saying so when its reason is not the record's."""
+    if x.state != "posted" or trainer not in checked:
+        return x
+    code, detail = checked[trainer]
+    if code != x.reason:
+        detail = f"the re-run gives {Reason.label_of(code)}, not the record's: {detail}"
+    return replace(x, checked_detail=detail or Reason.label_of(code))
+
+
 def _detail(
     state: str,
     reason: Reason | None,
     score: int | None,
-    round_total: int,
+    best: int,
     slash: SlashExplanation | None,
     mine: Mapping[str, Any],
     row: Mapping[str, Any],
@@ -414,8 +438,9 @@ def _detail(
     if state == "voided":
         return prefix + "voided: the owner withheld the round's validation chunk; it does not count"
     if reason == Reason.ACCEPTED:
-        share = f"{score / round_total:.1%}" if round_total else "0%"
-        return prefix + f"accepted with score {_fp(score)}, {share} of the round's total"
+        if score >= best:
+            return prefix + "accepted: the round's best score"
+        return prefix + f"accepted: {_fp(best - score)} below the round's best ({_fp(best)})"
     if reason == Reason.MISSING:
         stake, bps = int(job["stake_required_wei"]), int(job["slash_bps"])
         charge = stake * bps // (2 * BPS)

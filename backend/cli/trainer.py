@@ -256,6 +256,14 @@ def trainer_explain(
         str | None,
         typer.Option("--db", help="indexer DB, SQLAlchemy URL (default: <home>/index.db)"),
     ] = None,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute",
+            help="also re-run each round whose validation chunk is revealed from public "
+            "artifacts (as `audit verify` does) for the checks' own words",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Why this reward: per round your reason, score and rank, share of the pool, any slash
@@ -264,12 +272,15 @@ def trainer_explain(
     from web3 import Web3
 
     from backend.audit.explain import explain_trainer
+    from backend.audit.verify import recomputed_details
 
     if address is not None and not Web3.is_address(address):
         raise ConfigError(f"--address {address!r} is not a 0x address (40 hex digits)")
     ctx = Ctx(config, dev_account)
     who = _whose_status(ctx, account, dev_account, address)
-    x = explain_trainer(_open_index(ctx, db).engine, job_id, who)
+    engine = _open_index(ctx, db).engine
+    checked = recomputed_details(ctx.market(), ctx.store, job_id) if recompute else None
+    x = explain_trainer(engine, job_id, who, checked)
     if as_json:
         emit(json.dumps(x.to_dict()))
         return
@@ -303,7 +314,8 @@ def _print_explanation(x: Any) -> None:
         f"{x.rounds_posted}/{x.rounds}"
     )
     table = Table(title=f"Job {x.job_id}: why this reward")
-    for col in ("round", "reason", "score", "rank", "of round", "of pool", "earns", "slashed"):
+    cols = ("round", "reason", "score", "rank", "of round", "of pool", "earns ETH", "slashed ETH")
+    for col in cols:
         table.add_column(col, justify="left" if col == "reason" else "right")
     table.add_column("detail")
     for r in x.per_round:
@@ -315,9 +327,9 @@ def _print_explanation(x: Any) -> None:
             "-" if r.rank is None else f"{r.rank}/{r.ranked}",
             pct(r.round_share),
             pct(r.pool_share),
-            "-" if r.pool_part_wei is None else eth(r.pool_part_wei),
-            "-" if r.slash is None else eth(r.slash.amount_wei),
-            r.detail,
+            "-" if r.pool_part_wei is None else f"{r.pool_part_wei / 1e18:.4f}",
+            "-" if r.slash is None else f"{r.slash.amount_wei / 1e18:.4f}",
+            r.detail if r.checked_detail is None else f"{r.detail}\nre-run: {r.checked_detail}",
         )
     out.print(table)
     pool = "pool" if x.pool_final else "pool if finalized now"

@@ -82,7 +82,15 @@ def test_shares_ranks_and_rewards_match_the_contract(engine, indexed: Indexed) -
         assert x.total_score_fp == sum(r.score_fp for r in x.per_round)
     honest = xs[job.trainers[0]]
     assert honest.per_round[0].reason == Reason.ACCEPTED and not honest.slashes
-    assert honest.per_round[0].detail.startswith("accepted with score ")
+    for r in honest.per_round:
+        if r.rank == 1:
+            assert r.detail == "accepted: the round's best score"
+        else:
+            gap = (r.best_score_fp - r.score_fp) / 1e6
+            assert (
+                r.detail
+                == f"accepted: {gap:.4f} below the round's best ({r.best_score_fp / 1e6:.4f})"
+            )
     assert honest.reward_wei > 0 and honest.slashed_wei == 0
 
 
@@ -186,3 +194,21 @@ def test_cli_errors_are_one_line(indexed: Indexed, monkeypatch, args, message) -
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_recompute_adds_the_checks_own_words(engine, indexed: Indexed) -> None:
+    from backend.audit.verify import recomputed_details
+
+    job, m = indexed.honest, indexed.m
+    checked = recomputed_details(m.market, m.store, job.job_id)
+    assert sorted(checked) == list(range(1, ROUNDS + 1))
+    x = explain_trainer(engine, job.job_id, indexed.attacker, checked)
+    for r, report in zip(x.per_round, job.reports, strict=True):
+        outcome = next(o for o in report.outcome.outcomes if o.trainer == indexed.attacker)
+        assert r.checked_detail == outcome.detail and "consensus rule" in r.checked_detail
+    # a re-run that disagrees with the record says so
+    lie = {1: {indexed.attacker: (int(Reason.ACCEPTED), "")}}
+    r1 = explain_trainer(engine, job.job_id, indexed.attacker, lie).per_round[0]
+    assert r1.checked_detail == "the re-run gives accepted, not the record's: "
+    # the running job's round 1 has no chunk revealed yet: nothing is re-run, nothing guessed
+    assert recomputed_details(m.market, m.store, indexed.pending.job_id) == {}

@@ -238,6 +238,9 @@ class RoundExplained(BaseModel):
     posted_tx: str | None
     chunk_revealed: bool
     epsilon: float | None = None
+    checked_detail: str | None = Field(
+        None, description="the checks' own words, re-run from public artifacts (CLI --recompute)"
+    )
 
 
 class ReliabilityChange(BaseModel):
