@@ -285,7 +285,7 @@ def explain_records(rec: JobRecords, trainer: str, checked: Checked | None = Non
         pending_charge_wei=charges.get(trainer, 0),
         slashes=slashes,
         reliability=_reliability(rec.reliability_events, int(job["job_id"])),
-        notes=_notes(status, job_total, settled),
+        notes=_notes(status, job_total, settled, bool(job["owner_fault"])),
     )
 
 
@@ -541,7 +541,7 @@ def _reliability(events: Sequence[Mapping[str, Any]], job_id: int) -> list[Relia
     return changes
 
 
-def _notes(status: JobStatus, job_total: int, settled: bool) -> list[str]:
+def _notes(status: JobStatus, job_total: int, settled: bool, owner_fault: bool) -> list[str]:
     notes: list[str] = []
     if not settled:
         notes.append(
@@ -549,7 +549,12 @@ def _notes(status: JobStatus, job_total: int, settled: bool) -> list[str]:
             "later rounds and disputes change them"
         )
     if job_total == 0 and status != JobStatus.CANCELLED:
-        notes.append("no trainer scored: nothing is paid by score")
+        notes.append(
+            "no trainer scored: the owner forfeited, so the pool is split equally"
+            if owner_fault
+            else "no trainer scored: nobody is paid, the owner gets the reward back and the "
+            "slashed stake is burned"
+        )
     if status == JobStatus.CANCELLED:
         notes.append("cancelled: the owner got the reward back, nobody is paid")
     return notes

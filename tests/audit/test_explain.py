@@ -8,7 +8,14 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from backend.audit.explain import REASON_MEANINGS, ExplainError, Explanation, explain_trainer
+from backend.audit.explain import (
+    REASON_MEANINGS,
+    ExplainError,
+    Explanation,
+    JobRecords,
+    explain_records,
+    explain_trainer,
+)
 from backend.audit.schema import make_engine
 from backend.cli.main import app
 from backend.core.errors import Reason
@@ -212,3 +219,85 @@ def test_recompute_adds_the_checks_own_words(engine, indexed: Indexed) -> None:
     assert r1.checked_detail == "the re-run gives accepted, not the record's: "
     # the running job's round 1 has no chunk revealed yet: nothing is re-run, nothing guessed
     assert recomputed_details(m.market, m.store, indexed.pending.job_id) == {}
+
+
+# -- the pure function on hand-made records: what the shared market has no case of -------------
+A, B = "0x" + "a" * 40, "0x" + "b" * 40
+STAKE_WEI, REWARD_WEI = 10**18, 10 * 10**18
+
+
+def _records(status: str, reasons_b: list[int], **job: object) -> JobRecords:
+    """Two trainers, len(reasons_b) posted rounds: A scores 0.02 each round, B 0.01 unless its
+    reason is not 0."""
+    rounds, subs = [], []
+    for k, reason in enumerate(reasons_b, start=1):
+        rounds.append(
+            {
+                "round": k,
+                "posted": True,
+                "voided": False,
+                "corrected": False,
+                "dispute": None,
+                "model_cid": "m",
+                "posted_tx": f"0x{k}",
+                "chunk_hash": None,
+            }
+        )
+        subs.append({"round": k, "trainer": A, "score": 20_000, "reason": 0})
+        subs.append({"round": k, "trainer": B, "score": 0 if reason else 10_000, "reason": reason})
+    totals = {t: sum(s["score"] for s in subs if s["trainer"] == t) for t in (A, B)}
+    participants = [
+        {
+            "trainer": t,
+            "total_score": totals[t],
+            "claimed": False,
+            "reward_wei": None,
+            "slashed_wei": "0",
+        }
+        for t in (A, B)
+    ]
+    base = {
+        "job_id": 9,
+        "status": status,
+        "rounds": 3,
+        "reward_wei": str(REWARD_WEI),
+        "stake_required_wei": str(STAKE_WEI),
+        "slash_bps": 5000,
+        "slashed_pool_wei": "0",
+        "reward_pool_wei": None,
+        "owner_fault": None,
+        "aggregator_bond_wei": "0",
+    }
+    return JobRecords({**base, **job}, participants, rounds, subs, [], [])
+
+
+def test_a_missed_round_is_charged_at_settlement_and_the_projection_says_so() -> None:
+    x = explain_records(_records("running", [0, int(Reason.MISSING)]), B)
+    charge = STAKE_WEI * 5000 // (2 * 10_000)
+    assert x.pending_charge_wei == charge and x.pool_wei == REWARD_WEI + charge
+    missed = x.per_round[1]
+    assert missed.reason_label == "missing" and not missed.flagged and missed.rank == 2
+    assert (
+        missed.detail
+        == f"no valid reveal: score 0, and {charge} wei is charged for it at settlement"
+    )
+    # B scored 0.01 of the job's 0.05: a fifth of the pool, all of it from round 1
+    assert x.share == pytest.approx(0.2) and x.per_round[0].pool_share == pytest.approx(0.2)
+    assert x.reward_wei == (REWARD_WEI + charge) // 5 and x.claimable_wei == 0
+    a = explain_records(_records("running", [0, int(Reason.MISSING)]), A)
+    assert a.pending_charge_wei == 0 and a.reward_wei + x.reward_wei == x.pool_wei
+
+
+def test_an_owner_forfeit_with_no_score_splits_the_pool_equally() -> None:
+    rec = _records(
+        "abandoned", [int(Reason.UNAVAILABLE)], owner_fault=True, reward_pool_wei=str(REWARD_WEI)
+    )
+    zeroed = [{**s, "score": 0} for s in rec.submissions]
+    rec = JobRecords(
+        rec.job, [{**p, "total_score": 0} for p in rec.participants], rec.rounds, zeroed, [], []
+    )
+    x = explain_records(rec, B)
+    assert x.pool_final and x.pool_wei == REWARD_WEI and x.reward_wei == REWARD_WEI // 2
+    assert x.claimable_wei == REWARD_WEI // 2 and x.per_round[0].pool_share == 0
+    assert x.per_round[0].detail == "content unavailable to the aggregator: score 0, not slashed"
+    assert "no trainer scored: the owner forfeited, so the pool is split equally" in x.notes
