@@ -80,6 +80,8 @@ for i in 1 2 3; do
   claims+=("$(run fedmarket trainer claim "$JOB" --account "t$i" --json | json_field '["reward_wei"]')")
 done
 run fedmarket owner refund "$JOB" --account owner
+# why t1 got what it got: per round its reason, score, rank, pool share, slashes, reliability
+run fedmarket trainer explain "$JOB" --account t1
 
 # -- auditor: index, re-run every round on its revealed chunk, download the model -----------------
 run fedmarket audit index

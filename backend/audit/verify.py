@@ -556,3 +556,32 @@ def _check_rewards(
         }
         if paid != want:
             report.settlement.append(Mismatch(None, trainer, "reward", paid, want))
+
+
+# -- the checks' own words ----------------------------------------------------------------------
+def recomputed_details(
+    market: MarketClient, store: ContentStore, job_id: int
+) -> dict[int, dict[str, tuple[int, str]]]:
+    """round -> trainer -> (reason, detail) as the round's checks give them when re-run from
+    public artifacts (the replay `verify_job` compares), for each counted round whose chunk is
+    revealed, up to the first that cannot be re-run (those are left out, not guessed)."""
+    _require_job(market, job_id)
+    job = market.job(job_id)
+    results = market.results(job_id)
+    if JobStatus(int(job.status)) == JobStatus.ABANDONED and bool(job.ownerForfeited):
+        results = [p for p in results if p.round <= int(job.pendingRound)]
+    chunks = market.validation_chunks(job_id)
+    ready = [p for p in results if p.round in chunks]
+    details: dict[int, dict[str, tuple[int, str]]] = {}
+    if not ready:
+        return details
+    try:
+        spec = _spec(market, store, job_id)
+        validation = chunk_loader(market, store, job_id)
+        for step in replay(market, store, spec, job_id, validation, STRICT, ready):
+            details[step.post.round] = {
+                o.trainer: (int(o.reason), o.detail) for o in step.outcome.outcomes
+            }
+    except (VerifyError, InputModelUnavailable, StorageError):
+        pass  # what was re-run stands; the rest cannot be re-run (yet)
+    return details

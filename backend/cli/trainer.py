@@ -240,3 +240,136 @@ def trainer_withdraw(
     """Withdraw free (unlocked) stake to your wallet."""
     ctx = Ctx(config, dev_account)
     withdraw_free(ctx.market(), ctx.signer(account, dev_account), amount)
+
+
+@trainer_app.command("explain")
+@guarded
+def trainer_explain(
+    job_id: JobArg,
+    config: ConfigOpt = None,
+    account: AccountOpt = None,
+    dev_account: DevAccountOpt = None,
+    address: Annotated[
+        str | None, typer.Option(help="explain this address (no key needed)")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="indexer DB, SQLAlchemy URL (default: <home>/index.db)"),
+    ] = None,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute",
+            help="also re-run each round whose validation chunk is revealed from public "
+            "artifacts (as `audit verify` does) for the checks' own words",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why this reward: per round your reason, score and rank, share of the pool, any slash
+    with its evidence, and the reliability change, all from public records (the chain's
+    events, indexed as `fedmarket audit index` does)."""
+    from web3 import Web3
+
+    from backend.audit.explain import explain_trainer
+
+    if address is not None and not Web3.is_address(address):
+        raise ConfigError(f"--address {address!r} is not a 0x address (40 hex digits)")
+    ctx = Ctx(config, dev_account)
+    who = _whose_status(ctx, account, dev_account, address)
+    engine = _open_index(ctx, db).engine
+    checked = None
+    if recompute:  # imported here: re-running rounds pulls in torch
+        from backend.audit.verify import recomputed_details
+
+        checked = recomputed_details(ctx.market(), ctx.store, job_id)
+    x = explain_trainer(engine, job_id, who, checked)
+    if as_json:
+        emit(json.dumps(x.to_dict()))
+        return
+    _print_explanation(x)
+
+
+def _open_index(ctx: Ctx, db: str | None) -> Any:
+    """The indexer over the market's events, brought up to date (its `engine` is the index)."""
+    from backend.audit.indexer import Indexer
+
+    market = ctx.market()
+    if db is None:
+        ctx.home.mkdir(parents=True, exist_ok=True)
+        db = f"sqlite:///{ctx.home / 'index.db'}"
+    indexer = Indexer(market.chain.w3, market.address, db)
+    indexer.sync()
+    return indexer
+
+
+def _fp(v: int | None) -> str:
+    return "-" if v is None else f"{v / 1e6:.4f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _print_explanation(x: Any) -> None:
+    """An Explanation for people: the rounds table, then totals, slashes and reliability."""
+    out.print(
+        f"job {x.job_id} · {x.job_status} · trainer {x.trainer} · rounds "
+        f"{x.rounds_posted}/{x.rounds}"
+    )
+    out.print(_explain_table(x))
+    _print_totals(x)
+    for s in x.slashes:
+        where = "settlement" if s.round == 0 else f"round {s.round}"
+        undone = " (reversed)" if s.reversed else ""
+        out.print(f"slash {where}: {eth(s.amount_wei)} {s.reason_label}{undone}, tx {s.tx_hash}")
+        out.print(f"  rule: {s.rule}", soft_wrap=True)
+        out.print(f"  evidence: {s.evidence}", soft_wrap=True)
+    for c in x.reliability:
+        before = "none (first job)" if c.before_ppm is None else f"{c.before_ppm / 1e6:.3f}"
+        out.print(
+            f"reliability {before} → {c.after_ppm / 1e6:.3f} (this job's contribution "
+            f"{c.contribution_ppm / 1e6:.3f}, {c.jobs} job(s))"
+        )
+    if not x.reliability:
+        out.print("reliability: not recorded for this job yet (recorded at settlement)")
+    for note in x.notes:
+        out.print(f"note: {note}")
+
+
+def _explain_table(x: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Job {x.job_id}: why this reward")
+    cols = ("round", "reason", "score", "rank", "of round", "of pool", "earns ETH", "slashed ETH")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "reason" else "right")
+    table.add_column("detail")
+    for r in x.per_round:
+        label = r.reason_label or r.state
+        table.add_row(
+            str(r.round) + (" (corrected)" if r.corrected else ""),
+            f"[red]{label}[/]" if r.flagged else label,
+            _fp(r.score_fp),
+            "-" if r.rank is None else f"{r.rank}/{r.ranked}",
+            _pct(r.round_share),
+            _pct(r.pool_share),
+            "-" if r.pool_part_wei is None else f"{r.pool_part_wei / 1e18:.4f}",
+            "-" if r.slash is None else f"{r.slash.amount_wei / 1e18:.4f}",
+            r.detail if r.checked_detail is None else f"{r.detail}\nre-run: {r.checked_detail}",
+        )
+    return table
+
+
+def _print_totals(x: Any) -> None:
+    pool = "pool" if x.pool_final else "pool if finalized now"
+    if x.reward_claimed_wei is not None:
+        claim = f"claimed {eth(x.reward_claimed_wei)}"
+    else:
+        claim = f"claimable {eth(x.claimable_wei)}" if x.pool_final else "claimable once settled"
+    due = x.pending_charge_wei
+    out.print(
+        f"score {_fp(x.total_score_fp)} of {_fp(x.job_total_score_fp)} ({_pct(x.share)}) · "
+        f"{pool} {eth(x.pool_wei)} · reward {eth(x.reward_wei)} ({claim}) · slashed "
+        f"{eth(x.slashed_wei)}" + (f" · missed-round charge due {eth(due)}" if due else "")
+    )

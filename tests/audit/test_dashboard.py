@@ -67,14 +67,15 @@ def served(indexed):
     thread.join(timeout=10)
 
 
-def _render(served: str, job_id: int, shot: Path) -> dict:
+def _render(served: str, job_id: int, shot: Path, trainer: str | None = None) -> dict:
     env = {
         **os.environ,
         "CHROMIUM": CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
     }
     shot.unlink(missing_ok=True)
+    who = f"&trainer={trainer}" if trainer else ""
     proc = subprocess.run(
-        ["node", str(BROWSER_DIR / "dashboard.js"), f"{served}/#job={job_id}", str(shot)],
+        ["node", str(BROWSER_DIR / "dashboard.js"), f"{served}/#job={job_id}{who}", str(shot)],
         cwd=BROWSER_DIR,
         capture_output=True,
         text=True,
@@ -89,13 +90,13 @@ def _render(served: str, job_id: int, shot: Path) -> dict:
     return seen
 
 
-def test_dashboard_renders_in_chromium(served) -> None:
+def test_dashboard_renders_in_chromium(served, indexed) -> None:
     reason = _missing()
     if reason:
         pytest.skip(reason)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
-    seen = _render(served, 1, shot)
+    seen = _render(served, 1, shot, indexed.attacker)
     assert seen["total_points"] == ROUNDS  # one point per posted round
     assert seen["metric_points"] == 2 * (ROUNDS + 1)  # accuracy + loss, initial model + rounds
     assert seen["contrib_bars"] == (TRAINERS - 1) * ROUNDS  # honest trainers' scores, stacked
@@ -103,6 +104,10 @@ def test_dashboard_renders_in_chromium(served) -> None:
     assert seen["count_bars"] == 3 * ROUNDS
     assert seen["payout_rows"] == 2 * TRAINERS and seen["reliability_bars"] == TRAINERS
     assert seen["flag_rows"] == ROUNDS
+    # "why this reward" for the trainer named in the URL: the attacker, slashed every round
+    assert seen["explain_selected"] == indexed.attacker
+    assert seen["explain_rows"] == seen["explain_flagged"] == seen["explain_slashes"] == ROUNDS
+    assert seen["explain_reliability"] == 1
     assert shot.exists() and shot.stat().st_size > 10_000
 
 

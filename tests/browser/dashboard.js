@@ -36,6 +36,11 @@ const { chromium } = require("playwright-core");
         payout_rows: count("#chart-payouts svg rect.payout"),
         reliability_bars: count("#chart-reliability svg rect.reliability"),
         flag_rows: count("#flags table tr") - 1,
+        explain_rows: count("#explain tr.explain-row"),
+        explain_flagged: count("#explain tr.explain-row td.flag"),
+        explain_slashes: count("#explain li.explain-slash"),
+        explain_reliability: count("#explain li.explain-reliability"),
+        explain_selected: (document.querySelector("#explain .trainer-pick button.selected") || {}).dataset?.trainer || null,
         svgs: count("svg"),
         title: document.title,
       };

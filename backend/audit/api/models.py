@@ -197,6 +197,84 @@ class TrainerDetail(Trainer):
     history: list[Payout]
 
 
+class SlashExplained(BaseModel):
+    round: int = Field(description="0: the settlement's charge for missed rounds")
+    amount_wei: str
+    reason: int
+    reason_label: str
+    rule: str = Field(description="what the reason code means")
+    reversed: bool
+    tx_hash: str
+    block_number: int
+    evidence: str = Field(description="what proves it, in public records")
+
+
+class RoundExplained(BaseModel):
+    round: int
+    state: str = Field(description="posted | open | voided")
+    reason: int | None
+    reason_label: str | None
+    flagged: bool
+    meaning: str
+    detail: str = Field(description="this trainer's round, written from the record")
+    score_fp: int | None = Field(None, description="score of record, fixed point (1e6 = 1.0)")
+    score: float | None
+    rank: int | None = Field(None, description="1 = the round's best score (ties share a rank)")
+    ranked: int
+    best_score_fp: int | None
+    round_total_fp: int
+    round_share: float | None = Field(None, description="score / the round's total score")
+    pool_share: float | None = Field(
+        None, description="score / the job's total score: the part of the reward pool it earns"
+    )
+    pool_part_wei: str | None
+    slash: SlashExplained | None
+    corrected: bool
+    dispute: str | None
+    overturned_reason_label: str | None
+    overturned_score_fp: int | None
+    content_hash: str | None
+    cid: str | None
+    posted_tx: str | None
+    chunk_revealed: bool
+    epsilon: float | None = None
+    checked_detail: str | None = Field(
+        None, description="the checks' own words, re-run from public artifacts (CLI --recompute)"
+    )
+
+
+class ReliabilityChange(BaseModel):
+    before_ppm: int | None = Field(None, description="none: the trainer's first recorded job")
+    after_ppm: int
+    contribution_ppm: int
+    jobs: int
+    weight_wei: str
+    block_number: int
+    tx_hash: str
+
+
+class Explanation(BaseModel):
+    job_id: int
+    trainer: str
+    job_status: str
+    rounds_posted: int
+    rounds: int
+    per_round: list[RoundExplained]
+    total_score_fp: int
+    job_total_score_fp: int
+    share: float | None = Field(None, description="total score / the job's total score")
+    pool_wei: str
+    pool_final: bool = Field(description="false: what finalizing now would pay")
+    reward_wei: str
+    reward_claimed_wei: str | None
+    claimable_wei: str
+    slashed_wei: str
+    pending_charge_wei: str
+    slashes: list[SlashExplained]
+    reliability: list[ReliabilityChange]
+    notes: list[str]
+
+
 class Event(BaseModel):
     block_number: int
     tx_hash: str

@@ -1,4 +1,5 @@
-"""Trainers: stake, cross-job reliability, and each one's history, submissions and slashes."""
+"""Trainers: stake, cross-job reliability, each one's history, submissions and slashes, and
+why a trainer got its reward in a job."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ from backend.audit.api.deps import (
     Address,
     Context,
     Flagged,
+    JobId,
     Limit,
     Offset,
+    not_found,
     require_trainer,
 )
 from backend.audit.api.models import (
     ERROR_RESPONSES,
+    Explanation,
     Page,
     Slash,
     Submission,
     Trainer,
     TrainerDetail,
 )
+from backend.audit.explain import ExplainError, explain_trainer
 
 router = APIRouter(tags=["trainers"], responses=ERROR_RESPONSES)
 
@@ -72,3 +77,14 @@ def trainer_slashes(
     record = require_trainer(context, address)
     q = queries.trainer_slashes_query(record["address"])
     return queries.page(context.engine, q, limit, offset, queries.slash_row)
+
+
+@router.get("/jobs/{job_id}/trainers/{address}/explain", response_model=Explanation)
+def trainer_explain(context: Context, job_id: JobId, address: Address) -> dict[str, Any]:
+    """Why this reward: per round the trainer's reason, score and rank, its share of the
+    reward pool (paid by total score), any slash with its evidence, and the reliability change
+    — from the indexed public records only."""
+    try:
+        return explain_trainer(context.engine, job_id, address).to_dict()
+    except ExplainError as exc:
+        raise not_found(str(exc)) from None
