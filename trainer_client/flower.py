@@ -216,11 +216,10 @@ def match_arrays(
                 f"not a number the job's tensor {name!r} can take: return float arrays"
             )
         if tuple(int(s) for s in a.shape) != shapes[name]:
-            how = "named" if by_name else "at the same position"
+            where = f"{name!r}" if by_name else f"tensor at position {i}, {name!r},"
             raise ConfigError(
                 f"the Flower client's {source} {_label(i, client_names)} has shape {_shape(a)}; "
-                f"the job's tensor {how}, {name!r}, has shape {shapes[name]}: "
-                f"{_model_hint(template)}"
+                f"the job's {where} has shape {shapes[name]}: {_model_hint(template)}"
             )
         dtypes.append(a.dtype if a.dtype.kind == "f" else np.dtype(np.float32))
     return ArrayLayout(names, tuple(dtypes), None if client_names is None else tuple(client_names))

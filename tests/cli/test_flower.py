@@ -188,7 +188,10 @@ def test_data_and_flower_client_are_exclusive_and_one_is_needed(job: Market, tmp
 @pytest.mark.parametrize(
     ("attr", "match"),
     [
-        ("wider", "array 0 ('0.weight') has shape (32, 64); the job's tensor named, '0.weight', "),
+        (
+            "wider",
+            "array 0 ('0.weight') has shape (32, 64); the job's '0.weight' has shape (16, 64)",
+        ),
         ("deeper", "get_parameters gave 6 arrays; the job's model has 4 tensors"),
         ("with_dropout", "array 2 ('3.weight') of shape (10, 16) is not a tensor of the job's"),
     ],

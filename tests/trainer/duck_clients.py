@@ -23,7 +23,7 @@ class DuckClient:
 
     def __init__(self, net: nn.Module | None = None, data: Dataset | None = None) -> None:
         self.net = mlp() if net is None else net
-        self.data = load_digits_dataset() if data is None else data
+        self.data = data  # loaded on the first fit when not given
         self.fits: list[tuple[list[np.ndarray], dict[str, Any]]] = []
 
     def get_parameters(self, config: dict[str, Any]) -> list[np.ndarray]:
@@ -33,6 +33,8 @@ class DuckClient:
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         self.fits.append(([p.copy() for p in parameters], dict(config)))
+        if self.data is None:
+            self.data = load_digits_dataset()
         keys = list(self.net.state_dict())
         self.net.load_state_dict(OrderedDict(zip(keys, map(torch.tensor, parameters), strict=True)))
         opt = torch.optim.SGD(self.net.parameters(), lr=float(config["lr"]))
@@ -45,7 +47,7 @@ class DuckClient:
             loss = nn.functional.cross_entropy(out, y[start : start + int(config["batch_size"])])
             loss.backward()
             opt.step()
-        return self.get_parameters({}), len(y), {"loss": float(loss)}
+        return self.get_parameters({}), len(y), {"loss": float(loss.item())}
 
 
 class ThreeArrays(DuckClient):
