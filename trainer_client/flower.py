@@ -115,18 +115,17 @@ def _unwrap(obj: Any) -> Any:
 
 def _as_numpy_client(ref: str, obj: Any) -> NumPyClientLike:
     obj = _unwrap(obj)
+    if type(obj).__name__ == "ClientApp":
+        raise ConfigError(
+            f"--flower-client {ref} is a ClientApp, which runs under Flower's own runtime: point "
+            "at the NumPyClient, its class or a function of no arguments returning it"
+        )
     if callable(obj) and (isinstance(obj, type) or not isinstance(obj, NumPyClientLike)):
         obj = _unwrap(_call_without_arguments(ref, obj))
     if isinstance(obj, type) or not isinstance(obj, NumPyClientLike):
-        hint = (
-            " (a ClientApp runs under Flower's own runtime: point at the NumPyClient, its class "
-            "or a function of no arguments returning it)"
-            if type(obj).__name__ == "ClientApp"
-            else ""
-        )
         raise ConfigError(
-            f"--flower-client {ref} is a {type(obj).__name__}, not a Flower NumPyClient "
-            f"(get_parameters(config) and fit(parameters, config)){hint}"
+            f"--flower-client {ref} gives an object of type {type(obj).__name__}, not a Flower "
+            "NumPyClient (get_parameters(config) and fit(parameters, config))"
         )
     return obj
 

@@ -147,8 +147,8 @@ def flower(job: Market, ref: str, *, ok: bool = True):
         ("no_such_module_xyz:client", "no module named 'no_such_module_xyz'"),
         (f"{DUCKS}:nope", "has no attribute 'nope'"),
         (f"{DUCKS}:needs_arguments", "needs arguments"),
-        (f"{DUCKS}:not_a_client", "is a int, not a Flower NumPyClient"),
-        (f"{DUCKS}:make_module", "is a Sequential, not a Flower NumPyClient"),
+        (f"{DUCKS}:not_a_client", "gives an object of type int, not a Flower NumPyClient"),
+        (f"{DUCKS}:make_module", "gives an object of type Sequential, not a Flower"),
         (f"{DUCKS}:broken_factory", "calling it failed: RuntimeError: no GPU here"),
         ("tests.trainer.broken_client_module:client", "importing tests.trainer.broken_client"),
     ],
@@ -193,12 +193,12 @@ def test_data_and_flower_client_are_exclusive_and_one_is_needed(job: Market, tmp
             "array 0 ('0.weight') has shape (32, 64); the job's '0.weight' has shape (16, 64)",
         ),
         ("deeper", "get_parameters gave 6 arrays; the job's model has 4 tensors"),
+        ("app", "is a ClientApp, which runs under Flower's own runtime"),
+        ("context_client_fn", "needs arguments: point at a NumPyClient instance"),
         ("with_dropout", "array 2 ('3.weight') of shape (10, 16) is not a tensor of the job's"),
     ],
 )
-def test_a_flower_client_whose_model_does_not_fit_is_one_line(
-    job: Market, attr: str, match: str
-) -> None:
+def test_a_flower_client_that_does_not_fit_is_one_line(job: Market, attr: str, match: str) -> None:
     pytest.importorskip("flwr", reason="the `flower` extra (flwr) is not installed")
     fails(job, "--flower-client", f"{CLIENTS}:{attr}", "--dev-account", "3", match=match)
 

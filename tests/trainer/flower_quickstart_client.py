@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 from flwr.client import NumPyClient
+from flwr.clientapp import ClientApp
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -91,6 +92,15 @@ def client_fn():
 
 def sequential() -> FlowerClient:  # the job's own layer names ("0.", "2."): matched by name
     return FlowerClient(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)))
+
+
+def context_client_fn(context):
+    """Flower's own form: a client_fn of the run's Context, for a ClientApp."""
+    return FlowerClient().to_client()
+
+
+#: a ClientApp runs under Flower's runtime, not as a fedmarket trainer (a one-line error)
+app = ClientApp(client_fn=context_client_fn)
 
 
 def wider() -> FlowerClient:  # 32 hidden units: a shape mismatch

@@ -153,7 +153,7 @@ def test_module_attr_loads_an_instance_a_class_a_factory_or_a_to_client_wrapper(
     wrapped = load_flower_client("tests.trainer.duck_clients:wrapped")
     assert wrapped is duck_clients.wrapped.numpy_client
     assert isinstance(load_flower_client("tests.trainer.duck_clients:client_fn"), DuckClient)
-    with pytest.raises(ConfigError, match="is a int, not a Flower NumPyClient"):
+    with pytest.raises(ConfigError, match="gives an object of type int, not a Flower NumPyClient"):
         load_flower_client("tests.trainer.duck_clients:not_a_client")
 
 
