@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark-only extras. flwr is installed without its dependencies: its pins would downgrade
-# fastapi, typer, rich and uvicorn; bench_aggregate.py only imports its Krum aggregation.
+# Benchmark extras: bench_aggregate.py compares against Flower's Krum aggregation, which comes
+# with the `flower` extra (flwr with its dependencies, pip's normal resolver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pip install --quiet --no-deps "flwr==1.42.0"
-.venv/bin/python -m pip install --quiet protobuf grpcio cryptography iterators
+./scripts/install_flower.sh

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -95,8 +97,20 @@ def trainer_join(
 @trainer_app.command("run")
 @guarded
 def trainer_run(
+    command: typer.Context,
     job_id: JobArg,
-    data: Annotated[Path, typer.Option(help="your private data: .npz (x, y) or .csv")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="your private data: .npz (x, y) or .csv (not with --flower-client)"),
+    ] = None,
+    flower_client: Annotated[
+        str | None,
+        typer.Option(
+            "--flower-client",
+            help="train with your Flower NumPyClient instead, MODULE:ATTR (an instance, its "
+            "class or a function of no arguments); it keeps its own data",
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option(help="do one round (commit and reveal), then exit")] = False,
     poll: Annotated[float, typer.Option(help="seconds between chain polls")] = 5.0,
     timeout: Annotated[
@@ -110,7 +124,7 @@ def trainer_run(
         str,
         typer.Option(
             help="where local training runs: auto (CUDA, then MPS, then CPU), cpu, cuda[:N] "
-            "or mps; the round's result never depends on it"
+            "or mps; the round's result never depends on it (a Flower client picks its own)"
         ),
     ] = "auto",
     config: ConfigOpt = None,
@@ -120,28 +134,22 @@ def trainer_run(
     """Train and submit every round: commit in the commit phase, reveal in the reveal phase.
     Safe to restart: a pending commitment is revealed, never replaced."""
     from trainer_client import runner
-    from trainer_client.client import TrainerClient
 
+    if data is None and flower_client is None:
+        _missing_option(
+            command, "data", "Or --flower-client MODULE:ATTR, to train a Flower client."
+        )
     ctx = Ctx(config, dev_account)
     market = ctx.market()
     ctx.job(market, job_id)
-    dataset = _load_fitting(data, _job_spec(ctx, market, job_id))
+    make_client = _client_maker(ctx, market, job_id, data, flower_client, seed, device)
     sender = ctx.signer(account, dev_account)
 
     def report(s: runner.Step) -> None:
         err.print(f"job {job_id} round {s.round}: {s.action} {s.detail}".rstrip(), soft_wrap=True)
 
     with stage_progress() as bars:
-        client = TrainerClient(
-            market,
-            ctx.store,
-            sender,
-            dataset,
-            seed=seed,
-            state_file=_state_file(ctx, market, sender.address),
-            progress=bars,
-            device=device,
-        )
+        client = make_client(sender, _state_file(ctx, market, sender.address), bars)
         if step_only:
             s = runner.step(client, job_id)
             report(s)
@@ -149,6 +157,54 @@ def trainer_run(
             return
         done = runner.run(client, job_id, once=once, poll_s=poll, timeout_s=timeout, report=report)
     emit(json.dumps({"actions": [[s.action, s.round] for s in done]}))
+
+
+def _missing_option(command: typer.Context, name: str, hint: str) -> NoReturn:
+    """The usage error typer gives for a missing required option (exit 2), for an option that
+    is required only without another one."""
+    # typer >= 0.21 carries its own copy of click: take the exception from typer's, whichever
+    missing = sys.modules[typer.BadParameter.__module__].MissingParameter
+    param = next(p for p in command.command.params if p.name == name)
+    raise missing(hint, ctx=command, param=param)
+
+
+def _client_maker(
+    ctx: Ctx,
+    market: Any,
+    job_id: int,
+    data: Path | None,
+    flower_client: str | None,
+    seed: int,
+    device: str,
+) -> Callable[[Any, Path, Any], Any]:
+    """What trains for `trainer run`: the data file, checked against the job now, or the Flower
+    client, loaded now (so that a bad file or MODULE:ATTR fails before anything else)."""
+    from backend.core.models import template_of
+    from trainer_client.client import TrainerClient
+    from trainer_client.flower import FlowerTrainer, check_flower_client, load_flower_client
+
+    if flower_client is not None:
+        if data is not None:
+            raise ConfigError(
+                "--data or --flower-client, not both: a Flower client has its own data"
+            )
+        numpy_client = load_flower_client(flower_client)
+        check_flower_client(numpy_client, template_of(_job_spec(ctx, market, job_id).model))
+        return lambda sender, state, bars: FlowerTrainer(
+            market, ctx.store, sender, numpy_client, seed=seed, state_file=state, progress=bars
+        )
+    assert data is not None  # trainer_run asked for one
+    dataset = _load_fitting(data, _job_spec(ctx, market, job_id))
+    return lambda sender, state, bars: TrainerClient(
+        market,
+        ctx.store,
+        sender,
+        dataset,
+        seed=seed,
+        state_file=state,
+        progress=bars,
+        device=device,
+    )
 
 
 @trainer_app.command("status")

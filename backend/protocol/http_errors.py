@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 
@@ -17,7 +18,10 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
         match, child = route.matches(scope)
         if match is Match.NONE:
             continue
-        if isinstance(route, Mount):
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            # what StaticFiles serves: Starlette 1.3 (flwr pins it) raises its 405 with no Allow
+            methods |= {"GET", "HEAD"}
+        elif isinstance(route, Mount):
             methods |= allowed_methods(route.routes, {**scope, **child})
         else:
             methods |= set(getattr(route, "methods", None) or ())

@@ -1,0 +1,3 @@
+"""A client module that fails on import (the CLI says so in one line)."""
+
+raise RuntimeError("this client module is broken")
