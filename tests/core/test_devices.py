@@ -92,3 +92,36 @@ def test_the_round_result_does_not_depend_on_the_aggregators_thread_count() -> N
     a, b = results
     assert a.next_model_blob == b.next_model_blob
     assert a.scores_fp == b.scores_fp and a.reasons == b.reasons
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec(family="logreg", input_dim=64),
+        ModelSpec(family="mlp", input_dim=64, hidden=[8]),
+        ModelSpec(family="cnn", input_dim=784),
+        ModelSpec(family="charlm", input_dim=16, num_classes=256, width=16, depth=1, heads=2),
+    ],
+    ids=lambda s: s.family,
+)
+def test_every_family_trains_on_the_selected_device(spec: ModelSpec) -> None:
+    """Each family's local training runs on `--device auto` (the CPU here) and hands back
+    float32 host arrays of the template's names and shapes: what the codec sends."""
+    from backend.core.datasets import Dataset
+    from backend.core.models import template_of
+
+    rng = np.random.default_rng(0)
+    high = 256 if spec.family == "charlm" else 2
+    x = rng.integers(0, high, size=(24, spec.input_dim)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, size=24)
+    start = get_weights(build_model(spec))
+    local, loss = train_local(
+        spec, start, Dataset(x, y), TrainingSpec(batch_size=8), device=resolve_device("auto")
+    )
+    template = template_of(spec)
+    assert np.isfinite(loss)
+    assert {k: v.shape for k, v in local.items()} == dict(
+        zip(template.names, template.shapes, strict=True)
+    )
+    assert all(v.dtype == np.float32 for v in local.values())
+    assert any(not np.array_equal(local[k], start[k]) for k in start)
