@@ -331,7 +331,15 @@ class FlowerTrainer(TrainerClient):
         # No data file to check against the job: the Flower client keeps its own data, and
         # its arrays are checked against the model every round instead.
         if job_id not in self._specs:
-            self._specs[job_id] = fetch_job_spec(self.market, self.store, job_id)
+            spec = fetch_job_spec(self.market, self.store, job_id)
+            if spec.privacy is not None:
+                # fedmarket cannot put DP-SGD inside someone else's fit, and silently training
+                # without it would expose the very data the job promised to protect
+                raise ConfigError(
+                    f"job {job_id} asks its trainers for DP-SGD ([privacy]); a Flower client "
+                    "trains on its own, so train this job with --data instead"
+                )
+            self._specs[job_id] = spec
         return self._specs[job_id]
 
     def local_update(self, job_id: int, round_: int) -> tuple[Tensors, float]:

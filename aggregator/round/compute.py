@@ -30,6 +30,7 @@ from aggregator.round.stages import (
 )
 from backend.core.codec import Tensors
 from backend.core.datasets import Dataset
+from backend.core.devices import one_torch_thread
 from backend.core.jobspec import JobSpec
 from backend.core.models import evaluate, template_of
 
@@ -56,7 +57,21 @@ def compute_round(
     ``previous_updates`` are earlier rounds' revealed updates, with who sent each
     (`aggregator.round.replay.previous_updates`); a bare array has no owners, and copy
     detection then falls back to the job's fixed scaled-copy cosine.
+
+    Runs on one torch thread (`one_torch_thread`), whatever the machine.
     """
+    with one_torch_thread():
+        return _compute(spec, global_weights, submissions, validation, previous_updates, momentum)
+
+
+def _compute(
+    spec: JobSpec,
+    global_weights: Tensors,
+    submissions: Sequence[Submission],
+    validation: Dataset,
+    previous_updates: PublicUpdates | np.ndarray | None,
+    momentum: np.ndarray | None,
+) -> RoundOutcome:
     inputs = RoundInputs(
         spec,
         template_of(spec.model),

@@ -33,7 +33,7 @@ from aggregator.round.records import Submission
 from backend.chain.market import JobInfo, MarketClient, Phase, Reveal, snapshot_grace
 from backend.core.errors import ContentNotFound, Reason, StorageUnavailable
 from backend.core.sealing import unseal_verified
-from backend.storage import ContentStore
+from backend.storage import ContentStore, Transfer
 
 __all__ = ["FetchPolicy", "Fetched", "SealedSnapshot", "StoreOutage", "fetch_reveal", "gather"]
 
@@ -66,16 +66,23 @@ class Fetched:
     store_down: bool = False
 
 
-def fetch_reveal(store: ContentStore, reveal: Reveal, policy: FetchPolicy) -> Fetched:
+def fetch_reveal(
+    store: ContentStore, reveal: Reveal, policy: FetchPolicy, max_bytes: int | None = None
+) -> Fetched:
     """Fetch and verify one revealed update, retried up to the policy's timeout.
 
     A hash mismatch is final at once; missing content and an unreachable store are retried
-    until `policy.timeout_s`, then the update is marked UNAVAILABLE (not slashable).
+    until `policy.timeout_s`, then the update is marked UNAVAILABLE (not slashable). With
+    `max_bytes` the read stops past it (TOO_LARGE): for readers that only need a header.
     """
     deadline = time.monotonic() + policy.timeout_s
     while True:
         try:
-            return opened(store.get(reveal.cid), reveal)
+            return opened(store.get(reveal.cid, _capped_at(max_bytes)), reveal)
+        except _TooLarge:
+            return Fetched(
+                None, Reason.TOO_LARGE, f"content {reveal.cid} exceeds {max_bytes} bytes"
+            )
         except (ContentNotFound, StorageUnavailable) as exc:
             down = isinstance(exc, StorageUnavailable)
             if down and policy.strict:
@@ -107,16 +114,24 @@ class _TooLarge(Exception):
     pass
 
 
-def _fetch_capped(store: ContentStore, cid: str, max_bytes: int) -> bytes | Exception | None:
-    """The blob under `cid`, or None if it is missing or larger than `max_bytes` (the read
-    stops there), or the StorageUnavailable it raised. Runs in a fetcher thread."""
+def _capped_at(max_bytes: int | None) -> Transfer | None:
+    """A progress hook that stops a read past `max_bytes` (None: no cap)."""
+    if max_bytes is None:
+        return None
 
     def cap(done: int, _total: int | None) -> None:
         if done > max_bytes:
             raise _TooLarge
 
+    return cap
+
+
+def _fetch_capped(store: ContentStore, cid: str, max_bytes: int) -> bytes | Exception | None:
+    """The blob under `cid`, or None if it is missing or larger than `max_bytes` (the read
+    stops there), or the StorageUnavailable it raised. Runs in a fetcher thread."""
+
     try:
-        return store.get(cid, cap)
+        return store.get(cid, _capped_at(max_bytes))
     except (ContentNotFound, _TooLarge):
         return None
     except StorageUnavailable as exc:

@@ -121,7 +121,6 @@ class RoundExplanation:
     cid: str | None
     posted_tx: str | None
     chunk_revealed: bool  # the round's validation chunk is public: anyone can re-run it
-    epsilon: float | None = None  # differential privacy spent this round, if recorded
     checked_detail: str | None = None  # the checks' own words, re-run from public artifacts
 
 
@@ -390,7 +389,6 @@ def _round(
         cid=mine.get("cid"),
         posted_tx=row["posted_tx"],
         chunk_revealed=row["chunk_hash"] is not None,
-        epsilon=mine.get("epsilon"),  # recorded only where a job reports its privacy spend
     )
 
 

@@ -37,7 +37,7 @@ from backend.audit.settlement import (
 )
 from backend.chain.market import JobStatus, MarketClient, RoundPost, round_digest
 from backend.core.datasets import Dataset, from_npz_bytes
-from backend.core.errors import FedMarketError, StorageError, StorageUnavailable
+from backend.core.errors import DataError, FedMarketError, StorageError, StorageUnavailable
 from backend.core.jobspec import JobSpec
 from backend.protocol.fetch import fetch_job_spec
 from backend.storage import ContentStore, fetch_verified
@@ -582,6 +582,8 @@ def recomputed_details(
             details[step.post.round] = {
                 o.trainer: (int(o.reason), o.detail) for o in step.outcome.outcomes
             }
-    except (VerifyError, InputModelUnavailable, StorageError):
-        pass  # what was re-run stands; the rest cannot be re-run (yet)
+    except (VerifyError, InputModelUnavailable, StorageError, DataError):
+        # what was re-run stands; the rest cannot be re-run (yet), or its committed chunk is
+        # data the job's model cannot read
+        pass
     return details

@@ -99,7 +99,9 @@ class CharLM(nn.Module):
                 f"the charlm model reads rows of {self.pos.num_embeddings} bytes; "
                 f"got shape {tuple(x.shape)}"
             )
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        # positions per row, (rows, context): Opacus's per-sample gradients need the batch
+        # dimension first on every layer's input, or one row's clipping would not bound it
+        positions = torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
         h = self.tok(tokens) + self.pos(positions)
         for block in self.blocks:
             h = block(h)

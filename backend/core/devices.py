@@ -8,7 +8,8 @@ it, does not depend on the hardware any trainer used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -55,3 +56,17 @@ def resolve_device(
             f"--device {name}: Apple's MPS backend is not available here; use --device cpu"
         )
     return torch.device(name.strip().lower())
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the count: some CPU kernels split their
+    reductions by thread (LayerNorm's backward, for one), so a round computed with 2 threads
+    could differ in the last bits from a verifier's with 8. The round is small next to
+    training; it pays one thread for results that do not depend on the machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

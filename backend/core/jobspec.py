@@ -35,9 +35,12 @@ class PrivacySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     clip_norm: float = Field(1.0, gt=0, le=1e6, description="max L2 norm of a per-sample gradient")
-    noise_multiplier: float | None = Field(None, gt=0, le=1e6)
+    # Floors: below σ 0.3 the accounted ε runs into the thousands (no privacy to speak of),
+    # and below ε 0.1 the noise search has no answer for many shards; an owner's spec must not
+    # leave honest DP trainers unable to train.
+    noise_multiplier: float | None = Field(None, ge=0.3, le=1e6)
     target_epsilon: float | None = Field(
-        None, gt=0, le=1e6, description="the budget for the whole job, across all its rounds"
+        None, ge=0.1, le=1e6, description="the budget for the whole job, across all its rounds"
     )
     delta: float = Field(1e-5, gt=0, lt=1)
 

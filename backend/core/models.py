@@ -28,7 +28,15 @@ from backend.core.codec import Template, Tensors
 
 #: charlm's shape when the spec leaves it out: what `fedmarket demo --model charlm` trains.
 CHARLM_DEFAULTS = {"width": 64, "depth": 2, "heads": 4}
-MAX_CONTEXT = 4096  # bytes per row: beyond it the attention matrix alone is too large here
+# charlm's bounds. Every party (trainers, the aggregator, each verifier) must be able to run a
+# job's model, and an owner could otherwise publish a spec no round can be computed for: the
+# aggregator would miss the post deadline and lose its bond. Attention holds heads × context²
+# scores per block and row, so that is what is bounded, with the shape's own limits.
+MAX_CONTEXT = 1024  # bytes per row
+MAX_WIDTH = 1024
+MAX_DEPTH = 12
+MIN_HEAD_WIDTH = 8
+MAX_ATTENTION_CELLS = 2**23  # heads × context² × depth per row (64 MiB of float64 scores)
 
 
 class ModelSpec(BaseModel):
@@ -73,6 +81,23 @@ class ModelSpec(BaseModel):
             )
         if self.input_dim > MAX_CONTEXT:
             raise ValueError(f"charlm's context (input_dim) must be at most {MAX_CONTEXT} bytes")
+        if (self.width or 0) > MAX_WIDTH or (self.depth or 0) > MAX_DEPTH:
+            raise ValueError(f"charlm's width must be at most {MAX_WIDTH}, depth {MAX_DEPTH}")
+        if (self.width or 0) // (self.heads or 1) < MIN_HEAD_WIDTH:
+            raise ValueError(f"charlm's width / heads must be at least {MIN_HEAD_WIDTH}")
+        if self.attention_cells > MAX_ATTENTION_CELLS:
+            raise ValueError(
+                f"charlm's heads x context² x depth is {self.attention_cells:,} attention "
+                f"scores per row; at most {MAX_ATTENTION_CELLS:,} (use a smaller context, fewer "
+                "heads or fewer blocks)"
+            )
+
+    @property
+    def attention_cells(self) -> int:
+        """charlm: attention scores per row over all blocks (0 for other families)."""
+        if self.family != "charlm":
+            return 0
+        return (self.heads or 0) * self.input_dim**2 * (self.depth or 0)
 
     @model_serializer(mode="wrap")
     def _without_unset_charlm_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -176,6 +201,19 @@ def batch_loss(spec: ModelSpec, model: nn.Module, x: torch.Tensor, y: torch.Tens
     return nn.functional.cross_entropy(logits, target)
 
 
+#: Attention scores one evaluation chunk may hold (charlm): rows are evaluated in chunks of
+#: this many cells, in a fixed order, so memory is bounded whatever the validation split's size.
+EVAL_CHUNK_CELLS = 2**23
+
+
+def row_chunks(spec: ModelSpec, rows: int) -> list[slice]:
+    """The row ranges `evaluate` and `loss_gradient` work through: one for every family but
+    charlm, whose chunks hold at most EVAL_CHUNK_CELLS attention scores (fixed by the spec, so
+    every machine sums the same chunks in the same order)."""
+    per = max(1, EVAL_CHUNK_CELLS // spec.attention_cells if spec.attention_cells else rows)
+    return [slice(start, start + per) for start in range(0, max(rows, 1), per)]
+
+
 def evaluate(
     spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> tuple[float, float]:
@@ -183,16 +221,26 @@ def evaluate(
     model = build_model(spec, dtype=torch.float64)
     set_weights(model, weights)
     model.eval()
+    parts = []  # (mean loss, correct, targets) per chunk
     with torch.no_grad():
-        logits, target = logits_and_targets(
-            spec,
-            model,
-            torch.as_tensor(x, dtype=torch.float64),
-            torch.as_tensor(y, dtype=torch.long),
-        )
-        loss = nn.functional.cross_entropy(logits, target).item()
-        acc = (logits.argmax(1) == target).double().mean().item()
-    return float(loss), float(acc)
+        for rows in row_chunks(spec, len(y)):
+            logits, target = logits_and_targets(
+                spec,
+                model,
+                torch.as_tensor(x[rows], dtype=torch.float64),
+                torch.as_tensor(y[rows], dtype=torch.long),
+            )
+            parts.append(
+                (
+                    nn.functional.cross_entropy(logits, target).item(),
+                    int((logits.argmax(1) == target).sum().item()),
+                    int(target.numel()),
+                )
+            )
+    total = sum(n for _, _, n in parts)
+    if len(parts) == 1:
+        return float(parts[0][0]), parts[0][1] / total
+    return float(sum(loss * n for loss, _, n in parts) / total), sum(c for _, c, _ in parts) / total
 
 
 def loss_gradient(
@@ -203,10 +251,20 @@ def loss_gradient(
     set_weights(model, weights)
     model.eval()
     params = dict(model.named_parameters())
-    loss = batch_loss(
-        spec, model, torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.long)
-    )
-    grads = torch.autograd.grad(loss, list(params.values()))
+    chunks = row_chunks(spec, len(y))
+    grads: list[torch.Tensor] | None = None
+    for rows in chunks:
+        loss = batch_loss(
+            spec,
+            model,
+            torch.as_tensor(x[rows], dtype=torch.float64),
+            torch.as_tensor(y[rows], dtype=torch.long),
+        )
+        if len(chunks) > 1:  # the chunk's part of the whole mean (equal tokens per row)
+            loss = loss * (len(y[rows]) / len(y))
+        part = torch.autograd.grad(loss, list(params.values()))
+        grads = list(part) if grads is None else [g + p for g, p in zip(grads, part, strict=True)]
+    assert grads is not None
     by_name = {k: g.detach().numpy() for k, g in zip(params, grads, strict=True)}
     # Buffers (none today) have no gradient: zeros keep the template's layout.
     return {k: by_name.get(k, np.zeros(np.shape(v))) for k, v in weights.items()}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import secrets
 import warnings
 from collections.abc import Callable, Mapping
@@ -55,6 +56,13 @@ __all__ = [
 CLAIM_KEYS = ("dp_epsilon", "dp_delta", "dp_noise_multiplier", "dp_clip_norm")
 _MAX_VALUE_CHARS = 32
 _MAX_VALUE = 1e6
+#: The largest ε a claim states: a larger (or infinite) accounted ε is claimed as this, which
+#: reads "at least 1e300". ε itself has no ceiling: a job's own settings can make an honest
+#: trainer's ε enormous, and that must never make its update malformed (slashable).
+CLAIM_MAX_EPSILON = 1e300
+#: A claim's numbers: plain ASCII decimals as Python's repr writes them (no '_', no Unicode
+#: digits, no spaces), so a verifier in any language parses the same claims as malformed.
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,8 @@ class PrivacyClaim:
 
     def to_metadata(self) -> dict[str, str]:
         """The claim as safetensors metadata (repr: the shortest string that reads back exactly)."""
-        values = (self.epsilon, self.delta, self.noise_multiplier, self.clip_norm)
+        eps = self.epsilon if math.isfinite(self.epsilon) else CLAIM_MAX_EPSILON
+        values = (min(eps, CLAIM_MAX_EPSILON), self.delta, self.noise_multiplier, self.clip_norm)
         return {k: repr(float(v)) for k, v in zip(CLAIM_KEYS, values, strict=True)}
 
 
@@ -86,8 +95,8 @@ def claim_from_metadata(meta: Mapping[str, str]) -> PrivacyClaim | None:
         missing = [k for k in CLAIM_KEYS if k not in meta]
         raise _bad_claim(f"incomplete: {', '.join(missing)} missing")
     eps, delta, sigma, clip = (_number(k, meta[k]) for k in CLAIM_KEYS)
-    if not 0 <= eps <= _MAX_VALUE:
-        raise _bad_claim(f"dp_epsilon {eps!r} is outside 0..{_MAX_VALUE:g}")
+    if eps > CLAIM_MAX_EPSILON:
+        raise _bad_claim(f"dp_epsilon {eps!r} is above {CLAIM_MAX_EPSILON:g}")
     if not 0 < delta < 1:
         raise _bad_claim(f"dp_delta {delta!r} is outside (0, 1)")
     for key, value in (("dp_noise_multiplier", sigma), ("dp_clip_norm", clip)):
@@ -99,10 +108,9 @@ def claim_from_metadata(meta: Mapping[str, str]) -> PrivacyClaim | None:
 def _number(key: str, text: str) -> float:
     if len(text) > _MAX_VALUE_CHARS:
         raise _bad_claim(f"{key} is {len(text)} characters long")
-    try:
-        value = float(text)
-    except ValueError:
-        raise _bad_claim(f"{key} {text!r} is not a number") from None
+    if not _DECIMAL.fullmatch(text):
+        raise _bad_claim(f"{key} {text!r} is not a plain non-negative decimal")
+    value = float(text)
     if not math.isfinite(value):
         raise _bad_claim(f"{key} {text!r} is not finite")
     return value
@@ -166,15 +174,22 @@ def _noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: i
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "optimal order is the largest alpha"
-        return float(
-            get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant="rdp",
+        try:
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=target_epsilon,
+                    target_delta=delta,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    accountant="rdp",
+                )
             )
-        )
+        except ValueError as exc:  # Opacus: "The privacy budget is too low."
+            raise ConfigError(
+                f"the job's target ε {target_epsilon:g} (δ {delta:g}) cannot be met by DP-SGD "
+                f"over {steps} steps at sampling rate {sample_rate:.3g} ({exc}); more rows per "
+                "batch-size, or a job with a larger target"
+            ) from None
 
 
 def epsilon_after(plan: DPPlan, rounds_done: int) -> float:

@@ -25,7 +25,7 @@ from aggregator.round.gather import FetchPolicy, fetch_reveal
 from backend.chain.base import TxResult
 from backend.chain.market import JobInfo, JobParams, MarketClient
 from backend.core.codec import read_header
-from backend.core.errors import ConfigError, DataError, FedMarketError, UpdateRejected
+from backend.core.errors import ConfigError, DataError, FedMarketError, Reason, UpdateRejected
 from backend.core.jobstatus import JobStatus
 from backend.core.privacy import PrivacyClaim, budget_note, claim_from_metadata
 from backend.core.units import score_value
@@ -184,20 +184,25 @@ def privacy_claims(
 ) -> dict[str, list[PrivacyClaim | str | None]]:
     """Each participant's privacy claim per posted round, from its revealed update's header:
     the claim, None (no update or no claim), or why it is unreadable ('unavailable',
-    'invalid: ...'). Reads every revealed update: for DP jobs only."""
+    'invalid: ...'). Reads every revealed update, each only up to the job's
+    `max_update_bytes`: for DP jobs only."""
+    max_bytes = fetch_job_spec(market, store, job_id).aggregation.max_update_bytes
     claims: dict[str, list[PrivacyClaim | str | None]] = {
         t: [] for t in market.participants(job_id)
     }
     for post in market.round_posts(job_id):
         for entry in market.round_entries(job_id, post.round):
-            claims.setdefault(entry.trainer, []).append(_claim_of(store, entry.reveal))
+            claims.setdefault(entry.trainer, []).append(_claim_of(store, entry.reveal, max_bytes))
     return claims
 
 
-def _claim_of(store: ContentStore, reveal: Any) -> PrivacyClaim | str | None:
+def _claim_of(store: ContentStore, reveal: Any, max_bytes: int) -> PrivacyClaim | str | None:
     if reveal is None:
         return None
-    got = fetch_reveal(store, reveal, FetchPolicy())
+    # capped as the aggregator caps it: a hostile reveal must not make a status call pull GBs
+    got = fetch_reveal(store, reveal, FetchPolicy(), max_bytes)
+    if got.reason == Reason.TOO_LARGE:
+        return f"invalid: {got.detail}"
     if got.blob is None:
         return "unavailable"
     try:

@@ -137,6 +137,21 @@ def test_other_families_keep_their_canonical_bytes() -> None:
             "must be positive",
         ),
         ({"family": "mlp", "heads": 2}, "settings of the charlm family only"),
+        # an owner's spec that no round could be computed for (the aggregator would lose its
+        # bond): the attention's size is bounded
+        ({"family": "charlm", "input_dim": 2048, "num_classes": 256}, "at most 1024 bytes"),
+        (
+            {"family": "charlm", "input_dim": 64, "num_classes": 256, "width": 64, "heads": 64},
+            "width / heads must be at least 8",
+        ),
+        (
+            {"family": "charlm", "input_dim": 1024, "num_classes": 256, "heads": 8, "depth": 4},
+            "attention scores per row; at most 8,388,608",
+        ),
+        (
+            {"family": "charlm", "input_dim": 32, "num_classes": 256, "width": 4096},
+            "width must be at most 1024",
+        ),
     ],
 )
 def test_spec_errors_are_one_line(model: dict, message: str) -> None:
@@ -255,3 +270,24 @@ def test_owner_validation_file_must_hold_bytes(tmp_path) -> None:
     assert len(load_validation(good, spec)) == 12
     with pytest.raises(DataError, match=r"bad\.npz does not fit .*integers 0\.\.255"):
         load_validation(bad, spec)
+
+
+def test_evaluation_in_chunks_is_the_whole_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big validation split is evaluated in fixed chunks of bounded memory; the loss, the
+    accuracy and the scoring gradient are those of the whole split."""
+    from backend.core import models
+
+    spec = ModelSpec(family="charlm", input_dim=16, num_classes=256, width=16, depth=1, heads=2)
+    weights = get_weights(build_model(spec))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50, 16)).astype(np.float32)
+    y = rng.integers(0, 256, 50)
+    whole = models.evaluate(spec, weights, x, y), models.loss_gradient(spec, weights, x, y)
+    monkeypatch.setattr(models, "EVAL_CHUNK_CELLS", spec.attention_cells * 7)
+    assert len(models.row_chunks(spec, 50)) == 8
+    (loss, acc), grad = (
+        models.evaluate(spec, weights, x, y),
+        models.loss_gradient(spec, weights, x, y),
+    )
+    assert loss == pytest.approx(whole[0][0], rel=1e-12) and acc == whole[0][1]
+    assert all(np.allclose(grad[k], whole[1][k], rtol=0, atol=1e-14) for k in grad)

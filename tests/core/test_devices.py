@@ -64,18 +64,34 @@ def test_training_on_an_explicit_cpu_device_matches_the_default() -> None:
     assert all(np.array_equal(a[k], b[k]) and b[k].dtype == np.float32 for k in a)
 
 
-def test_the_round_result_does_not_depend_on_the_aggregators_thread_count() -> None:
-    """The round runs on the CPU in float64 wherever the trainers trained; the same inputs give
-    the same model bytes, fixed-point scores and reasons with one torch thread or two (a
-    verifier's machine need not match the aggregator's)."""
+def _digits_round() -> tuple:
+    from backend.core.datasets import split_train_validation_test
+
+    train, val, _ = split_train_validation_test(load_digits_dataset())
+    return ModelSpec(hidden=[16]), train, val
+
+
+def _charlm_round() -> tuple:
+    from backend.core.datasets import stdlib_split
+
+    spec = ModelSpec(family="charlm", input_dim=16, num_classes=256, width=16, depth=1, heads=2)
+    split = stdlib_split(1, 16, 4096, 1024, 512)
+    return spec, split.shards[0], split.validation
+
+
+@pytest.mark.parametrize("setting", [_digits_round, _charlm_round], ids=["mlp", "charlm"])
+def test_the_round_result_does_not_depend_on_the_aggregators_thread_count(setting) -> None:
+    """The round runs on the CPU in float64, on one torch thread, wherever the trainers
+    trained: the same inputs give the same model bytes, fixed-point scores and reasons whatever
+    thread count the process had (charlm's LayerNorm backward splits its sums by thread)."""
     from aggregator.round.compute import Submission, compute_round
     from backend.core import codec
-    from backend.core.datasets import shard, split_train_validation_test
+    from backend.core.datasets import shard
     from backend.core.jobspec import JobSpec
     from backend.core.training import pseudo_gradient
 
-    train, val, _ = split_train_validation_test(load_digits_dataset())
-    spec = JobSpec(model=ModelSpec(hidden=[16]))
+    model, train, val = setting()
+    spec = JobSpec(model=model)
     w0 = get_weights(build_model(spec.model))
     subs = []
     for i, part in enumerate(shard(train, 4)):
@@ -87,11 +103,13 @@ def test_the_round_result_does_not_depend_on_the_aggregators_thread_count() -> N
         for n in (1, 2):
             torch.set_num_threads(n)
             results.append(compute_round(spec, w0, subs, val))
+            assert torch.get_num_threads() == n  # restored
     finally:
         torch.set_num_threads(threads)
     a, b = results
     assert a.next_model_blob == b.next_model_blob
     assert a.scores_fp == b.scores_fp and a.reasons == b.reasons
+    assert [o.score for o in a.outcomes] == [o.score for o in b.outcomes]
 
 
 @pytest.mark.parametrize(
@@ -125,3 +143,29 @@ def test_every_family_trains_on_the_selected_device(spec: ModelSpec) -> None:
     )
     assert all(v.dtype == np.float32 for v in local.values())
     assert any(not np.array_equal(local[k], start[k]) for k in start)
+
+
+def test_the_round_computes_on_one_torch_thread_and_restores_the_count(monkeypatch) -> None:
+    """charlm's float64 gradient differs in the last bits between 1 and 2 threads (LayerNorm's
+    backward), so the round pins one thread, and gives the process its count back."""
+    import aggregator.round.compute as compute
+    from backend.core.datasets import split_train_validation_test
+    from backend.core.jobspec import JobSpec
+
+    seen: list[int] = []
+    real = compute.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compute, "evaluate", spy)
+    _, val, _ = split_train_validation_test(load_digits_dataset())
+    spec = JobSpec(model=ModelSpec(hidden=[8]))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compute.compute_round(spec, get_weights(build_model(spec.model)), [], val)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

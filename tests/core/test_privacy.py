@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
 from aggregator.round.compute import Submission, compute_round
 from backend.audit.verify import verify_job
 from backend.core.compression import decode_update_with_metadata, encode_update
 from backend.core.datasets import load_digits_dataset
-from backend.core.errors import Reason, UpdateRejected
-from backend.core.jobspec import JobSpec, PrivacySpec, explain_validation_error
+from backend.core.errors import ConfigError, Reason, UpdateRejected
+from backend.core.jobspec import JobSpec, PrivacySpec, TrainingSpec, explain_validation_error
 from backend.core.models import build_model, get_weights, template_of
 from backend.core.privacy import (
     PrivacyClaim,
@@ -70,12 +71,20 @@ def test_the_claim_travels_in_the_update_header(codec: str) -> None:
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"dp_epsilon": "nan"}, "not finite"),
-        ({"dp_epsilon": "-1.0"}, "outside"),
+        ({"dp_epsilon": "nan"}, "not a plain non-negative decimal"),
+        ({"dp_epsilon": "-1.0"}, "not a plain non-negative decimal"),
+        ({"dp_epsilon": "-0.0"}, "not a plain non-negative decimal"),
+        ({"dp_epsilon": "1e999"}, "not finite"),
+        ({"dp_epsilon": "2e300"}, "above 1e+300"),
+        # what float() takes but another language's parser might not: one grammar for all
+        ({"dp_epsilon": "\u0663"}, "not a plain"),
+        ({"dp_epsilon": "1_0"}, "not a plain"),
+        ({"dp_epsilon": " 2 "}, "not a plain"),
+        ({"dp_epsilon": "+5E0"}, "not a plain"),
         ({"dp_delta": "1.0"}, "outside (0, 1)"),
         ({"dp_noise_multiplier": "0"}, "outside"),
         ({"dp_clip_norm": "1" * 40}, "characters long"),
-        ({"dp_epsilon": "lots"}, "not a number"),
+        ({"dp_epsilon": "lots"}, "not a plain"),
     ],
 )
 def test_hostile_claims_are_one_rejection(change: dict, says: str) -> None:
@@ -161,3 +170,49 @@ def test_a_dp_job_with_an_attacker() -> None:
     assert [r.epsilon for r in report.rounds] == [
         [o.epsilon for o in r.outcome.outcomes] for r in result.rounds
     ]
+
+
+def test_a_huge_or_infinite_epsilon_is_a_valid_claim_never_a_slashable_one() -> None:
+    """An owner's job can make an honest trainer's accounted ε enormous (little noise, many
+    steps); its claim must still decode, or the owner could get honest DP trainers slashed."""
+    big = PrivacyClaim(2.6e6, 1e-5, 0.3, 1.0)
+    assert claim_from_metadata(big.to_metadata()) == big
+    endless = PrivacyClaim(float("inf"), 1e-5, 0.3, 1.0)
+    assert claim_from_metadata(endless.to_metadata()).epsilon == 1e300
+
+
+def test_an_unreachable_target_is_one_clear_error_and_the_spec_has_floors() -> None:
+    with pytest.raises(ConfigError, match="cannot be met by DP-SGD"):
+        plan_dp(PrivacySpec(target_epsilon=0.1), TrainingSpec(batch_size=64), rows=50, rounds=50)
+    for bad in ({"target_epsilon": 0.01}, {"noise_multiplier": 0.05}):
+        with pytest.raises(ValidationError):
+            PrivacySpec(**bad)
+
+
+def test_dp_sgd_trains_charlm_with_per_row_gradients() -> None:
+    """Opacus's per-sample gradients need the batch first on every layer's input: charlm's
+    position embedding is looked up per row, so each row's gradient is clipped on its own."""
+    from opacus import GradSampleModule
+
+    from backend.core.datasets import Dataset
+    from backend.core.models import ModelSpec, batch_loss
+
+    spec = ModelSpec(family="charlm", input_dim=8, num_classes=256, width=16, depth=1, heads=2)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 8)).astype(np.float32)
+    y = rng.integers(0, 256, 5)
+    private = GradSampleModule(build_model(spec))
+    batch_loss(spec, private, torch.as_tensor(x), torch.as_tensor(y)).backward()
+    assert private._module.pos.weight.grad_sample.shape == (5, 8, 16)
+    w, loss, claim = train_local_dp(
+        spec,
+        get_weights(build_model(spec)),
+        Dataset(x, y),
+        TrainingSpec(batch_size=2),
+        PrivacySpec(noise_multiplier=1.0),
+        rounds=2,
+        round_=1,
+        seed=0,
+    )
+    assert np.isfinite(loss) and claim.epsilon > 0
+    assert all(np.isfinite(v).all() for v in w.values())

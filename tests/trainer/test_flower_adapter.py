@@ -188,3 +188,17 @@ def test_a_flower_trainer_is_scored_like_an_honest_one(
     norm = float(np.sqrt(sum(float((d.astype(np.float64) ** 2).sum()) for d in delta.values())))
     assert ours.update_norm == pytest.approx(norm, rel=1e-5) and norm > 0
     assert ours.score > 0
+
+
+def test_a_dp_job_is_refused_not_trained_without_dp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fedmarket cannot put DP-SGD inside a Flower client's fit: a job that asks for it is one
+    clear error before anything is trained or committed."""
+    import trainer_client.flower as flower
+    from backend.core.jobspec import JobSpec, PrivacySpec
+
+    monkeypatch.setattr(
+        flower, "fetch_job_spec", lambda *_: JobSpec(privacy=PrivacySpec(target_epsilon=4.0))
+    )
+    trainer = FlowerTrainer(None, None, None, DuckClient(mlp(8)))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"asks its trainers for DP-SGD.*--data instead"):
+        trainer.spec(7)

@@ -237,7 +237,6 @@ class RoundExplained(BaseModel):
     cid: str | None
     posted_tx: str | None
     chunk_revealed: bool
-    epsilon: float | None = None
     checked_detail: str | None = Field(
         None, description="the checks' own words, re-run from public artifacts (CLI --recompute)"
     )
