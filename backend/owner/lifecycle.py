@@ -272,10 +272,15 @@ def _privacy_fields(by_round: list[PrivacyClaim | str | None], privacy: Any) -> 
     claims = [c for c in by_round if isinstance(c, PrivacyClaim)]
     latest = claims[-1] if claims else None
     revealed = any(c is not None for c in by_round)
+    note = budget_note(latest, privacy) if revealed or latest else ""
+    # ε is cumulative: a claim below an earlier one understates what was spent
+    peak = max((c.epsilon for c in claims), default=0.0)
+    if latest is not None and latest.epsilon < peak:
+        note = "; ".join(filter(None, [note, f"ε fell from {peak:.3g} to {latest.epsilon:.3g}"]))
     return {
         "epsilon": None if latest is None else latest.epsilon,
         "epsilon_by_round": [c.epsilon if isinstance(c, PrivacyClaim) else c for c in by_round],
-        "privacy": budget_note(latest, privacy) if revealed or latest else "",
+        "privacy": note,
     }
 
 

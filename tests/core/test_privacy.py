@@ -216,3 +216,14 @@ def test_dp_sgd_trains_charlm_with_per_row_gradients() -> None:
     )
     assert np.isfinite(loss) and claim.epsilon > 0
     assert all(np.isfinite(v).all() for v in w.values())
+
+
+def test_owner_status_notes_a_cumulative_epsilon_that_falls() -> None:
+    """ε after round r covers rounds 1..r: a later claim below an earlier one understates it."""
+    from backend.owner.lifecycle import _privacy_fields
+
+    asked = PrivacySpec(target_epsilon=8.0)
+    rising = _privacy_fields([PrivacyClaim(2.0, 1e-5, 1.0, 1.0), CLAIM], asked)
+    assert rising["privacy"] == "" and rising["epsilon"] == CLAIM.epsilon
+    falling = _privacy_fields([CLAIM, PrivacyClaim(1.0, 1e-5, 1.0, 1.0)], asked)
+    assert falling["privacy"] == "ε fell from 3.25 to 1"
