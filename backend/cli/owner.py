@@ -109,7 +109,7 @@ def owner_status(job_id: JobArg, config: ConfigOpt = None, as_json: JsonOpt = Fa
 
     ctx = Ctx(config)
     market = ctx.market()
-    info = job_status(market, ctx.job(market, job_id), ctx.store())
+    info = job_status(market, ctx.job(market, job_id), ctx.store)
     if as_json:
         emit(json.dumps(info))
         return
