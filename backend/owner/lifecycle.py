@@ -180,13 +180,12 @@ def refund_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResu
 
 
 def privacy_claims(
-    market: MarketClient, store: ContentStore, job_id: int
+    market: MarketClient, store: ContentStore, job_id: int, max_bytes: int
 ) -> dict[str, list[PrivacyClaim | str | None]]:
     """Each participant's privacy claim per posted round, from its revealed update's header:
     the claim, None (no update or no claim), or why it is unreadable ('unavailable',
     'invalid: ...'). Reads every revealed update, each only up to the job's
-    `max_update_bytes`: for DP jobs only."""
-    max_bytes = fetch_job_spec(market, store, job_id).aggregation.max_update_bytes
+    `max_update_bytes` (`max_bytes`): for DP jobs only."""
     claims: dict[str, list[PrivacyClaim | str | None]] = {
         t: [] for t in market.participants(job_id)
     }
@@ -220,8 +219,13 @@ def job_status(
     posted round (`epsilon_by_round`), its latest (`epsilon`, cumulative) and how that compares
     with the job's target (`privacy`: '' when it complies)."""
     job_id = job.job_id
-    privacy = None if store is None else _privacy_asked(market, store, job_id)
-    claims = {} if store is None or privacy is None else privacy_claims(market, store, job_id)
+    spec = None if store is None else _spec_or_none(market, store, job_id)
+    privacy = None if spec is None else spec.privacy
+    claims = (
+        {}
+        if store is None or spec is None or privacy is None
+        else privacy_claims(market, store, job_id, spec.aggregation.max_update_bytes)
+    )
     participants = []
     for address in market.participants(job_id):
         record = market.participant(job_id, address)
@@ -257,11 +261,11 @@ def job_status(
     }
 
 
-def _privacy_asked(market: MarketClient, store: ContentStore, job_id: int) -> Any:
-    """The job's [privacy] table; None too when the spec cannot be read (the status shows
-    what the chain says without it)."""
+def _spec_or_none(market: MarketClient, store: ContentStore, job_id: int) -> Any:
+    """The job's spec (read once for its [privacy] table and update cap); None when it cannot
+    be read (the status shows what the chain says without it)."""
     try:
-        return fetch_job_spec(market, store, job_id).privacy
+        return fetch_job_spec(market, store, job_id)
     except FedMarketError:
         return None
 
