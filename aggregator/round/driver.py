@@ -22,6 +22,7 @@ from aggregator.round.compute import compute_round
 from aggregator.round.gather import FetchPolicy, SealedSnapshot, StoreOutage, gather
 from aggregator.round.records import RoundOutcome, Submission
 from aggregator.round.replay import (
+    HISTORY_ROUNDS,
     PublicRound,
     ReplayedRound,
     previous_updates,
@@ -181,6 +182,7 @@ class RoundDriver:
     momentum: np.ndarray | None = None
     snapshots: dict[int, SealedSnapshot] = field(default_factory=dict)  # round → sealed updates
     _rounds: int | None = field(default=None, init=False, repr=False)
+    _done: int = field(default=0, init=False, repr=False)  # rounds the state covers
     _chunks: list[Dataset] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -217,7 +219,14 @@ class RoundDriver:
     @property
     def rounds_done(self) -> int:
         """How many rounds this driver's in-memory state covers."""
-        return len(self.history)
+        return self._done
+
+    def _remember(self, outcome: RoundOutcome) -> None:
+        """Keep a round's public updates for replay detection: only the last HISTORY_ROUNDS
+        are ever compared, so memory stays flat however long the job runs."""
+        self.history = [*self.history, public_round(outcome)][-HISTORY_ROUNDS:]
+        self.momentum = outcome.momentum
+        self._done += 1
 
     @property
     def fetch_policy(self) -> FetchPolicy:
@@ -263,7 +272,7 @@ class RoundDriver:
         logged
         (the state is still rebuilt from the recomputation, the best available).
         """
-        self.history, self.momentum = [], None
+        self.history, self.momentum, self._done = [], None, 0
         replayed: list[ReplayedRound] = []
         steps = replay(
             self.market, self.store, self.spec, self.job_id, self.chunk, self.fetch_policy
@@ -276,8 +285,7 @@ class RoundDriver:
                     self.job_id,
                     step.post.round,
                 )
-            self.history.append(public_round(step.outcome))
-            self.momentum = step.outcome.momentum
+            self._remember(step.outcome)
             replayed.append(step)
         return replayed
 
@@ -325,8 +333,7 @@ class RoundDriver:
             outcome.scores_fp,
             outcome.reasons,
         )
-        self.history.append(public_round(outcome))
-        self.momentum = outcome.momentum
+        self._remember(outcome)
         self.snapshots.pop(pending.round, None)
         return RoundReport(
             self.job_id, pending.round, outcome, cid, model_hash, result.gas_used, result.tx_hash

@@ -12,12 +12,12 @@ from typing import Any, NamedTuple
 
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 
 from backend.chain.base import Chain, TxResult
+from backend.chain.events import EventCache
 from backend.core.jobstatus import JobStatus, Phase
 
 CONTRACT_NAME = "FedMarket"
@@ -138,12 +138,6 @@ class JobInfo:
         return JobStatus(int(self.fields["status"]))
 
 
-def _same(value: Any, wanted: Any) -> bool:
-    if isinstance(value, str) and isinstance(wanted, str):
-        return value.lower() == wanted.lower()
-    return bool(value == wanted)
-
-
 def commitment_hash(
     content_hash: bytes, cid: str, salt: bytes, trainer: str, job_id: int, round_: int
 ) -> bytes:
@@ -227,6 +221,7 @@ class MarketClient:
             REGISTRY_NAME, str(chain.call(contract.functions.reliability()))
         )
         self._created: dict[int, dict[str, Any]] = {}  # JobCreated is immutable: read once
+        self.events = EventCache(chain)
         self._abi_outputs = {
             i["name"]: i.get("outputs", []) for i in contract.abi if i.get("type") == "function"
         }
@@ -515,23 +510,7 @@ class MarketClient:
     def _events_of(
         self, contract: Contract, event: str, from_block: int, filters: dict[str, Any]
     ) -> list[Any]:
-        ev = getattr(contract.events, event)()
-        raw = self.chain.logs(str(contract.address), from_block)
-        if raw is None:
-            return list(ev.get_logs(from_block=from_block, argument_filters=filters or None))
-        topic = ev.topic if hasattr(ev, "topic") else None
-        out = []
-        for log in raw:
-            if topic is not None and HexBytes(log["topics"][0]) != HexBytes(topic):
-                continue
-            try:
-                decoded = ev.process_log(log)
-            except Exception:  # another event's log
-                continue
-            args = decoded["args"]
-            if all(_same(args.get(k), v) for k, v in filters.items()):
-                out.append(decoded)
-        return out
+        return self.events.query(contract, event, from_block, filters)
 
     def jobs_aggregated_by(self, aggregator: str, from_block: int, to_block: int) -> list[int]:
         """Ids of the jobs created in blocks `from_block`..`to_block` (inclusive) naming

@@ -4,7 +4,7 @@
 machine (owner, trainers, aggregator) could not share it. `PersistentEmbeddedChain` keeps a
 JSON-lines journal next to the settings: a header with the genesis timestamp, then one line per
 mined block — ``{"tx": "0x<raw signed tx>", "ts": T}`` or ``{"block": T}`` (a time-travel /
-empty block). Opening the file replays the journal into a fresh eth-tester chain with each
+empty block). Opening the file replays the journal into a fresh in-process node with each
 block's recorded timestamp, which rebuilds the same state (same addresses, balances, storage).
 Nothing is unpickled: the journal is plain JSON of signed transactions.
 
@@ -27,7 +27,8 @@ from typing import Any
 
 from web3 import Web3
 
-from backend.chain.embedded import EmbeddedChain, new_tester, tester_dev_keys
+from backend.chain.embedded import EmbeddedChain
+from backend.chain.revm_node import RevmNode, RevmProvider
 from backend.core.errors import ConfigError
 
 JOURNAL_VERSION = 1
@@ -36,8 +37,8 @@ JOURNAL_VERSION = 1
 class PersistentEmbeddedChain(EmbeddedChain):
     """An `EmbeddedChain` whose state persists in a journal file (see the module docstring)."""
 
-    def __init__(self, path: Path, w3: Web3, tester: Any, dev_keys: list[str]) -> None:
-        super().__init__(w3, tester, dev_keys)
+    def __init__(self, path: Path, w3: Web3, node: RevmNode) -> None:
+        super().__init__(w3, node)
         self.path = Path(path)
         self._offset = 0  # bytes of the journal already applied
         self._replaying = False
@@ -62,14 +63,20 @@ class PersistentEmbeddedChain(EmbeddedChain):
                 raise ValueError("unknown journal version")
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{path} is not a fedmarket dev-chain journal") from None
-        tester = new_tester(genesis_ts)
+        node = RevmNode(genesis_ts)
         holder: dict[str, PersistentEmbeddedChain] = {}
-        w3 = Web3(_syncing_provider(tester, holder))
-        chain = cls(path, w3, tester, tester_dev_keys(tester))
+        w3 = Web3(_SyncingProvider(node, holder))
+        chain = cls(path, w3, node)
         holder["chain"] = chain
         chain._offset = len(first)
         chain.sync()
         return chain
+
+    @property
+    def node(self) -> RevmNode:
+        """The node, caught up with what other processes appended to the journal."""
+        self.sync()
+        return self._node
 
     # -- journal --------------------------------------------------------------------------
     def sync(self) -> int:
@@ -102,17 +109,11 @@ class PersistentEmbeddedChain(EmbeddedChain):
         self._offset += end
         return applied
 
-    def _set_pending_timestamp(self, ts: int) -> None:
-        backend = self.tester.backend
-        backend.chain.header = backend.chain.header.copy(timestamp=int(ts))
-
     def _apply(self, entry: dict[str, Any]) -> None:
         if "tx" in entry:
-            self._set_pending_timestamp(entry["ts"])
-            self.tester.send_raw_transaction(entry["tx"])
+            self._node.send_raw_transaction(bytes.fromhex(entry["tx"][2:]), int(entry["ts"]))
         elif "block" in entry:
-            self._set_pending_timestamp(entry["block"])
-            self.tester.mine_blocks(1)
+            self._node.mine_empty(int(entry["block"]))
         else:
             raise ConfigError(f"unknown journal entry {sorted(entry)}")
 
@@ -132,7 +133,7 @@ class PersistentEmbeddedChain(EmbeddedChain):
         return _synced_lock(self)
 
     def on_mined(self, raw_tx: bytes, receipt: Any) -> None:
-        ts = int(self.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+        ts = self.node.blocks[int(receipt["blockNumber"])].timestamp
         self._append({"tx": "0x" + raw_tx.hex(), "ts": ts})
 
     def advance_time(self, seconds: int) -> int:
@@ -140,8 +141,7 @@ class PersistentEmbeddedChain(EmbeddedChain):
         with _locked(self.path):
             self.sync()
             target = self.now() + int(seconds)
-            self._set_pending_timestamp(target)
-            self.tester.mine_blocks(1)
+            self._node.mine_empty(target)
             self._append({"block": target})
         return self.now()
 
@@ -165,18 +165,18 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _syncing_provider(tester: Any, holder: dict[str, PersistentEmbeddedChain]) -> Any:
-    """An EthereumTesterProvider that first applies other processes' journal lines."""
-    from web3 import EthereumTesterProvider
+class _SyncingProvider(RevmProvider):
+    """A RevmProvider that first applies other processes' journal lines."""
 
-    class _SyncingProvider(EthereumTesterProvider):
-        def make_request(self, method: Any, params: Any) -> Any:
-            chain = holder.get("chain")
-            if chain is not None:
-                chain.sync()
-            return super().make_request(method, params)
+    def __init__(self, node: RevmNode, holder: dict[str, PersistentEmbeddedChain]) -> None:
+        super().__init__(node)
+        self.holder = holder
 
-    return _SyncingProvider(tester)
+    def make_request(self, method: Any, params: Any) -> Any:
+        chain = self.holder.get("chain")
+        if chain is not None:
+            chain.sync()
+        return super().make_request(method, params)
 
 
 def parse_chain_url(url: str | None) -> Path | None:

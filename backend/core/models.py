@@ -8,6 +8,7 @@ Families: `logreg` (linear softmax), `mlp` (hidden layers with ReLU), `cnn` (a s
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -214,11 +215,30 @@ def row_chunks(spec: ModelSpec, rows: int) -> list[slice]:
     return [slice(start, start + per) for start in range(0, max(rows, 1), per)]
 
 
+_EVAL_MODULES = threading.local()
+
+
+def _eval_module(spec: ModelSpec) -> nn.Module:
+    """A float64 module for `spec`, built once per thread and reused (a round evaluates one
+    spec once per update). `set_weights` overwrites every tensor of its state, so a reused
+    module gives the numbers a fresh one would."""
+    cache: dict[str, nn.Module] | None = getattr(_EVAL_MODULES, "cache", None)
+    if cache is None:
+        cache = _EVAL_MODULES.cache = {}
+    key = spec.model_dump_json()
+    model = cache.get(key)
+    if model is None:
+        if len(cache) >= 8:
+            cache.clear()
+        model = cache[key] = build_model(spec, dtype=torch.float64)
+    return model
+
+
 def evaluate(
     spec: ModelSpec, weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `weights` on (x, y), in float64 for reproducibility."""
-    model = build_model(spec, dtype=torch.float64)
+    model = _eval_module(spec)
     set_weights(model, weights)
     model.eval()
     parts = []  # (mean loss, correct, targets) per chunk

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,6 +114,9 @@ class DemoResult:
     chain: Chain
     market: MarketClient
     store: ContentStore
+    # Wall seconds of each phase: setup (deploy, job, registrations), rounds, settle (finalize
+    # and claims) and report (summaries, disputes, audit).
+    phase_s: dict[str, float] = field(default_factory=dict)
 
 
 def check_demo_options(
@@ -484,14 +488,18 @@ def _run_demo(cfg: DemoConfig, progress: Progress | None, chain: Chain | None) -
     tick = progress or (lambda stage, done, total: None)
     store_dir = cfg.store_dir or Path(tempfile.mkdtemp(prefix="fedmarket-demo-"))
     gas: dict[str, int] = {}
+    clock = _PhaseClock()
     tick("deploying contracts", 0, 1)
     demo = deploy(chain or embedded_chain(), LocalStore(store_dir), gas, cfg.reward_wei)
     if cfg.disputes:
         demo.verifiers = enlist_verifiers(demo.chain, demo.market, demo.store, store_dir)
     job = post_job(cfg, demo, gas)
     clients = register_trainers(cfg, demo, job, tick)
+    clock.lap("setup")
     run = run_rounds(cfg, demo, job, clients, tick)
+    clock.lap("rounds")
     settled = settle(demo, job, clients, gas)
+    clock.lap("settle")
     trainers = trainer_summaries(demo, job.job_id, clients)
     summary = summarise(cfg, demo, settled, trainers, run, gas)
     if cfg.disputes:
@@ -507,4 +515,16 @@ def _run_demo(cfg: DemoConfig, progress: Progress | None, chain: Chain | None) -
         }
     if cfg.audit:
         summary["audit"] = audit(demo, job.job_id, tick)
-    return DemoResult(summary, run.reports, demo.chain, demo.market, demo.store)
+    clock.lap("report")
+    return DemoResult(summary, run.reports, demo.chain, demo.market, demo.store, clock.laps)
+
+
+class _PhaseClock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
