@@ -18,20 +18,17 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.abi import get_abi_output_types
 from hexbytes import HexBytes
 from web3 import Web3
-from web3._utils.abi import map_abi_data
-from web3._utils.normalizers import BASE_RETURN_NORMALIZERS
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
-    TransactionNotFound,
     Web3Exception,
 )
 
+from backend.chain.abi import decode_output, encode_call, log_from_rpc, receipt_from_rpc
 from backend.chain.contracts import load_artifact
 from backend.chain.revert import ErrorDecoder, contract_revert
 from backend.core.errors import ChainUnavailable, ConfigError, InsufficientFunds
@@ -121,13 +118,31 @@ class Chain(ABC):
         """Move the chain's clock forward and mine a block (dev chains only); the new time."""
 
     # -- backend hooks --------------------------------------------------------------------
-    def logs(
-        self, address: str, from_block: int = 0, topic: bytes | None = None
-    ) -> list[dict[str, Any]] | None:
-        """Raw logs emitted by `address` since `from_block` (with first topic `topic` when
-        given) when the backend indexes them itself; None (the default) when a node answers
-        eth_getLogs efficiently."""
-        return None
+    def new_logs(self, address: str, from_block: int) -> tuple[int, list[dict[str, Any]]]:
+        """(latest block, raw logs `address` emitted in blocks `from_block`..latest), in one
+        round trip (a JSON-RPC batch; logs of blocks mined in between are left for next time).
+        Logs are in the types web3's `process_log` reads."""
+        # From the block before: a block already read exists, where `from_block` may not yet
+        # (a node refuses a range that starts past its head).
+        query = {"address": address, "fromBlock": hex(max(from_block - 1, 0)), "toBlock": "latest"}
+        number, raw = self._batch([("eth_blockNumber", []), ("eth_getLogs", [query])])
+        latest = int(number, 16)
+        logs = [log_from_rpc(log) for log in raw]
+        return latest, [g for g in logs if from_block <= g["blockNumber"] <= latest]
+
+    def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The results of several JSON-RPC calls in one round trip (one by one when the
+        node does not take batches); an error raises as `_rpc` raises it."""
+        try:
+            responses = self.w3.provider.make_batch_request(calls)  # type: ignore[arg-type]
+        except (NotImplementedError, AttributeError):
+            responses = None
+        if not isinstance(responses, list) or len(responses) != len(calls):
+            return [self._rpc(method, params) for method, params in calls]
+        for response in responses:
+            if "error" in response:
+                raise _rpc_error(response["error"])
+        return [response["result"] for response in responses]
 
     def sending(self) -> AbstractContextManager[None]:
         """Held around each signed send, from nonce to receipt (a backend may lock here)."""
@@ -183,7 +198,7 @@ class Chain(ABC):
         """A view's decoded result, as `fn.call()` returns it (the ABI is encoded and decoded
         here once, without web3's per-call contract machinery)."""
         try:
-            raw = self._eth_call({"to": fn.address, "data": fn._encode_transaction_data()})
+            raw = self._eth_call({"to": fn.address, "data": encode_call(fn)})
         except (ContractLogicError, ContractCustomError) as exc:
             raise self.errors.to_revert(fn.fn_name, exc) from None
         return decode_output(self.w3, fn.abi, raw)
@@ -217,7 +232,7 @@ class Chain(ABC):
         self, fn: ContractFunction, sender: LocalAccount, value: int = 0, suffix: bytes = b""
     ) -> dict[str, Any]:
         """The transaction fields of calling `fn`, its calldata encoded once."""
-        data = HexBytes(fn._encode_transaction_data()) + suffix
+        data = encode_call(fn) + suffix
         return {"from": sender.address, "to": fn.address, "value": int(value), "data": data}
 
     def _estimate_tx(self, tx: dict[str, Any], what: str) -> int:
@@ -255,16 +270,11 @@ class Chain(ABC):
 
     def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
         """The sender's next nonce and the fees, in one round trip (a JSON-RPC batch)."""
-        batch = [("eth_getTransactionCount", [address, "pending"])]
-        batch.append(("eth_getBlockByNumber", ["latest", False]))
-        responses = self.w3.provider.make_batch_request(batch)  # type: ignore[arg-type]
-        if not isinstance(responses, list) or len(responses) != 2:
-            return self._nonce(address), self._fees()  # a node without batches
-        for response in responses:
-            if "error" in response:
-                raise _rpc_error(response["error"])
-        nonce = int(responses[0]["result"], 16)
-        base = int(responses[1]["result"].get("baseFeePerGas") or "0x0", 16)
+        calls = [("eth_getTransactionCount", [address, "pending"])]
+        calls.append(("eth_getBlockByNumber", ["latest", False]))
+        count, latest = self._batch(calls)
+        nonce = int(count, 16)
+        base = int(latest.get("baseFeePerGas") or "0x0", 16)
         tip = self.priority_fee_wei
         return nonce, {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
 
@@ -301,10 +311,9 @@ class Chain(ABC):
         deadline = time.monotonic() + self.tx_timeout_s
         delay = 0.0005
         while True:
-            try:
-                return self.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                pass
+            raw = self._rpc("eth_getTransactionReceipt", [tx_hash.to_0x_hex()])
+            if raw is not None:  # formatted as web3's get_transaction_receipt formats it
+                return receipt_from_rpc(raw)
             if time.monotonic() > deadline:
                 raise ChainUnavailable(
                     f"{what} ({tx_hash.to_0x_hex()}) was not mined within {self.tx_timeout_s:.0f}"
@@ -379,11 +388,3 @@ def _is_tester_failure(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, TransactionFailed)
-
-
-def decode_output(w3: Web3, fn_abi: Any, raw: bytes) -> Any:
-    """A function's return data decoded as web3's `call()` decodes it (addresses
-    checksummed; one output returned bare)."""
-    types = get_abi_output_types(fn_abi)
-    values = map_abi_data(BASE_RETURN_NORMALIZERS, types, w3.codec.decode(types, raw))
-    return values[0] if len(values) == 1 else values

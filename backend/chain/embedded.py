@@ -34,12 +34,10 @@ class EmbeddedChain(Chain):
         self.node.mine_empty(self.now() + int(seconds))
         return self.now()
 
-    def logs(
-        self, address: str, from_block: int = 0, topic: bytes | None = None
-    ) -> list[dict[str, Any]] | None:
-        """Raw logs emitted by `address` since `from_block` (with first topic `topic`), from
-        the node's index: the cost follows the answer, not the chain's history."""
-        return self.node.logs_of(address, topic, from_block)
+    def new_logs(self, address: str, from_block: int) -> tuple[int, list[dict[str, Any]]]:
+        """From the node's index: the cost follows the answer, not the chain's history."""
+        node = self.node
+        return node.head.number, node.logs_of(address, None, from_block)
 
     # -- hot paths straight to the node (web3's request pipeline costs ~1 ms a call) ------
     def block_number(self) -> int:

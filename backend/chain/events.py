@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import event_abi_to_log_topic
-from hexbytes import HexBytes
-from web3 import Web3
 from web3.contract import Contract
 
 from backend.chain.base import Chain
@@ -94,26 +92,17 @@ class EventCache:
         ]
 
     def _catch_up(self, contract: Contract, logs: _ContractLogs) -> None:
-        latest = self.chain.block_number()
-        if latest <= logs.read_to:
-            return
         first = max(logs.start, logs.read_to + 1)
-        address = str(contract.address)
-        raw = self.chain.logs(address, first)
-        if raw is None:  # a node: ask it for the range
-            query = {"address": address, "fromBlock": hex(first), "toBlock": hex(latest)}
-            raw = [_from_rpc(log) for log in self.chain._rpc("eth_getLogs", [query])]
-        names = self._names.get(address)
+        latest, raw = self.chain.new_logs(str(contract.address), first)
+        names = self._names.get(str(contract.address))
         if names is None:
-            names = self._names[address] = _event_names(contract)
+            names = self._names[str(contract.address)] = _event_names(contract)
         for log in raw:
-            if log["blockNumber"] > latest or not log["topics"]:
-                continue
-            name = names.get(bytes(log["topics"][0]))
+            name = names.get(bytes(log["topics"][0])) if log["topics"] else None
             entry = _decoded(getattr(contract.events, name)(), log) if name else None
             if entry is not None:
                 logs.streams.setdefault(name, _Stream()).add(entry)  # type: ignore[arg-type]
-        logs.read_to = latest
+        logs.read_to = max(logs.read_to, latest)
 
 
 def _event_names(contract: Contract) -> dict[bytes, str]:
@@ -122,20 +111,6 @@ def _event_names(contract: Contract) -> dict[bytes, str]:
         event_abi_to_log_topic(item): item["name"]  # type: ignore[arg-type]
         for item in contract.abi
         if item.get("type") == "event" and not item.get("anonymous")
-    }
-
-
-def _from_rpc(log: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-RPC log in the types web3's `process_log` reads."""
-    return {
-        "address": Web3.to_checksum_address(log["address"]),
-        "topics": [HexBytes(t) for t in log["topics"]],
-        "data": HexBytes(log["data"]),
-        "blockNumber": int(log["blockNumber"], 16),
-        "blockHash": HexBytes(log["blockHash"]),
-        "transactionHash": HexBytes(log["transactionHash"]),
-        "transactionIndex": int(log["transactionIndex"], 16),
-        "logIndex": int(log["logIndex"], 16),
     }
 
 

@@ -121,6 +121,7 @@ class Outcome:
     output: bytes
     logs: list[Any]
     created: str | None = None
+    halt: str = ""  # why revm halted (OutOfGas, ...), when it did
 
 
 def decode_raw(raw: bytes) -> Tx:
@@ -495,7 +496,8 @@ def _failed(message: str, gas: int) -> Outcome:
     if match is None:
         raise NodeError(_refusal_text(message))
     output = bytes.fromhex(match.group(2)) if match.group(2) else b""
-    return Outcome(False, int(match.group(1)), 0, output, [])
+    halt = re.search(r"Halt \{ reason: (\w+)", message)
+    return Outcome(False, int(match.group(1)), 0, output, [], halt=halt.group(1) if halt else "")
 
 
 def _refusal_text(message: str) -> str:
@@ -505,6 +507,13 @@ def _refusal_text(message: str) -> str:
 
 
 def _reverted(outcome: Outcome) -> NodeError:
+    starved = not outcome.output and outcome.gas_used >= BLOCK_GAS_LIMIT * 63 // 64
+    if outcome.halt == "OutOfGas" or starved:  # starved: an inner call ran out (63/64 rule)
+        return NodeError(
+            f"out of gas: the call needs more than the block gas limit ({BLOCK_GAS_LIMIT:,} gas)"
+        )
+    if outcome.halt:
+        return NodeError(f"execution halted: {outcome.halt}")
     return NodeError("execution reverted", code=3, data="0x" + outcome.output.hex())
 
 

@@ -62,6 +62,9 @@ class PyEvmChain(Chain):
         assert method == "eth_sendRawTransaction"
         return self.w3.eth.send_raw_transaction(params[0]).to_0x_hex()
 
+    def _wait_for_receipt(self, tx_hash: Any, what: str) -> Any:
+        return self.w3.eth.wait_for_transaction_receipt(tx_hash)
+
 
 def _job_flow(chain: Chain) -> list[tuple[str, int]]:
     """A whole job with dev accounts only (the same calldata on every chain): the gas of
