@@ -18,6 +18,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -213,9 +214,24 @@ class Chain(ABC):
         find them in the transaction (`call_suffix`). The estimate includes them.
         """
         tx = self._call_tx(fn, sender, value, suffix)
-        gas = self._estimate_tx(tx, fn.fn_name)
+        gas, nonce, fees = self._prepare(tx, fn.fn_name)
         tx.update(gas=gas + gas // 5 + 10_000, chainId=self.chain_id)
+        if nonce is not None:
+            tx.update(nonce=nonce, **fees)
         return self._sign_and_send(tx, sender, fn.fn_name)
+
+    def _prepare(self, tx: dict[str, Any], what: str) -> tuple[int, int | None, dict[str, int]]:
+        """The gas estimate, with the sender's nonce and the fees from the same round trip
+        (a JSON-RPC batch). A backend that must read those under its send lock returns no
+        nonce, and `_sign_and_send` fills them in."""
+        calls = [("eth_estimateGas", [_rpc_tx(tx), self.estimate_block or "latest"])]
+        calls.append(("eth_getTransactionCount", [tx["from"], "pending"]))
+        calls.append(("eth_getBlockByNumber", ["latest", False]))
+        try:
+            estimate, count, latest = self._batch(calls)
+        except Exception as exc:
+            raise self._classify(exc, tx["from"], int(tx["value"]), what) from None
+        return int(estimate, 16), int(count, 16), self._fees_from(latest)
 
     def call_suffix(self, tx_hash: bytes, args_bytes: int) -> bytes:
         """What a transaction's calldata carries after its selector and `args_bytes` of
@@ -260,7 +276,10 @@ class Chain(ABC):
 
     def _fees(self) -> dict[str, int]:
         """EIP-1559 fees: twice the latest base fee (room for rises) plus the backend's tip."""
-        latest = self._rpc("eth_getBlockByNumber", ["latest", False])
+        return self._fees_from(self._rpc("eth_getBlockByNumber", ["latest", False]))
+
+    def _fees_from(self, latest: dict[str, Any]) -> dict[str, int]:
+        """The fees for a JSON-RPC latest block: twice its base fee plus the tip."""
         base = int(latest.get("baseFeePerGas") or "0x0", 16)
         tip = self.priority_fee_wei
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
@@ -273,10 +292,7 @@ class Chain(ABC):
         calls = [("eth_getTransactionCount", [address, "pending"])]
         calls.append(("eth_getBlockByNumber", ["latest", False]))
         count, latest = self._batch(calls)
-        nonce = int(count, 16)
-        base = int(latest.get("baseFeePerGas") or "0x0", 16)
-        tip = self.priority_fee_wei
-        return nonce, {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
+        return int(count, 16), self._fees_from(latest)
 
     def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
         with self.sending():
@@ -291,12 +307,19 @@ class Chain(ABC):
                 tx.update(self._fees())
             tx.setdefault("chainId", self.chain_id)
             signed = sender.sign_transaction(tx)
+            raw = HexBytes(signed.raw_transaction)
+            tx_hash = HexBytes(keccak(raw))
+            calls = [("eth_sendRawTransaction", [raw.to_0x_hex()])]
+            # A dev node mines at once: its receipt comes back in the same round trip.
+            calls.append(("eth_getTransactionReceipt", [tx_hash.to_0x_hex()]))
             try:
-                raw = HexBytes(signed.raw_transaction).to_0x_hex()
-                tx_hash = HexBytes(self._rpc("eth_sendRawTransaction", [raw]))
+                _, mined = self._batch(calls)
             except Exception as exc:
                 raise self._classify(exc, sender.address, int(tx.get("value", 0)), what) from None
-            receipt = self._wait_for_receipt(tx_hash, what)
+            if mined is not None:
+                receipt = receipt_from_rpc(mined)
+            else:
+                receipt = self._wait_for_receipt(tx_hash, what)
             self.on_mined(bytes(signed.raw_transaction), receipt)
             if receipt["status"] != 1:
                 self._raise_failed(tx, receipt, what, tx_hash.hex())

@@ -52,6 +52,10 @@ class EmbeddedChain(Chain):
     def _nonce(self, address: str) -> int:
         return self.node.nonce(address)
 
+    def _prepare(self, tx: dict[str, Any], what: str) -> tuple[int, int | None, dict[str, int]]:
+        """The estimate only: nonce and fees are read under the send lock (`persistent`)."""
+        return self._estimate_tx(tx, what), None, {}
+
     def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
         return self._nonce(address), self._fees()
 

@@ -55,10 +55,15 @@ class PyEvmChain(Chain):
         base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
         return {"maxPriorityFeePerGas": 0, "maxFeePerGas": 2 * base + 1}
 
+    def _prepare(self, tx: dict[str, Any], what: str) -> tuple[int, int | None, dict[str, int]]:
+        return self._estimate_tx(tx, what), None, {}
+
     def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
         return self._nonce(address), self._fees()
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_getTransactionReceipt":
+            return None  # then `_wait_for_receipt`, through web3
         assert method == "eth_sendRawTransaction"
         return self.w3.eth.send_raw_transaction(params[0]).to_0x_hex()
 
