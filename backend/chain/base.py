@@ -23,11 +23,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import (
-    ContractCustomError,
-    ContractLogicError,
-    Web3Exception,
-)
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from backend.chain.abi import decode_output, encode_call, log_from_rpc, receipt_from_rpc
 from backend.chain.contracts import load_artifact
@@ -166,7 +162,10 @@ class Chain(ABC):
         return HexBytes(self._rpc("eth_call", [_rpc_tx(tx), "latest"]))
 
     def _eth_estimate(self, tx: dict[str, Any]) -> int:
-        return int(self._rpc("eth_estimateGas", [_rpc_tx(tx), self.estimate_block or "latest"]), 16)
+        return int(self._rpc(*self._estimate_call(tx)), 16)
+
+    def _estimate_call(self, tx: dict[str, Any]) -> tuple[str, list[Any]]:
+        return "eth_estimateGas", [_rpc_tx(tx), self.estimate_block or "latest"]
 
     def on_mined(self, raw_tx: bytes, receipt: Any) -> None:
         """Called with each signed transaction once mined (a backend may record it)."""
@@ -224,14 +223,14 @@ class Chain(ABC):
         """The gas estimate, with the sender's nonce and the fees from the same round trip
         (a JSON-RPC batch). A backend that must read those under its send lock returns no
         nonce, and `_sign_and_send` fills them in."""
-        calls = [("eth_estimateGas", [_rpc_tx(tx), self.estimate_block or "latest"])]
+        calls = [self._estimate_call(tx)]
         calls.append(("eth_getTransactionCount", [tx["from"], "pending"]))
         calls.append(("eth_getBlockByNumber", ["latest", False]))
         try:
             estimate, count, latest = self._batch(calls)
         except Exception as exc:
             raise self._classify(exc, tx["from"], int(tx["value"]), what) from None
-        return int(estimate, 16), int(count, 16), self._fees_from(latest)
+        return int(estimate, 16), int(count, 16), self._fees_for(_base_fee(latest))
 
     def call_suffix(self, tx_hash: bytes, args_bytes: int) -> bytes:
         """What a transaction's calldata carries after its selector and `args_bytes` of
@@ -276,34 +275,22 @@ class Chain(ABC):
 
     def _fees(self) -> dict[str, int]:
         """EIP-1559 fees: twice the latest base fee (room for rises) plus the backend's tip."""
-        return self._fees_from(self._rpc("eth_getBlockByNumber", ["latest", False]))
+        return self._fees_for(_base_fee(self._rpc("eth_getBlockByNumber", ["latest", False])))
 
-    def _fees_from(self, latest: dict[str, Any]) -> dict[str, int]:
-        """The fees for a JSON-RPC latest block: twice its base fee plus the tip."""
-        base = int(latest.get("baseFeePerGas") or "0x0", 16)
+    def _fees_for(self, base: int) -> dict[str, int]:
+        """The fees over base fee `base`: twice it (room for rises) plus the tip."""
         tip = self.priority_fee_wei
         return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip + 1}
 
     def _nonce(self, address: str) -> int:
         return int(self._rpc("eth_getTransactionCount", [address, "pending"]), 16)
 
-    def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
-        """The sender's next nonce and the fees, in one round trip (a JSON-RPC batch)."""
-        calls = [("eth_getTransactionCount", [address, "pending"])]
-        calls.append(("eth_getBlockByNumber", ["latest", False]))
-        count, latest = self._batch(calls)
-        return int(count, 16), self._fees_from(latest)
-
     def _sign_and_send(self, tx: dict[str, Any], sender: LocalAccount, what: str) -> TxResult:
         with self.sending():
             tx = dict(tx)
-            priced = "maxFeePerGas" in tx or "gasPrice" in tx
-            if "nonce" not in tx and not priced:
-                tx["nonce"], fees = self._nonce_and_fees(sender.address)
-                tx.update(fees)
-            elif "nonce" not in tx:  # not setdefault: that would ask the node even when set
+            if "nonce" not in tx:  # not setdefault: that would ask the node even when it is set
                 tx["nonce"] = self._nonce(sender.address)
-            elif not priced:
+            if "maxFeePerGas" not in tx and "gasPrice" not in tx:
                 tx.update(self._fees())
             tx.setdefault("chainId", self.chain_id)
             signed = sender.sign_transaction(tx)
@@ -377,6 +364,11 @@ def _rpc_tx(tx: dict[str, Any]) -> dict[str, str]:
     if tx.get("value"):
         out["value"] = hex(int(tx["value"]))
     return out
+
+
+def _base_fee(block: dict[str, Any]) -> int:
+    """A JSON-RPC block's base fee (0 before London)."""
+    return int(block.get("baseFeePerGas") or "0x0", 16)
 
 
 def _rpc_error(error: Any) -> Exception:

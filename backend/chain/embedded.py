@@ -56,12 +56,8 @@ class EmbeddedChain(Chain):
         """The estimate only: nonce and fees are read under the send lock (`persistent`)."""
         return self._estimate_tx(tx, what), None, {}
 
-    def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
-        return self._nonce(address), self._fees()
-
     def _fees(self) -> dict[str, int]:
-        tip = self.priority_fee_wei
-        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * self.node.head.base_fee + tip + 1}
+        return self._fees_for(self.node.head.base_fee)
 
     def _eth_call(self, tx: dict[str, Any]) -> bytes:
         try:

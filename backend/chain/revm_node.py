@@ -48,6 +48,7 @@ _WRITTEN_SLOT_RE = re.compile(
 )
 
 _FAILURE_RE = re.compile(r"gas_used: (\d+)(?:, output: 0x([0-9a-fA-F]*))?")
+_HALT_RE = re.compile(r"Halt \{ reason: (\w+)")
 
 
 class NodeError(ValueError):
@@ -303,7 +304,7 @@ class RevmNode:
             result = self.evm.result
             return Outcome(True, result.gas_used, result.gas_refunded, bytes(output), result.logs)
         except RuntimeError as exc:
-            return _failed(str(exc), gas)
+            return _failed(str(exc))
 
     def _dry_run(self, call: dict[str, Any], tag: Any) -> Outcome:
         """Run a call or estimate on a throwaway copy of the state."""
@@ -372,12 +373,11 @@ class RevmNode:
         finally:
             self.evm.revert(checkpoint)
             self.evm.reset_transient_storage()
-        before = self._peek(lambda: self.evm.basic(tx.sender))
-        sender = accounts.get(tx.sender, before)
+        sender = accounts.get(tx.sender) or self._peek(lambda: self.evm.basic(tx.sender))
         if tx.to is None and outcome.ok:  # revm's deploy charged the fee and used the nonce
             balance, nonce = sender.balance - extra_fee, sender.nonce
         else:
-            balance, nonce = sender.balance - outcome.gas_used * price, before.nonce + 1
+            balance, nonce = sender.balance - outcome.gas_used * price, sender.nonce + 1
         accounts[tx.sender] = AccountInfo(balance=balance, nonce=nonce)  # an EOA (EIP-3607)
         self._write(accounts, slots)
         return outcome
@@ -489,14 +489,14 @@ def _empty(info: Any) -> bool:
     return info.balance == 0 and info.nonce == 0 and code_hash == EMPTY_CODE_HASH
 
 
-def _failed(message: str, gas: int) -> Outcome:
+def _failed(message: str) -> Outcome:
     """revm's failure text (`Revert { gas_used: N, output: 0x.. }`, `Halt { reason, gas_used }`)
     or a transaction it refused before running."""
     match = _FAILURE_RE.search(message)
     if match is None:
         raise NodeError(_refusal_text(message))
     output = bytes.fromhex(match.group(2)) if match.group(2) else b""
-    halt = re.search(r"Halt \{ reason: (\w+)", message)
+    halt = _HALT_RE.search(message)
     return Outcome(False, int(match.group(1)), 0, output, [], halt=halt.group(1) if halt else "")
 
 

@@ -40,8 +40,8 @@ class KeepAliveHTTPProvider(JSONBaseProvider):
     """JSON-RPC over one keep-alive HTTP connection per thread (stdlib http.client).
 
     web3's HTTPProvider goes through `requests`: ~1.5 ms of Python per call against a local
-    node, where the node answers in ~0.2 ms, and a transaction takes five calls. A node that
-    stops answering is one ChainUnavailable, not a traceback."""
+    node, where the node answers in ~0.2 ms. A node that stops answering is one
+    ChainUnavailable, not a traceback."""
 
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
         # web3's validation middleware asks for eth_chainId on every call and estimate; the

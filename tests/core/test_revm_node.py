@@ -58,9 +58,6 @@ class PyEvmChain(Chain):
     def _prepare(self, tx: dict[str, Any], what: str) -> tuple[int, int | None, dict[str, int]]:
         return self._estimate_tx(tx, what), None, {}
 
-    def _nonce_and_fees(self, address: str) -> tuple[int, dict[str, int]]:
-        return self._nonce(address), self._fees()
-
     def _rpc(self, method: str, params: list[Any]) -> Any:
         if method == "eth_getTransactionReceipt":
             return None  # then `_wait_for_receipt`, through web3
