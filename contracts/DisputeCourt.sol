@@ -27,7 +27,7 @@ contract DisputeCourt is ReentrancyGuard {
     /// @notice Random pool positions tried when drawing a committee (bounds the loop). A job
     ///         has at most 256 trainers, who are never drawn: with 20 free members next to 256
     ///         of the job's trainers, 3 distinct free ones are found with probability > 1 − 1e-6.
-    uint256 public constant MAX_DRAW_TRIES = 256;
+    uint256 public constant MAX_DRAW_TRIES = 1024;
 
     uint8 internal constant STATE_NONE = 0;
     uint8 internal constant STATE_VOTING = 1;

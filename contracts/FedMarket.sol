@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {StakeVault} from "./StakeVault.sol";
 import {ReliabilityRegistry} from "./ReliabilityRegistry.sol";
+import {FedMarketBase} from "./FedMarketBase.sol";
+import {FedMarketSettlement} from "./FedMarketSettlement.sol";
 
 /// @title FedMarket
 /// @notice Federated-learning marketplace: jobs with escrowed ETH rewards, staked trainers,
@@ -24,42 +24,11 @@ import {ReliabilityRegistry} from "./ReliabilityRegistry.sol";
 ///  (I4) A participant's lockedStake is part of its vault `locked` until it claims; a job's
 ///       aggregatorBond is part of the aggregator's `locked` until the job ends.
 ///  (I5) Job status only moves forward along the state machine in SPEC.md; every loop is
-///       bounded by MAX_TRAINERS (256). At most one posted round is pending at a time.
-contract FedMarket is ReentrancyGuard, StakeVault {
-    // ------------------------------------------------------------------ constants
-
-    /// @notice Fixed-point one for scores (1e6 = 1.0).
-    uint64 public constant SCORE_ONE = 1e6;
-    /// @notice Largest score a trainer may receive in one round.
-    uint64 public constant MAX_ROUND_SCORE = 1e12;
-    /// @notice Largest number of trainers per job (bounds every loop).
-    uint32 public constant MAX_TRAINERS = 256;
-    /// @notice Largest number of rounds per job.
-    uint32 public constant MAX_ROUNDS = 1000;
-
-    uint8 internal constant STATUS_NONE = 0;
-    uint8 internal constant STATUS_CREATED = 1;
-    uint8 internal constant STATUS_RUNNING = 2;
-    uint8 internal constant STATUS_FINISHED = 3;
-    uint8 internal constant STATUS_SETTLED = 4;
-    uint8 internal constant STATUS_ABANDONED = 5;
-    uint8 internal constant STATUS_CANCELLED = 6;
-
-    uint8 internal constant REASON_ACCEPTED = 0;
-    uint8 internal constant REASON_MISSING = 1;
-    uint8 internal constant REASON_UNAVAILABLE = 2;
-    uint8 internal constant FIRST_SLASHABLE_REASON = 3;
-    uint8 internal constant MAX_REASON = 11;
-
-    uint16 internal constant BPS = 10_000;
-    uint32 internal constant PPM = 1_000_000;
-    /// @notice After the join deadline, how long only the owner may cancel a job that has
-    ///         enough trainers to start (so nobody can race the owner's `start`).
-    uint64 public constant CANCEL_GRACE = 1 days;
-    /// @notice Longest a job may run: joinDuration + rounds × (commit + reveal + post +
-    ///         challengeWindow). It bounds how long a trainer's stake can stay locked in one job.
-    uint256 public constant MAX_JOB_DURATION = 365 days;
-
+///       bounded by MAX_TRAINERS (1024) or, at settlement, by MAX_SETTLE_STEPS per
+///       transaction. At most one posted round is pending at a time.
+///  (I6) Nobody claims from a job before its settlement is complete (`settleCursor` is
+///       SETTLE_DONE), and every settlement step runs exactly once.
+contract FedMarket is FedMarketBase {
     /// @notice Shortest challenge window a job may set (seconds; fixed per deployment: short
     ///         on dev chains, hours in production).
     uint32 public immutable minChallengeWindow;
@@ -67,333 +36,19 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     address private immutable _deployer;
     /// @notice The dispute court allowed to call the court-only hooks (bound once).
     address public court;
-    /// @notice Cross-job reliability of trainers, deployed by this market (its only writer).
-    ReliabilityRegistry public immutable reliability;
-
-    // ------------------------------------------------------------------ types
-
-    /// @notice Parameters of `createJob`.
-    struct JobParams {
-        address aggregator;
-        uint96 stakeRequired;
-        uint96 aggregatorBond; // 0: the default, equal to the reward
-        uint32 rounds;
-        uint32 minTrainers;
-        uint32 maxTrainers;
-        uint32 joinDuration;
-        uint32 commitDuration;
-        uint32 revealDuration;
-        uint32 postDuration;
-        uint32 challengeWindow;
-        uint32 minReliabilityPpm;
-        uint128 minReliabilityWeight; // confidence a trainer's reliability must rest on, wei
-        uint16 slashBps;
-        bytes32 specHash;
-        string specCid;
-        bytes32 initialModelHash;
-        string initialModelCid;
-        bytes32 validationRoot;
-    }
-
-    /// @notice A round result as the digest covers it (see `digestOf`).
-    struct RoundResult {
-        bytes32 modelHash;
-        uint64[] scores;
-        uint8[] reasons;
-    }
-
-    /// @dev Storage layout, packed on purpose (bits in brackets).
-    struct Job {
-        // slot 0 [160+32+32+8+16+8 = 256]: read by every job call
-        address owner;
-        uint32 rounds;
-        uint32 currentRound;
-        uint8 status;
-        uint16 slashBps;
-        bool disputeOpen;
-        // slot 1 [160+96 = 256]
-        address aggregator;
-        uint96 stakeRequired;
-        // slot 2 [96+96+16+16+32 = 256]
-        uint96 reward;
-        uint96 aggregatorBond;
-        uint16 minTrainers;
-        uint16 maxTrainers;
-        uint32 challengeWindow;
-        // slot 3 [64*3+32*2 = 256]: round timing, rewritten at every round open
-        uint64 commitEnd;
-        uint64 revealEnd;
-        uint64 postDeadline;
-        uint32 commits;
-        uint32 reveals;
-        // slot 4 [32*3+64+32+64 = 256]
-        uint32 commitDuration;
-        uint32 revealDuration;
-        uint32 postDuration;
-        uint64 joinDeadline;
-        uint32 minReliabilityPpm;
-        uint64 totalScore;
-        // slot 5 [32+64+64+64+8+8 = 240]: the pending round, written by every post
-        uint32 pendingRound;
-        uint64 postedAt;
-        uint64 finalAt; // 0 until the round's validation chunk is revealed
-        uint64 maxTotalScore;
-        bool refundClaimed;
-        bool ownerForfeited;
-        // slots 6, 7: 256-bit sums never overflow (Σ stakes of 256 trainers fits in 2^104)
-        uint128 slashedPool;
-        uint128 rewardPool;
-        uint128 ownerRefund;
-        uint128 forfeitPool; // paid in equal parts to the unposted round's revealers
-        // slots 8..10
-        bytes32 modelHash;
-        bytes32 validationRoot;
-        bytes32 pendingDigest;
-        // slot 11
-        uint128 minReliabilityWeight;
-    }
-
-    /// @notice Everything `getJob` returns: every Job field plus the participant count.
-    struct JobView {
-        address owner;
-        uint32 rounds;
-        uint32 currentRound;
-        uint8 status;
-        uint16 slashBps;
-        bool refundClaimed;
-        bool disputeOpen;
-        bool ownerForfeited;
-        address aggregator;
-        uint96 stakeRequired;
-        uint96 reward;
-        uint96 aggregatorBond;
-        uint256 slashedPool;
-        uint32 minTrainers;
-        uint32 maxTrainers;
-        uint64 commitEnd;
-        uint64 revealEnd;
-        uint64 postDeadline;
-        uint32 commits;
-        uint32 reveals;
-        uint32 commitDuration;
-        uint32 revealDuration;
-        uint32 postDuration;
-        uint32 challengeWindow;
-        uint64 joinDeadline;
-        uint32 minReliabilityPpm;
-        uint128 minReliabilityWeight;
-        uint64 totalScore;
-        uint64 maxTotalScore;
-        uint256 rewardPool;
-        uint256 ownerRefund;
-        uint256 forfeitPool;
-        uint32 pendingRound;
-        uint64 postedAt;
-        uint64 finalAt;
-        bytes32 modelHash;
-        bytes32 validationRoot;
-        bytes32 pendingDigest;
-        uint32 participantCount;
-    }
-
-    /// @notice Per (job, trainer) state: one storage slot [96+64+32+32+16+8+8 = 256], and a
-    ///         second one [16+16+64] written only when a trainer misses a round (reason 1) or
-    ///         its update is reported unavailable (reason 2).
-    struct Participant {
-        uint96 lockedStake;
-        uint64 totalScore;
-        uint32 lastCommitRound;
-        uint32 lastRevealRound;
-        uint16 flaggedRounds;
-        bool claimed;
-        bool joined;
-        uint16 missedRounds; // posted rounds with reason 1 (charged at settlement)
-        uint16 unavailableRounds; // posted rounds with reason 2 (left out of reliability)
-        uint64 unavailableMaxScore; // Σ over those rounds of the round's best score
-    }
-
-    // ------------------------------------------------------------------ storage
-
-    /// @notice Id the next `createJob` will return (ids start at 1).
-    uint256 public nextJobId = 1;
-
-    mapping(uint256 => Job) internal _jobs;
-    mapping(uint256 => address[]) internal _trainers; // join order
-    mapping(uint256 => mapping(address => Participant)) internal _participants;
-    mapping(uint256 => mapping(address => bytes32)) internal _commitments;
-
-    // ------------------------------------------------------------------ events
-
-    /// @notice A job was created with `reward` wei escrowed and `aggregatorBond` wei of the
-    ///         aggregator's stake locked.
-    event JobCreated(
-        uint256 indexed jobId,
-        address indexed owner,
-        address indexed aggregator,
-        uint256 reward,
-        uint256 aggregatorBond,
-        JobParams params
-    );
-    /// @notice A trainer joined a job and locked `lockedStake` wei.
-    event TrainerJoined(uint256 indexed jobId, address indexed trainer, uint256 lockedStake);
-    /// @notice A job started with `trainers` participants.
-    event JobStarted(uint256 indexed jobId, uint32 trainers);
-    /// @notice A job was cancelled before it started; the owner can reclaim the reward.
-    event JobCancelled(uint256 indexed jobId);
-    /// @notice Slashed stake of a job that no contribution earned: it stays in the contract, owned
-    ///         by no one (neither the owner nor the aggregator may profit from flags they post).
-    event SlashedStakeBurned(uint256 indexed jobId, uint256 amount);
-    /// @notice Phase boundaries of a round were set (at open, at an early close or an extension).
-    event RoundScheduled(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        uint64 commitEnd,
-        uint64 revealEnd,
-        uint64 postDeadline
-    );
-    /// @notice A trainer committed to an update.
-    event UpdateCommitted(
-        uint256 indexed jobId, uint32 indexed round, address indexed trainer, bytes32 commitment
-    );
-    /// @notice A trainer revealed its update (sha256 `contentHash`, storage address `cid`).
-    event UpdateRevealed(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        address indexed trainer,
-        bytes32 contentHash,
-        string cid
-    );
-    /// @notice A trainer was slashed `amount` wei for `reason`.
-    event TrainerSlashed(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        address indexed trainer,
-        uint256 amount,
-        uint8 reason
-    );
-    /// @notice A slash of round `round` was undone by a dispute: `amount` wei back to the trainer.
-    event SlashReversed(
-        uint256 indexed jobId, uint32 indexed round, address indexed trainer, uint256 amount
-    );
-    /// @notice The aggregator posted a round: new global model and per-trainer scores/reasons
-    ///         in participant (join) order. The round is pending until `RoundFinal`'s time.
-    event RoundPosted(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        bytes32 modelHash,
-        string modelCid,
-        uint64[] scores,
-        uint8[] reasons
-    );
-    /// @notice Round `round`'s validation chunk was revealed; the round becomes final after
-    ///         `finalAt` unless challenged.
-    event ValidationChunkRevealed(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        bytes32 contentHash,
-        string cid,
-        bytes32 salt,
-        uint64 finalAt
-    );
-    /// @notice Round `round` was challenged; it stays pending until the court decides.
-    event RoundDisputed(uint256 indexed jobId, uint32 indexed round, address indexed challenger);
-    /// @notice The court upheld round `round`: it is final.
-    event RoundUpheld(uint256 indexed jobId, uint32 indexed round);
-    /// @notice The court overturned round `round`; this result replaced the posted one.
-    event RoundCorrected(
-        uint256 indexed jobId,
-        uint32 indexed round,
-        bytes32 modelHash,
-        string modelCid,
-        uint64[] scores,
-        uint8[] reasons
-    );
-    /// @notice The aggregator's bond of job `jobId` was slashed (`amount` wei) or forfeited.
-    event AggregatorBondSlashed(uint256 indexed jobId, address indexed aggregator, uint256 amount);
-    /// @notice The last round was posted.
-    event JobFinished(uint256 indexed jobId);
-    /// @notice The job ended early: the aggregator missed a deadline or was overturned
-    ///         (`ownerFault` false: its bond and the unposted round's share go to that round's
-    ///         revealers), or the owner withheld a validation chunk (`ownerFault` true: the whole
-    ///         reward goes to the trainers).
-    event JobAbandoned(
-        uint256 indexed jobId,
-        uint32 postedRounds,
-        uint256 rewardPool,
-        uint256 ownerRefund,
-        bool ownerFault
-    );
-    /// @notice A finished job was settled.
-    event JobFinalized(
-        uint256 indexed jobId, uint256 rewardPool, uint256 totalScore, uint256 ownerRefund
-    );
-    /// @notice A participant claimed its reward and unlocked its remaining stake.
-    event RewardClaimed(
-        uint256 indexed jobId, address indexed trainer, uint256 reward, uint256 stakeUnlocked
-    );
-    /// @notice The owner claimed the unused reward.
-    event RefundClaimed(uint256 indexed jobId, address indexed owner, uint256 amount);
-    /// @notice The court was bound (once).
-    event CourtBound(address court);
-
-    // ------------------------------------------------------------------ errors
-
-    error ZeroAddress();
-    error InvalidRounds(uint32 rounds);
-    error InvalidTrainerBounds(uint32 min, uint32 max);
-    error InvalidDuration();
-    error InvalidSlashBps(uint16 bps);
-    error UnknownJob(uint256 jobId);
-    error WrongStatus(uint256 jobId, uint8 status);
-    error AlreadyJoined(uint256 jobId, address trainer);
-    error JobFull(uint256 jobId);
-    error JoinClosed(uint256 jobId);
-    error NotOwner(uint256 jobId, address caller);
-    error NotEnoughTrainers(uint32 have, uint32 need);
-    error NotParticipant(uint256 jobId, address caller);
-    error NotInCommitPhase(uint256 jobId, uint32 round);
-    error AlreadyCommitted(uint256 jobId, uint32 round, address trainer);
-    error NotInRevealPhase(uint256 jobId, uint32 round);
-    error NothingCommitted(uint256 jobId, uint32 round, address trainer);
-    error AlreadyRevealed(uint256 jobId, uint32 round, address trainer);
-    error CommitmentMismatch(uint256 jobId, uint32 round, address trainer);
-    error NotAggregator(uint256 jobId, address caller);
-    error WrongRound(uint32 expected, uint32 given);
-    error RevealPhaseOpen(uint256 jobId, uint32 round);
-    error PostDeadlinePassed(uint256 jobId, uint32 round);
-    error LengthMismatch(uint256 expected, uint256 scores, uint256 reasons);
-    error UnknownReason(uint8 reason);
-    error ScoreTooLarge(uint64 score);
-    error InvalidResult(address trainer, uint64 score, uint8 reason);
-    error DeadlineNotPassed(uint256 jobId, uint64 postDeadline);
-    error AlreadyClaimed(uint256 jobId, address account);
-    error ValidationMismatch(uint256 jobId);
-    error OwnerIsAggregator(address owner);
-    error JobTooLong(uint256 duration, uint256 maxDuration);
-    error StartTooLate(uint256 jobId, uint64 startDeadline);
-    error ConflictOfInterest(uint256 jobId, address account);
-    error NotAnAggregator(address account);
-    error AggregatorBondTooLow(uint256 available, uint256 required);
-    error ChallengeWindowTooShort(uint32 given, uint32 minimum);
-    error MissingValidationRoot();
-    error RoundNotFinal(uint256 jobId, uint32 round, uint64 finalAt);
-    error DisputeOpen(uint256 jobId);
-    error NoChunkDue(uint256 jobId, uint32 round);
-    error ChunkRevealClosed(uint256 jobId, uint32 round);
-    error ChallengeWindowClosed(uint256 jobId, uint32 round);
-    error NotChallenger(uint256 jobId, address account);
-    error DigestMismatch(bytes32 expected, bytes32 given);
-    error NotCourt(address caller);
-    error InvalidReliability(uint32 ppm);
-    error CourtAlreadyBound();
+    /// @notice The settlement module (`FedMarketSettlement`), run on this contract's storage by
+    ///         delegatecall: the code that settles a job, apart so the market fits a contract.
+    address public immutable settlement;
 
     /// @param alphaPpm Weight of the newest job in reliability scores, ppm (<= 1e6); the
     ///        market deploys its `ReliabilityRegistry` with it.
     /// @param minChallengeWindow_ Shortest challenge window a job may set, seconds.
-    constructor(uint32 alphaPpm, uint32 minChallengeWindow_) {
+    constructor(uint32 alphaPpm, uint32 minChallengeWindow_)
+        FedMarketBase(new ReliabilityRegistry(alphaPpm))
+    {
         minChallengeWindow = minChallengeWindow_;
         _deployer = msg.sender;
-        reliability = new ReliabilityRegistry(alphaPpm);
+        settlement = address(new FedMarketSettlement(reliability));
     }
 
     /// @notice Bind the dispute court (deployer only, once): the only caller of the court hooks.
@@ -483,6 +138,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         _lockStake(msg.sender, stake);
         p.lockedStake = stake;
         p.joined = true;
+        p.seeded = true; // the trainer pays its second slot's first write, not a later post
         // Pushed through the mapping (not the local pointer) so static analysers see the write.
         _trainers[jobId].push(msg.sender);
         emit TrainerJoined(jobId, msg.sender, stake);
@@ -680,6 +336,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
             emit AggregatorBondSlashed(jobId, j.aggregator, bond);
         }
         _endForAggregatorFault(jobId, j, bond);
+        _startSettlement(jobId);
     }
 
     /// @notice End a job whose owner withheld the pending round's validation chunk (anyone, once
@@ -698,19 +355,42 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         if (round == 0 || j.finalAt != 0) revert NoChunkDue(jobId, round);
         uint64 due = j.postedAt + j.postDuration;
         if (block.timestamp <= due) revert DeadlineNotPassed(jobId, due);
-        _undoPosted(jobId, round, j, posted);
-        _endForOwnerFault(jobId, j, round - 1);
+        bytes32 postedDigest = digestOf(jobId, round, posted);
+        _checkDigest(j.pendingDigest, postedDigest);
+        _endForOwnerFault(j, round - 1);
+        _startUndo(jobId, round, posted, posted, false, postedDigest, 0);
     }
 
     /// @notice Settle a finished job (anyone) once its last round is final and no dispute is
     ///         open: fix the reward pool and owner refund, fold each participant's contribution
-    ///         into its reliability, release the aggregator's bond.
+    ///         into its reliability, release the aggregator's bond. A job of more than 256
+    ///         trainers settles in `settle` calls after this one.
     /// @param jobId Job.
     function finalize(uint256 jobId) external {
         Job storage j = _jobs[jobId];
         if (j.status != STATUS_FINISHED) revert WrongStatus(jobId, j.status);
         _checkFinal(jobId, j);
         _finishSettled(jobId, j);
+        _startSettlement(jobId);
+    }
+
+    /// @notice Continue the settlement of a job of more than 256 trainers (anyone): see
+    ///         `FedMarketSettlement.settle`, which this runs on the market's storage.
+    /// @param jobId Job.
+    /// @param steps Most steps to run now (at most MAX_SETTLE_STEPS).
+    /// @param round While a correction or forfeit is still being applied: its round.
+    /// @param posted ...then: that round's posted result (as in `RoundPosted`).
+    /// @param fix ...then: the correction (as in `RoundCorrected`); empty for a forfeit.
+    /// @return done Whether the settlement is complete.
+    function settle(
+        uint256 jobId,
+        uint32 steps,
+        uint32 round,
+        RoundResult calldata posted,
+        RoundResult calldata fix
+    ) external returns (bool done) {
+        (jobId, steps, round, posted, fix); // decoded by the module, from msg.data
+        return abi.decode(_delegate(msg.data), (bool));
     }
 
     // ------------------------------------------------------------------ court hooks
@@ -790,8 +470,9 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         uint32 round = j.pendingRound;
         if (!j.disputeOpen) revert WrongStatus(jobId, j.status);
         _checkDigest(winning, digestOf(jobId, round, fix));
-        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
-        harmed = _replaceResult(jobId, round, j, fix, posted);
+        bytes32 postedDigest = digestOf(jobId, round, posted);
+        _checkDigest(j.pendingDigest, postedDigest);
+        harmed = _checkFix(jobId, fix, posted);
         j.pendingDigest = winning;
         j.modelHash = fix.modelHash;
         j.disputeOpen = false;
@@ -805,6 +486,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         // slither-disable-next-line incorrect-equality
         if (j.status == STATUS_FINISHED) _finishSettled(jobId, j);
         else _endForAggregatorFault(jobId, j, 0);
+        _startUndo(jobId, round, posted, fix, true, postedDigest, winning);
     }
 
     /// @notice Court only: lock `amount` of `account`'s free stake as a dispute bond.
@@ -842,7 +524,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         Participant storage p = _participants[jobId][msg.sender];
         if (!p.joined) revert NotParticipant(jobId, msg.sender);
         Job storage j = _jobs[jobId];
-        if (j.status < STATUS_SETTLED) revert WrongStatus(jobId, j.status);
+        _checkClaimable(jobId, j);
         if (p.claimed) revert AlreadyClaimed(jobId, msg.sender);
 
         uint256 reward = _rewardOf(jobId, j, p);
@@ -862,7 +544,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     function claimRefund(uint256 jobId) external virtual nonReentrant {
         Job storage j = _jobs[jobId];
         if (msg.sender != j.owner) revert NotOwner(jobId, msg.sender);
-        if (j.status < STATUS_SETTLED) revert WrongStatus(jobId, j.status);
+        _checkClaimable(jobId, j);
         if (j.refundClaimed) revert AlreadyClaimed(jobId, msg.sender);
         uint256 amount = j.ownerRefund;
         j.refundClaimed = true;
@@ -874,20 +556,6 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     }
 
     // ------------------------------------------------------------------ views
-
-    /// @notice The digest a round result is judged by: what challengers and committee members
-    ///         commit to. `keccak256(abi.encode(jobId, round, modelHash, scores, reasons))`.
-    /// @param jobId Job.
-    /// @param round Round.
-    /// @param r The result (new model hash, per-participant scores and reasons in join order).
-    /// @return The digest.
-    function digestOf(uint256 jobId, uint32 round, RoundResult calldata r)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(jobId, round, r.modelHash, r.scores, r.reasons));
-    }
 
     /// @notice Full state of job `jobId` (all zero for an unknown id).
     /// @param jobId Job.
@@ -970,6 +638,27 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         Participant storage p = _participants[jobId][trainer];
         if (p.claimed) return 0;
         return _rewardOf(jobId, _jobs[jobId], p);
+    }
+
+    /// @notice Settlement progress of job `jobId`: `done` of `total` steps (both 0 unless the
+    ///         job ended settled or abandoned). `undo`: the settlement begins by applying a
+    ///         correction or forfeit, so `settle` needs that round's results while done < n.
+    /// @param jobId Job.
+    /// @return done Steps done (equal to `total` once complete).
+    /// @return total Steps in all: 2 per trainer, 3 with `undo`.
+    /// @return undo Whether the settlement has an undo pass.
+    function settlementOf(uint256 jobId)
+        public
+        view
+        returns (uint32 done, uint32 total, bool undo)
+    {
+        Job storage j = _jobs[jobId];
+        uint8 status = j.status;
+        if (status != STATUS_SETTLED && status != STATUS_ABANDONED) return (0, 0, false);
+        undo = j.undoKey != 0;
+        total = uint32((undo ? 3 : 2) * _trainers[jobId].length);
+        uint16 cursor = j.settleCursor;
+        done = cursor == SETTLE_DONE ? total : cursor;
     }
 
     /// @notice Phase of job `jobId`: 0 not running · 1 commit · 2 reveal · 3 awaiting post ·
@@ -1098,63 +787,16 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         j.maxTotalScore = maxTotal;
     }
 
-    /// @dev Validate and apply one trainer's result for `round`. Shared by every post entry
-    ///      point (`p` is `trainer`'s record, looked up once by the caller). Returns the
-    ///      trainer's new running total. Slashed wei moves from the vault into the job's
-    ///      slashedPool here (only flagged trainers pay for that write). Reason 2 (content
-    ///      unavailable) has no public evidence, so it must not lower the trainer's
-    ///      reliability: the round is counted in `unavailableRounds` and the round's `best`
-    ///      score added to `unavailableMaxScore`, both left out of its contribution.
-    function _applyResult(
-        uint256 jobId,
-        uint32 round,
-        address trainer,
-        Participant storage p,
-        uint64 score,
-        uint8 reason,
-        bool revealed,
-        uint64 best
-    ) internal returns (uint64 total) {
-        if (reason > MAX_REASON) revert UnknownReason(reason);
-        if (score > MAX_ROUND_SCORE) revert ScoreTooLarge(score);
-        if (
-            (revealed ? reason == REASON_MISSING : reason != REASON_MISSING)
-                || (reason != REASON_ACCEPTED && score != 0)
-        ) revert InvalidResult(trainer, score, reason);
-        total = p.totalScore;
-        if (score != 0) {
-            total += score;
-            p.totalScore = total;
-        }
-        if (reason == REASON_MISSING) p.missedRounds += 1;
-        if (reason == REASON_UNAVAILABLE) {
-            p.unavailableRounds += 1;
-            p.unavailableMaxScore += best;
-        }
-        if (reason >= FIRST_SLASHABLE_REASON) {
-            uint96 locked = p.lockedStake;
-            Job storage j = _jobs[jobId];
-            uint96 slashed = uint96(uint256(locked) * j.slashBps / BPS);
-            p.lockedStake = locked - slashed;
-            p.flaggedRounds += 1;
-            if (slashed != 0) {
-                _slashStake(trainer, slashed);
-                j.slashedPool += slashed;
-            }
-            emit TrainerSlashed(jobId, round, trainer, slashed, reason);
-        }
-    }
-
-    /// @dev Undo `posted` for every participant and apply `fix`; returns the trainers `fix`
-    ///      treats better (higher score, or a slash lifted). Who revealed is read off `posted`
-    ///      (validated at post time), since later rounds overwrite `lastRevealRound`.
-    function _replaceResult(
-        uint256 jobId,
-        uint32 round,
-        Job storage j,
-        RoundResult calldata fix,
-        RoundResult calldata posted
-    ) internal returns (address[] memory harmed) {
+    /// @dev Validate a correction against the posted result (both checked by digest) without
+    ///      touching storage: one entry per participant, each a valid result for what the
+    ///      trainer did (who revealed is read off `posted`, validated at post time, since later
+    ///      rounds overwrite `lastRevealRound`). Returns the trainers `fix` treats better (a
+    ///      higher score, or a slash lifted). `_undoSteps` applies it.
+    function _checkFix(uint256 jobId, RoundResult calldata fix, RoundResult calldata posted)
+        internal
+        view
+        returns (address[] memory harmed)
+    {
         address[] storage trainers = _trainers[jobId];
         uint256 n = trainers.length;
         if (fix.scores.length != n || fix.reasons.length != n) {
@@ -1162,99 +804,18 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         }
         harmed = new address[](n);
         uint256 count;
-        uint64 postedBest = _bestOf(posted.scores);
-        uint64 fixBest = _bestOf(fix.scores);
-        uint64 jobTotal = j.totalScore;
-        uint64 maxTotal;
         for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            uint64 oldScore = posted.scores[i];
-            bool oldSlashed = posted.reasons[i] >= FIRST_SLASHABLE_REASON;
-            _undoResult(jobId, round, j, t, oldScore, posted.reasons[i], postedBest);
-            uint8 reason = fix.reasons[i];
             uint64 score = fix.scores[i];
-            bool revealed = posted.reasons[i] != REASON_MISSING;
-            uint64 total = _applyResult(
-                jobId, round, t, _participants[jobId][t], score, reason, revealed, fixBest
-            );
-            jobTotal = jobTotal - oldScore + score;
-            if (total > maxTotal) maxTotal = total;
-            if (score > oldScore || (oldSlashed && reason < FIRST_SLASHABLE_REASON)) {
-                harmed[count++] = t;
+            uint8 reason = fix.reasons[i];
+            uint8 oldReason = posted.reasons[i];
+            if (!_validEntry(score, reason, oldReason != REASON_MISSING)) {
+                revert InvalidResult(trainers[i], score, reason);
             }
+            bool lifted = oldReason >= FIRST_SLASHABLE_REASON && reason < FIRST_SLASHABLE_REASON;
+            if (score > posted.scores[i] || lifted) harmed[count++] = trainers[i];
         }
-        j.totalScore = jobTotal;
-        j.maxTotalScore = maxTotal;
         assembly ("memory-safe") {
             mstore(harmed, count)
-        }
-    }
-
-    /// @dev Undo `posted` (checked against the pending digest) for every participant.
-    function _undoPosted(uint256 jobId, uint32 round, Job storage j, RoundResult calldata posted)
-        internal
-    {
-        _checkDigest(j.pendingDigest, digestOf(jobId, round, posted));
-        uint64 best = _bestOf(posted.scores);
-        address[] storage trainers = _trainers[jobId];
-        uint256 n = trainers.length;
-        uint64 jobTotal = j.totalScore;
-        uint64 maxTotal = 0;
-        for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            uint64 score = posted.scores[i];
-            _undoResult(jobId, round, j, t, score, posted.reasons[i], best);
-            jobTotal -= score;
-            uint64 total = _participants[jobId][t].totalScore;
-            if (total > maxTotal) maxTotal = total;
-        }
-        j.totalScore = jobTotal;
-        j.maxTotalScore = maxTotal;
-    }
-
-    /// @dev Take back one trainer's posted score, missed or unavailable round (`best`: the
-    ///      posted round's best score, as `_applyResult` added it), and, if it was slashed,
-    ///      give the stake back (the slash amount is recomputed: locked stake after k flags is
-    ///      a pure function of the job's stake and slashBps — missed rounds are only charged
-    ///      at settlement — and no later round can have been posted meanwhile).
-    function _undoResult(
-        uint256 jobId,
-        uint32 round,
-        Job storage j,
-        address trainer,
-        uint64 score,
-        uint8 reason,
-        uint64 best
-    ) internal {
-        Participant storage p = _participants[jobId][trainer];
-        if (score != 0) p.totalScore -= score;
-        if (reason == REASON_MISSING) p.missedRounds -= 1;
-        if (reason == REASON_UNAVAILABLE) {
-            p.unavailableRounds -= 1;
-            p.unavailableMaxScore -= best;
-        }
-        if (reason < FIRST_SLASHABLE_REASON) return;
-        uint16 flags = p.flaggedRounds - 1;
-        uint96 before = j.stakeRequired;
-        for (uint256 k; k < flags; ++k) {
-            before -= uint96(uint256(before) * j.slashBps / BPS);
-        }
-        uint96 amount = before - p.lockedStake;
-        p.flaggedRounds = flags;
-        p.lockedStake = before;
-        if (amount != 0) {
-            j.slashedPool -= amount;
-            _restoreStake(trainer, amount);
-        }
-        emit SlashReversed(jobId, round, trainer, amount);
-    }
-
-    /// @dev Best score in a round's `scores`: what a reason-2 round is worth to the job's best
-    ///      trainer, left out of the reason-2 trainer's contribution.
-    function _bestOf(uint64[] calldata scores) internal pure returns (uint64 best) {
-        uint256 n = scores.length;
-        for (uint256 i; i < n; ++i) {
-            if (scores[i] > best) best = scores[i];
         }
     }
 
@@ -1278,146 +839,31 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         _releaseBond(j.aggregator, bond);
     }
 
-    /// @dev Settled: every round posted and final.
-    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
-    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
-    // slither-disable-next-line reentrancy-events
+    /// @dev Settled: every round posted and final. The caller starts the settlement.
     function _finishSettled(uint256 jobId, Job storage j) internal {
         j.status = STATUS_SETTLED;
         _releaseJobBond(j);
-        (uint256 pool, uint256 refund) = _settle(jobId, j, j.reward, 0);
-        emit JobFinalized(jobId, pool, j.totalScore, refund);
     }
 
     /// @dev The aggregator failed the job (missed a post, or was overturned): trainers are
     ///      paid for the posted rounds; `forfeit` (its bond, if still held) plus the unposted
-    ///      round's share go in equal parts to that round's revealers.
-    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
-    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
-    // slither-disable-next-line reentrancy-events
+    ///      round's share go in equal parts to that round's revealers (`_earnedAndReserved`).
+    ///      The caller starts the settlement.
     function _endForAggregatorFault(uint256 jobId, Job storage j, uint96 forfeit) internal {
-        uint32 posted = j.currentRound - 1;
-        uint256 reward = j.reward;
-        uint256 earned = reward * posted / j.rounds;
-        uint256 share = reward * (posted + 1) / j.rounds - earned;
-        uint256 reserved = 0;
-        if (j.reveals != 0) {
-            reserved = share;
-            j.forfeitPool = uint128(forfeit + share);
-        } else if (forfeit != 0) {
-            emit SlashedStakeBurned(jobId, forfeit); // nobody revealed: nobody was harmed
-        }
+        (, uint256 reserved) = _shares(j, j.currentRound - 1);
+        if (j.reveals != 0) j.forfeitPool = uint128(forfeit + reserved);
+        else if (forfeit != 0) emit SlashedStakeBurned(jobId, forfeit); // nobody was harmed
         j.status = STATUS_ABANDONED;
         _releaseJobBond(j);
-        (uint256 pool, uint256 refund) = _settle(jobId, j, earned, reserved);
-        emit JobAbandoned(jobId, posted, pool, refund, false);
     }
 
     /// @dev The owner withheld a validation chunk: the whole reward goes to the trainers, by the
-    ///      scores of the `counted` (final) rounds.
-    // Its one external call, `reliability.recordJob` (in `_settle`), goes to the registry this
-    // market deployed (immutable), which calls nothing: the event after it cannot be reordered.
-    // slither-disable-next-line reentrancy-events
-    function _endForOwnerFault(uint256 jobId, Job storage j, uint32 counted) internal {
+    ///      scores of the `counted` (final) rounds. The caller starts the settlement.
+    function _endForOwnerFault(Job storage j, uint32 counted) internal {
         j.pendingRound = counted; // reliability skips a job whose only round was void
         j.status = STATUS_ABANDONED;
         j.ownerForfeited = true;
         _releaseJobBond(j);
-        (uint256 pool, uint256 refund) = _settle(jobId, j, j.reward, 0);
-        emit JobAbandoned(jobId, counted, pool, refund, true);
-    }
-
-    /// @dev Fix the reward pool (`earned` reward + every slashed wei) and the owner's refund
-    ///      (what is neither earned nor `reserved` for the forfeit pool, plus rounding dust,
-    ///      capped at the reward), and report each participant's contribution to the
-    ///      reliability registry. Slashed stake never flows back to the owner; with no
-    ///      contribution at all (total score 0) it stays locked in the contract for good
-    ///      (`SlashedStakeBurned`), unless the owner forfeited, when the pool goes to the
-    ///      participants in equal parts.
-    function _settle(uint256 jobId, Job storage j, uint256 earned, uint256 reserved)
-        internal
-        returns (uint256 pool, uint256 refund)
-    {
-        uint256 reward = j.reward;
-        _chargeMissedRounds(jobId, j);
-        pool = earned + j.slashedPool;
-        uint64 total = j.totalScore;
-        address[] storage trainers = _trainers[jobId];
-        uint256 n = trainers.length;
-        uint256 paid = 0;
-        if (total != 0) {
-            for (uint256 i; i < n; ++i) {
-                paid += pool * _participants[jobId][trainers[i]].totalScore / total;
-            }
-        }
-        bool equalSplit = total == 0 && j.ownerForfeited && n != 0;
-        // Equal parts, floored: the dust stays with the refund/burn (intended order).
-        // slither-disable-next-line divide-before-multiply
-        if (equalSplit) paid = pool / n * n;
-        uint256 unearned = reward - earned - reserved;
-        uint256 refundable = (total == 0 && !equalSplit) ? reward - reserved : unearned + pool - paid;
-        refund = refundable < reward ? refundable : reward;
-        uint256 burned = pool + unearned - paid - refund;
-        j.rewardPool = uint128(pool);
-        j.ownerRefund = uint128(refund);
-        if (burned != 0) emit SlashedStakeBurned(jobId, burned);
-        _recordReliability(jobId, j);
-    }
-
-    /// @dev Report the job to the reliability registry, last (the registry is this market's
-    ///      own contract and calls nothing). Only a job with at least one counted round
-    ///      (`pendingRound`: the last posted round still standing) is recorded. Every job has
-    ///      an aggregator that is not its owner (`OwnerIsAggregator`) and a non-zero bond
-    ///      (`aggregatorBond`, or the reward, >= 1 wei); what distinct addresses cannot prove,
-    ///      independence, is priced by the weight: each trainer's `stakeRequired`. Its score
-    ///      is judged against the job's best total less the best scores of the rounds in which
-    ///      its update was reported unavailable (reason 2); if every counted round was, the
-    ///      job is skipped for it.
-    function _recordReliability(uint256 jobId, Job storage j) internal {
-        uint32 counted = j.pendingRound;
-        if (counted == 0) return;
-        uint64 maxTotal = j.maxTotalScore;
-        address[] storage trainers = _trainers[jobId];
-        uint256 n = trainers.length;
-        ReliabilityRegistry.JobResult[] memory results = new ReliabilityRegistry.JobResult[](n);
-        for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            Participant storage p = _participants[jobId][t];
-            uint64 left = p.unavailableMaxScore;
-            results[i] = ReliabilityRegistry.JobResult({
-                trainer: t,
-                score: p.totalScore,
-                maxScore: left < maxTotal ? maxTotal - left : 0,
-                skip: p.unavailableRounds == counted
-            });
-        }
-        reliability.recordJob(jobId, j.stakeRequired, results);
-    }
-
-    /// @dev Withholding has a price: each posted round a participant did not reveal in (reason 1,
-    ///      which the contract itself checks against the reveals) costs half the job's cheat
-    ///      slash of its stake, `stakeRequired × slashBps / 2 / BPS`, capped at what is still
-    ///      locked, moved into the slashed pool. Charged once, at settlement, when no dispute
-    ///      can change any round any more.
-    function _chargeMissedRounds(uint256 jobId, Job storage j) internal {
-        uint256 each = uint256(j.stakeRequired) * j.slashBps / (2 * BPS);
-        if (each == 0) return;
-        address[] storage trainers = _trainers[jobId];
-        uint256 n = trainers.length;
-        for (uint256 i; i < n; ++i) {
-            address t = trainers[i];
-            Participant storage p = _participants[jobId][t];
-            // A per-round charge, floored per round, times the rounds missed (intended order).
-            // slither-disable-next-line divide-before-multiply
-            uint256 owed = each * p.missedRounds;
-            uint96 locked = p.lockedStake;
-            uint96 amount = owed < locked ? uint96(owed) : locked;
-            if (amount == 0) continue;
-            p.lockedStake = locked - amount;
-            _slashStake(t, amount);
-            j.slashedPool += amount;
-            emit TrainerSlashed(jobId, 0, t, amount, REASON_MISSING);
-        }
     }
 
     /// @dev Reward of participant `p` given the job's settlement (0 unless settled/abandoned):
@@ -1430,6 +876,7 @@ contract FedMarket is ReentrancyGuard, StakeVault {
     {
         uint8 status = j.status;
         if (status != STATUS_SETTLED && status != STATUS_ABANDONED) return 0;
+        if (j.settleCursor != SETTLE_DONE) return 0;
         uint64 total = j.totalScore;
         if (total != 0) r = uint256(j.rewardPool) * p.totalScore / total;
         else if (j.ownerForfeited) r = uint256(j.rewardPool) / _trainers[jobId].length;
@@ -1465,8 +912,51 @@ contract FedMarket is ReentrancyGuard, StakeVault {
         }
     }
 
-    function _checkDigest(bytes32 expected, bytes32 given) internal pure {
-        if (expected != given) revert DigestMismatch(expected, given);
+    /// @dev Claims open once a job is cancelled, or settled or abandoned and its settlement
+    ///      is complete.
+    /// @dev Start job `jobId`'s settlement (it just ended) in the settlement module.
+    function _startSettlement(uint256 jobId) internal {
+        _delegate(abi.encodeCall(FedMarketSettlement.startSettlement, (jobId)));
+    }
+
+    /// @dev Start a settlement that first undoes round `round`'s `posted` result (digest
+    ///      `postedDigest`) and, if `withFix`, applies `fix` (digest `fixDigest`).
+    function _startUndo(
+        uint256 jobId,
+        uint32 round,
+        RoundResult calldata posted,
+        RoundResult calldata fix,
+        bool withFix,
+        bytes32 postedDigest,
+        bytes32 fixDigest
+    ) internal {
+        bytes memory data = abi.encodeCall(
+            FedMarketSettlement.startUndo,
+            (jobId, round, posted, fix, withFix, postedDigest, fixDigest)
+        );
+        _delegate(data);
+    }
+
+    /// @dev Run `data` in the settlement module on this contract's storage; its revert is this
+    ///      call's revert. The module is this market's own immutable contract.
+    // slither-disable-next-line low-level-calls
+    function _delegate(bytes memory data) internal returns (bytes memory ret) {
+        bool ok;
+        (ok, ret) = settlement.delegatecall(data);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
+    }
+
+    function _checkClaimable(uint256 jobId, Job storage j) internal view {
+        uint8 status = j.status;
+        if (status < STATUS_SETTLED) revert WrongStatus(jobId, status);
+        if (status != STATUS_CANCELLED && j.settleCursor != SETTLE_DONE) {
+            (uint32 done, uint32 total,) = settlementOf(jobId);
+            revert SettlementPending(jobId, done, total);
+        }
     }
 
     /// @dev Post deadline for a round whose reveals end at `revealEnd`: `postDuration` later,

@@ -111,7 +111,7 @@ def expected_payouts(
     forfeit: int = 0,
     revealers: Sequence[str] = (),
 ) -> Settlement:
-    """The settlement by SPEC.md's formula (FedMarket `_settle` and `_rewardOf`).
+    """The settlement by SPEC.md's formula (FedMarketSettlement's passes, FedMarket `_rewardOf`).
 
     Settled: the whole reward plus the slashed stake is paid by score. Abandoned for the
     owner's fault (`owner_fault`, a withheld validation chunk): the same, in equal parts if

@@ -30,6 +30,7 @@ DEFAULT_MIN_CHALLENGE_WINDOW = 0
 DEFAULT_CHALLENGE_BOND = 10**17  # 0.1 ETH locked by a challenger
 DEFAULT_VOTE_BOND = 10**17  # 0.1 ETH locked by each drawn committee member
 ROLE_AGGREGATOR = 1
+MAX_SETTLE_STEPS = 512  # FedMarket.MAX_SETTLE_STEPS: most settlement steps per `settle` call
 ROLE_VERIFIER = 2
 MAX_ANNOUNCED_CID = 128  # bytes: a CIDv1 in base32 is 59
 
@@ -117,6 +118,20 @@ class RoundPost:
     reasons: list[int]
     block_number: int
     tx_hash: str
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """FedMarket.settlementOf: `done` of `total` settlement steps (both 0 before a job ends, or
+    for a cancelled job); `undo`: it begins by applying a correction or a forfeit."""
+
+    done: int
+    total: int
+    undo: bool
+
+    @property
+    def pending(self) -> bool:
+        return self.done < self.total
 
 
 @dataclass
@@ -404,10 +419,52 @@ class MarketClient:
         return self._tx(sender, "finalize", job_id)
 
     def claim(self, trainer: LocalAccount, job_id: int) -> TxResult:
+        """Claim a reward, first finishing the job's settlement if a large job left some."""
+        self.finish_settlement(trainer, job_id)
         return self._tx(trainer, "claim", job_id)
 
     def claim_refund(self, owner: LocalAccount, job_id: int) -> TxResult:
+        self.finish_settlement(owner, job_id)
         return self._tx(owner, "claimRefund", job_id)
+
+    def settlement_address(self) -> str:
+        """The settlement module the market runs by delegatecall (FedMarketSettlement)."""
+        return str(self._view("settlement"))
+
+    def settlement(self, job_id: int) -> Settlement:
+        done, total, undo = self._view("settlementOf", job_id)
+        return Settlement(int(done), int(total), bool(undo))
+
+    def settle(self, sender: LocalAccount, job_id: int, steps: int = MAX_SETTLE_STEPS) -> TxResult:
+        """Run up to `steps` more steps of a large job's settlement (anyone may)."""
+        round_, posted, fix = self._undo_args(job_id, self.settlement(job_id))
+        return self._tx(sender, "settle", job_id, steps, round_, posted, fix)
+
+    def finish_settlement(self, sender: LocalAccount, job_id: int) -> list[TxResult]:
+        """Run `settle` until the job's settlement is complete (nothing to do for a job of up
+        to 256 trainers, which settles when it ends); one result per transaction."""
+        results = []
+        while self.settlement(job_id).pending:
+            results.append(self.settle(sender, job_id))
+        return results
+
+    def _undo_args(self, job_id: int, state: Settlement) -> tuple[int, tuple, tuple]:
+        """(round, posted, fix) for `settle`: while a correction or forfeit is still being
+        applied, that round's posted result and its correction (empty for a forfeit), read
+        from the chain's events; otherwise nothing."""
+        empty: tuple = (b"\0" * 32, [], [])
+        if not state.undo or state.done >= state.total // 3:
+            return 0, empty, empty
+        job = self.job(job_id)
+        if job.ownerForfeited:
+            round_ = int(job.pendingRound) + 1
+            fix = empty
+        else:
+            round_ = int(job.pendingRound)
+            corrected = self.corrections(job_id)[round_]
+            fix = (corrected.model_hash, corrected.scores, corrected.reasons)
+        posted = next(p for p in self.round_posts(job_id) if p.round == round_)
+        return round_, (posted.model_hash, posted.scores, posted.reasons), fix
 
     def reveal_validation_chunk(
         self,

@@ -170,8 +170,11 @@ def start_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResul
 
 
 def finalize_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResult:
-    """Settle a job after its last round: rewards become claimable."""
-    return market.finalize(owner, job_id)
+    """Settle a job after its last round: rewards become claimable. A job of more than 256
+    trainers settles in further `settle` transactions, sent here too; the finalize result."""
+    result = market.finalize(owner, job_id)
+    market.finish_settlement(owner, job_id)
+    return result
 
 
 def refund_job(market: MarketClient, owner: LocalAccount, job_id: int) -> TxResult:

@@ -26,7 +26,13 @@ from backend.chain.base import Chain
 from backend.chain.embedded import embedded_chain
 from backend.chain.market import ROLE_AGGREGATOR, JobInfo, MarketClient
 from backend.core import datasets
-from backend.core.datasets import Dataset, load_dataset, shard, split_train_validation_test
+from backend.core.datasets import (
+    Dataset,
+    load_dataset,
+    sample_shards,
+    shard,
+    split_train_validation_test,
+)
 from backend.core.jobspec import AggregationSpec, JobSpec, PrivacySpec, TrainingSpec
 from backend.core.models import ModelSpec, evaluate
 from backend.core.units import ETHER, PPM, score_value
@@ -89,6 +95,7 @@ class DemoConfig:
     stake_wei: int = 1 * ETHER
     slash_bps: int = 5_000
     non_iid_alpha: float | None = None
+    rows_per_trainer: int | None = None  # None: disjoint shards; n: n rows each, overlapping
     scoring: str = "information"
     rule: str = "consensus"
     codec: str = "fp32"  # fp32 | int8 | topk: what trainers send (backend.core.compression)
@@ -253,7 +260,10 @@ def split_data(cfg: DemoConfig) -> tuple[list[Dataset], Dataset, Dataset, JobSpe
         return text.shards, text.validation, text.test, charlm_spec(cfg)
     data = load_dataset(cfg.dataset)
     train, validation, test = split_train_validation_test(data, seed=cfg.seed)
-    shards = shard(train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
+    if cfg.rows_per_trainer is not None:
+        shards = sample_shards(train, cfg.trainers, cfg.rows_per_trainer, seed=cfg.seed)
+    else:
+        shards = shard(train, cfg.trainers, seed=cfg.seed, non_iid_alpha=cfg.non_iid_alpha)
     return shards, validation, test, demo_spec(cfg, data)
 
 

@@ -49,10 +49,11 @@ GENESIS_BALANCE = 10**30
 GENESIS_TIME = 4_000_000_000  # year 2096
 TX_GAS = 12_000_000
 # StakeVault's `_accounts` mapping is FedMarket's storage slot 0 (OpenZeppelin 5's
-# ReentrancyGuard keeps its flag in a namespaced slot) and `_jobs` slot 4: `Chain.vault` and
+# ReentrancyGuard keeps its flag in a namespaced slot) and `_jobs` slot 3 (FedMarketBase's
+# layout: `_cooldownUntil`, then `nextJobId`, come between): `Chain.vault` and
 # `Chain.status` read them directly (test_harness_reads_storage_like_the_views checks them).
 ACCOUNTS_SLOT = 0
-JOBS_SLOT = 4
+JOBS_SLOT = 3
 
 # Status / reason codes (SPEC.md).
 NONE, CREATED, RUNNING, FINISHED, SETTLED, ABANDONED, CANCELLED = range(7)
@@ -543,6 +544,7 @@ class Chain:
             "missedRounds",
             "unavailableRounds",
             "unavailableMaxScore",
+            "seeded",
         ]
         return dict(
             zip(names, self.view(self.market.functions.participantOf(job, addr)), strict=True)

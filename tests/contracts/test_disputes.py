@@ -207,7 +207,7 @@ def test_bind_court_and_court_only_hooks(chain: Chain) -> None:
     assert chain.court.functions.voteBond().call() == VOTE_BOND
     assert chain.court.functions.COMMITTEE_SIZE().call() == 3
     assert chain.court.functions.MISS_PENALTY_BPS().call() == MISS_PENALTY_BPS
-    assert chain.court.functions.MAX_DRAW_TRIES().call() == 256
+    assert chain.court.functions.MAX_DRAW_TRIES().call() == 1024
     assert chain.court.functions.HARMED_SHARE_BPS().call() == HARMED_BPS
     assert chain.court.functions.CHALLENGER_SHARE_BPS().call() == CHALLENGER_BPS
     assert chain.reverts("CourtAlreadyBound", m.bindCourt(other), deployer) == ()

@@ -121,7 +121,7 @@ def test_create_job_and_views(chain: Chain) -> None:
     owner, agg = chain.accounts[0], chain.accounts[1]
     assert m.nextJobId().call() == 1
     assert (m.SCORE_ONE().call(), m.MAX_ROUND_SCORE().call()) == (10**6, 10**12)
-    assert (m.MAX_TRAINERS().call(), m.MAX_ROUNDS().call()) == (256, 1000)
+    assert (m.MAX_TRAINERS().call(), m.MAX_ROUNDS().call()) == (1024, 1000)
     assert chain.registry.functions.alphaPpm().call() == ALPHA_PPM
     assert chain.registry.functions.market().call() == chain.market.address
     assert m.minChallengeWindow().call() == MIN_CHALLENGE_WINDOW
@@ -162,7 +162,7 @@ def test_create_job_and_views(chain: Chain) -> None:
         ({"rounds": 1001}, ETH, "InvalidRounds", (1001,)),
         ({"minTrainers": 0}, ETH, "InvalidTrainerBounds", (0, 3)),
         ({"minTrainers": 4}, ETH, "InvalidTrainerBounds", (4, 3)),
-        ({"maxTrainers": 257}, ETH, "InvalidTrainerBounds", (2, 257)),
+        ({"maxTrainers": 1025}, ETH, "InvalidTrainerBounds", (2, 1025)),
         ({"joinDuration": 0}, ETH, "InvalidDuration", ()),
         ({"commitDuration": 0}, ETH, "InvalidDuration", ()),
         ({"revealDuration": 0}, ETH, "InvalidDuration", ()),

@@ -1,7 +1,8 @@
 """The Python tables mirror the contract's: reason codes, what is slashable, job status, phase.
 
 One table each lives in `backend.core` (used by the aggregator, the indexer, the API and the
-CLI); this test reads FedMarket.sol's constants so a change on either side fails here first."""
+CLI); this test reads the contract's constants (FedMarketBase.sol, which the market and its
+settlement module share) so a change on either side fails here first."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from backend.core.errors import Reason
 from backend.core.jobstatus import JobStatus, Phase
 
-SOURCE = (Path(__file__).resolve().parents[2] / "contracts" / "FedMarket.sol").read_text()
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+SOURCE = (CONTRACTS / "FedMarketBase.sol").read_text()
+MARKET = (CONTRACTS / "FedMarket.sol").read_text()
 
 
 def _constants(prefix: str) -> dict[str, int]:
@@ -37,7 +40,7 @@ def test_reason_codes_and_slashable_range_match_the_contract() -> None:
 
 
 def test_phase_codes_match_the_contracts_documentation() -> None:
-    doc = re.search(r"@notice Phase of job `jobId`: (.+?)\n\s*///(.+?)\n", SOURCE)
+    doc = re.search(r"@notice Phase of job `jobId`: (.+?)\n\s*///(.+?)\n", MARKET)
     assert doc, "FedMarket.sol no longer documents phaseOf()"
     text = " ".join(" ".join(doc.groups()).split())
     codes = [int(k) for k in re.findall(r"(?:^|· )(\d) ", text)]
