@@ -135,8 +135,12 @@ class Decoded:
     claims: dict[int, PrivacyClaim] = field(default_factory=dict)  # submission → its ε claim
 
     def rows(self, indices: Sequence[int]) -> np.ndarray:
-        """The rows of the submissions ``indices`` (a copy, in that order)."""
-        return self.x[[self.row_of[i] for i in indices]]
+        """The rows of the submissions ``indices``, in that order: ``x`` itself when that is
+        every row in ``x``'s order (read only: no stage writes into it), else a copy."""
+        order = [self.row_of[i] for i in indices]
+        if order == list(range(self.x.shape[0])):
+            return self.x
+        return self.x[order]
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ def decode(inputs: RoundInputs) -> Decoded:
     subs = inputs.submissions
     n = len(subs)
     changes: dict[int, tuple[Reason, str]] = {}
-    rows: list[np.ndarray] = []
+    # Rows go straight into one matrix (no list of rows to stack: that held the updates twice)
+    x = np.empty((sum(s.blob is not None for s in subs), inputs.template.size), np.float32)
     row_of: dict[int, int] = {}
     claims: dict[int, PrivacyClaim] = {}
     for i in inputs.by_trainer(range(n)):
@@ -196,12 +201,12 @@ def decode(inputs: RoundInputs) -> Decoded:
             changes[i] = (got.reason, got.detail)
             continue
         row, claim = got
-        row_of[i] = len(rows)
-        rows.append(row)
+        x[len(row_of)] = row
+        row_of[i] = len(row_of)
         if claim is not None:
             claims[i] = claim
     valid = inputs.by_trainer(row_of)
-    x = np.stack(rows) if rows else np.zeros((0, inputs.template.size), np.float32)
+    x = x[: len(row_of)]
     norms = np.zeros(n)
     for i in valid:
         norms[i] = float(np.linalg.norm(x[row_of[i]].astype(np.float64)))

@@ -819,6 +819,7 @@ MARKET_FOLDERS: dict[str, Folder] = {
     "StakeTransferred": fold_stake_transferred,
     "BondCooldown": fold_bond_cooldown,
     "SlashedStakeBurned": fold_recorded_only,
+    "SettlementProgress": fold_recorded_only,  # JobFinalized / JobAbandoned close it
     "CourtBound": fold_recorded_only,
 }
 

@@ -213,6 +213,19 @@ _EXPLAIN: dict[str, Callable[[str, Args], str]] = {
         f"until unix time {a.get('correctBy')}; only after that can it lapse"
     ),
     "CourtAlreadyBound": lambda fn, a: "this market's dispute court is already bound",
+    "NothingToSettle": lambda fn, a: (
+        f"job {a.get('jobId')} has nothing left to settle: it has not ended yet, was "
+        "cancelled, or its settlement is already complete"
+    ),
+    "SettlementPending": lambda fn, a: (
+        f"job {a.get('jobId')} ended but its settlement is not complete ({a.get('done')} of "
+        f"{a.get('total')} steps): anyone may continue it (MarketClient.finish_settlement; "
+        "`fedmarket trainer claim` does it before claiming)"
+    ),
+    "NotDelegated": lambda fn, a: (
+        "the settlement module runs only inside its market (by delegatecall): call the "
+        "market's `settle`, not the module"
+    ),
     "InvalidRole": lambda fn, a: f"role {a.get('role')} is not 1 (aggregator) or 2 (verifier)",
     "SameAsPosted": lambda fn, a: (
         "your digest equals the posted result's: you agree with the round, there is nothing "

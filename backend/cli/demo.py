@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 # The demo's options, one alias each (their help is what `fedmarket demo --help` shows).
-TrainersOpt = Annotated[int, typer.Option(min=1, max=256, help="number of trainers")]
+TrainersOpt = Annotated[int, typer.Option(min=1, max=1024, help="number of trainers")]
 AttackersOpt = Annotated[int, typer.Option(min=0, help="how many of them are malicious")]
 RoundsOpt = Annotated[int, typer.Option(min=1, max=1000, help="training rounds")]
 AttackOpt = Annotated[str, typer.Option(help="sign_flip | noise | label_flip | zero")]

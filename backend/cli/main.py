@@ -11,6 +11,7 @@ from backend.cli.data import data_app
 from backend.cli.demo import demo_cmd
 from backend.cli.devnet import devnet_app
 from backend.cli.owner import owner_app
+from backend.cli.simulate import simulate_cmd
 from backend.cli.trainer import trainer_app
 from backend.cli.verifier import verifier_app
 
@@ -32,6 +33,7 @@ def _root() -> None:
 
 # The order of registration is the order of `fedmarket --help`.
 app.command("demo")(demo_cmd)
+app.command("simulate")(simulate_cmd)
 app.add_typer(aggregator_app, name="aggregator")
 app.add_typer(audit_app, name="audit")
 app.add_typer(api_app, name="api")
