@@ -19,6 +19,8 @@ Pure and deterministic; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
@@ -27,6 +29,18 @@ __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basi
 #: treated as 0 (duplicates among earlier updates); far above float noise, so two machines'
 #: LAPACK builds agree on the rank.
 _RANK_TOL = 1e-6
+#: At most this many public directions are projected out. Up to it the basis is exact (an SVD
+#: of every public row, as before issue 16); beyond it (a job of many trainers: hundreds of
+#: public rows per round) it is the top directions found by a seeded randomized range finder
+#: (Halko, Martinsson and Tropp 2011; one power iteration), so a round's time and memory for
+#: this step grow with the number of public rows only linearly, and its memory is
+#: O(MAX_PUBLIC_DIRECTIONS × d) plus one block of rows, not a float64 copy of all of them.
+#: A replay of a public row whose direction falls outside the top ones keeps some innovation;
+#: copy detection (`aggregator.rules.copies`) flags replays on its own.
+MAX_PUBLIC_DIRECTIONS = 64
+_OVERSAMPLE = 8
+_SKETCH_SEED = 16
+_BLOCK_ROWS = 64
 
 
 def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
@@ -37,16 +51,64 @@ def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
     """
     if vectors is None or vectors.shape[0] == 0:
         return None
-    p = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(p, axis=1)
+    norms = _row_norms(vectors)
     keep = np.isfinite(norms) & (norms > 0.0)
     if not keep.any():
         return None
+    if int(keep.sum()) > MAX_PUBLIC_DIRECTIONS:
+        return _sketched_basis(vectors, norms, keep)
+    p = np.asarray(vectors, dtype=np.float64)
     # Unit rows: one huge public row (a flagged update 1e10 x the others) must not push the
     # others' directions under a tolerance relative to the largest singular value.
     unit = p[keep] / norms[keep, None]
     _, s, vt = np.linalg.svd(unit, full_matrices=False)
     return vt[s > _RANK_TOL * s[0]]
+
+
+def _row_norms(vectors: np.ndarray) -> np.ndarray:
+    """L2 norm of each row in float64, a block of rows at a time (each row's value is the
+    one a whole-matrix `np.linalg.norm(..., axis=1)` gives)."""
+    out = np.empty(vectors.shape[0])
+    for start in range(0, vectors.shape[0], _BLOCK_ROWS):
+        block = np.asarray(vectors[start : start + _BLOCK_ROWS], dtype=np.float64)
+        out[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
+    return out
+
+
+def _unit_blocks(
+    vectors: np.ndarray, norms: np.ndarray, keep: np.ndarray
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows slice of the kept rows, those rows as float64 unit vectors), block by block."""
+    rows = np.flatnonzero(keep)
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        idx = rows[start : start + _BLOCK_ROWS]
+        block = np.asarray(vectors[idx], dtype=np.float64) / norms[idx, None]
+        yield slice(start, start + idx.size), block
+
+
+def _sketched_basis(vectors: np.ndarray, norms: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The top MAX_PUBLIC_DIRECTIONS directions of the kept unit rows' span (orthonormal
+    rows, float64): a seeded Gaussian sketch of the row space, one power iteration, then an
+    exact SVD of the rows projected on it."""
+    m, width = int(keep.sum()), MAX_PUBLIC_DIRECTIONS + _OVERSAMPLE
+    omega = np.random.default_rng(_SKETCH_SEED).standard_normal((m, width))
+    y = np.zeros((vectors.shape[1], width))
+    for part, block in _unit_blocks(vectors, norms, keep):
+        y += block.T @ omega[part]
+    q = np.linalg.qr(y)[0]
+    z = np.zeros((m, width))
+    for part, block in _unit_blocks(vectors, norms, keep):
+        z[part] = block @ q
+    y[:] = 0.0
+    for part, block in _unit_blocks(vectors, norms, keep):
+        y += block.T @ z[part]
+    q = np.linalg.qr(y)[0]
+    projected = np.zeros((m, width))
+    for part, block in _unit_blocks(vectors, norms, keep):
+        projected[part] = block @ q
+    _, s, vt = np.linalg.svd(projected, full_matrices=False)
+    rank = min(MAX_PUBLIC_DIRECTIONS, int(np.sum(s > _RANK_TOL * s[0])))
+    return (q @ vt[:rank].T).T
 
 
 def innovation(x: np.ndarray, basis: np.ndarray | None) -> np.ndarray:

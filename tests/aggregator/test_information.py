@@ -15,6 +15,7 @@ from aggregator.rules.copies import REASON_COPY, REASON_REPLAY, copy_verdict
 from aggregator.rules.fixedpoint import to_fixed_point
 from aggregator.rules.harm import harm_bar, robust_gain_scale
 from aggregator.rules.information import (
+    MAX_PUBLIC_DIRECTIONS,
     chance_gain_scale,
     information_scores,
     innovation,
@@ -58,6 +59,24 @@ def test_innovation_of_any_mix_of_public_vectors_is_zero() -> None:
     kept = np.linalg.norm(innovation(fresh, basis)) / np.linalg.norm(fresh)
     assert kept > 0.99  # 5 directions of 4000 take almost nothing from a fresh one
     assert public_basis(None) is None and public_basis(np.zeros((3, D))) is None
+
+
+def test_many_public_rows_keep_a_bounded_basis_that_still_spans_their_main_directions() -> None:
+    """A job of many trainers: more public rows than MAX_PUBLIC_DIRECTIONS. The basis is
+    capped (time and memory bounded), orthonormal, the same on every call, and still takes
+    out a replay of the public rows' dominant directions."""
+    rng = np.random.default_rng(1)
+    directions = rng.standard_normal((10, D))  # what the public updates mostly share
+    public = rng.standard_normal((300, 10)) @ directions + 1e-3 * rng.standard_normal((300, D))
+    public = public.astype(np.float32)
+    basis = public_basis(public)
+    assert basis is not None and basis.shape == (MAX_PUBLIC_DIRECTIONS, D)
+    assert np.allclose(basis @ basis.T, np.eye(MAX_PUBLIC_DIRECTIONS), atol=1e-9)
+    assert np.array_equal(basis, public_basis(public))
+    replay = public[17].astype(np.float64)
+    assert np.linalg.norm(innovation(replay, basis)) < 1e-2 * np.linalg.norm(replay)
+    fresh = rng.standard_normal(D)
+    assert np.linalg.norm(innovation(fresh, basis)) > 0.95 * np.linalg.norm(fresh)
 
 
 def test_chance_scale_is_the_sign_randomised_std() -> None:
