@@ -8,6 +8,7 @@ have (the golden test pins scores, reasons and model hash bit for bit).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -85,6 +86,12 @@ class RoundInputs:
     validation: Dataset
     previous: PublicUpdates | None = None
     momentum: np.ndarray | None = None
+
+    @functools.cached_property
+    def public_updates(self) -> PublicUpdates | None:
+        """`public()`, built once per round: with many trainers its rows are hundreds of MB,
+        and copy detection and information scoring both read them."""
+        return self.public()
 
     def public(self) -> PublicUpdates | None:
         """Everything public before this round: earlier updates and the momentum (which
@@ -228,7 +235,7 @@ def find_copies(inputs: RoundInputs, decoded: Decoded) -> Copies:
         return Copies(decoded.verdicts, [])
     agg, subs = inputs.spec.aggregation, inputs.submissions
     by_commit = sorted(decoded.valid, key=lambda i: (subs[i].commit_order, subs[i].trainer.lower()))
-    public = inputs.public()
+    public = inputs.public_updates
     known = public is None or public.owners is not None  # nothing earlier: nothing unknown
     verdict = copy_verdict(
         decoded.rows(by_commit),
@@ -462,7 +469,7 @@ def information(
     magnitudes with random signs would gain by chance.
     """
     inputs = probe.inputs
-    public = inputs.public()
+    public = inputs.public_updates
     basis = public_basis(None if public is None else public.rows)
     w_ref, _ = probe.step(np.zeros(inputs.template.size))
     val = inputs.validation

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from aggregator.rules.kernels import norms64
+
 __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
 
 #: Singular values of the unit-normalised public rows below this fraction of the largest are
@@ -51,7 +53,7 @@ def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
     """
     if vectors is None or vectors.shape[0] == 0:
         return None
-    norms = _row_norms(vectors)
+    norms = norms64(vectors)
     keep = np.isfinite(norms) & (norms > 0.0)
     if not keep.any():
         return None
@@ -63,16 +65,6 @@ def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
     unit = p[keep] / norms[keep, None]
     _, s, vt = np.linalg.svd(unit, full_matrices=False)
     return vt[s > _RANK_TOL * s[0]]
-
-
-def _row_norms(vectors: np.ndarray) -> np.ndarray:
-    """L2 norm of each row in float64, a block of rows at a time (each row's value is the
-    one a whole-matrix `np.linalg.norm(..., axis=1)` gives)."""
-    out = np.empty(vectors.shape[0])
-    for start in range(0, vectors.shape[0], _BLOCK_ROWS):
-        block = np.asarray(vectors[start : start + _BLOCK_ROWS], dtype=np.float64)
-        out[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
-    return out
 
 
 def _unit_blocks(

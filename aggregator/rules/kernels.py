@@ -83,6 +83,16 @@ def row_norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(row_sq_norms(x))
 
 
+def norms64(x: np.ndarray, block_rows: int = 64) -> np.ndarray:
+    """`np.linalg.norm(x.astype(np.float64), axis=1)`, the same values (each row is reduced on
+    its own), a block of rows at a time: no float64 copy of all of ``x``, nor of its square."""
+    out = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], block_rows):
+        block = np.asarray(x[start : start + block_rows], dtype=np.float64)
+        out[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
+    return out
+
+
 def distances_to(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Euclidean distance of each row of ``x`` to ``centre`` (float64, chunked)."""
     a = as_matrix(x)

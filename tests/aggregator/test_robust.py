@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.rules.cosine import cosine_to_centre_flags, loo_median_cosines
-from aggregator.rules.kernels import gram64, pairwise_sq_distances
+from aggregator.rules.kernels import gram64, norms64, pairwise_sq_distances
 from aggregator.rules.median import coordinate_median
 from aggregator.rules.multi_krum import krum_scores, multi_krum_aggregate, multi_krum_select
 from aggregator.rules.norm_bound import norm_bound_flags
@@ -465,3 +465,12 @@ def test_threshold_rules_flag_what_they_exclude(name: str) -> None:
     assert verdict.flagged[4] or verdict.flagged[7]
     assert not verdict.held_out.any()
     assert np.array_equal(verdict.excluded, detect_outliers(x, rule))
+
+
+def test_norms64_equals_numpys_whole_matrix_norm_bit_for_bit() -> None:
+    """The round function's norms are computed a block of rows at a time (no n x d float64
+    copy); every value must be numpy's own, or recorded rounds would no longer verify."""
+    rng = np.random.default_rng(3)
+    for n, d in ((1, 7), (65, 1000), (300, 50_890)):
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        assert np.array_equal(norms64(x), np.linalg.norm(x.astype(np.float64), axis=1))
