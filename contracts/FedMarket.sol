@@ -16,9 +16,11 @@ import {FedMarketSettlement} from "./FedMarketSettlement.sol";
 ///         reliability lives in the `ReliabilityRegistry` this contract deploys (`reliability`).
 /// @dev See contracts/SPEC.md for the full interface. Invariants (checked by the test suite):
 ///  (I1) address(this).balance == Σ vault balances (stakes and bonds)
-///                              + Σ over jobs (reward + slashedPool + forfeitPool − paid out).
+///                              + Σ over jobs (reward + slashedPool + forfeited bond
+///                                             − paid out), the forfeited bond as in (I2).
 ///  (I2) For a settled/abandoned/cancelled job: Σ paid + ownerRefund + burned
-///       == reward + slashedPool + forfeitPool; the contract never pays out more than a job holds.
+///       == reward + slashedPool + the forfeited bond (forfeitPool less the unposted round's
+///       share, which is part of reward); the contract never pays out more than a job holds.
 ///  (I3) Every participant and the owner can be paid at most once per job (claimed flags are
 ///       set before any transfer; claim/claimRefund/withdraw are also nonReentrant).
 ///  (I4) A participant's lockedStake is part of its vault `locked` until it claims; a job's
@@ -772,12 +774,16 @@ contract FedMarket is FedMarketBase {
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = j.maxTotalScore;
         uint64 best = 0; // the round's best score, computed at its first reason 2 (rare)
+        bool bestKnown = false; // not `best == 0`: a round where every score is 0 is possible
         for (uint256 i; i < n; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
             uint64 score = scores[i];
             uint8 reason = reasons[i];
-            if (reason == REASON_UNAVAILABLE && best == 0) best = _bestOf(scores);
+            if (reason == REASON_UNAVAILABLE && !bestKnown) {
+                best = _bestOf(scores);
+                bestKnown = true;
+            }
             uint64 total =
                 _applyResult(jobId, round, t, p, score, reason, p.lastRevealRound == round, best);
             jobTotal += score;

@@ -454,11 +454,38 @@ abstract contract FedMarketBase is StakeVault {
             && (reason == REASON_ACCEPTED || score == 0);
     }
 
+    /// @dev The stake a participant has locked after `k` flags, for k = 0.. (`values[k]`):
+    ///      the same for every participant of a job (its stake and slashBps; missed rounds
+    ///      are only charged at settlement). Filled as far as needed, once per transaction, so
+    ///      undoing a slash costs the same however often the trainer was flagged before.
+    struct LockedTable {
+        uint96[] values;
+        uint256 known;
+        uint16 slashBps;
+    }
+
+    /// @dev An empty table for job `j` (room for every round's flag).
+    function _lockedTable(Job storage j) internal view returns (LockedTable memory t) {
+        t.values = new uint96[](uint256(j.rounds) + 1);
+        t.values[0] = j.stakeRequired;
+        t.known = 1;
+        t.slashBps = j.slashBps;
+    }
+
+    function _lockedAfter(LockedTable memory t, uint256 k) internal pure returns (uint96) {
+        while (t.known <= k) {
+            uint96 prev = t.values[t.known - 1];
+            t.values[t.known] = prev - uint96(uint256(prev) * t.slashBps / BPS);
+            t.known += 1;
+        }
+        return t.values[k];
+    }
+
     /// @dev Take back one trainer's posted score, missed or unavailable round (`best`: the
     ///      posted round's best score, as `_applyResult` added it), and, if it was slashed,
     ///      give the stake back (the slash amount is recomputed: locked stake after k flags is
-    ///      a pure function of the job's stake and slashBps — missed rounds are only charged
-    ///      at settlement — and no later round can have been posted meanwhile).
+    ///      a pure function of the job's stake and slashBps, `table` — missed rounds are only
+    ///      charged at settlement — and no later round can have been posted meanwhile).
     function _undoResult(
         uint256 jobId,
         uint32 round,
@@ -466,7 +493,8 @@ abstract contract FedMarketBase is StakeVault {
         address trainer,
         uint64 score,
         uint8 reason,
-        uint64 best
+        uint64 best,
+        LockedTable memory table
     ) internal {
         Participant storage p = _participants[jobId][trainer];
         if (score != 0) p.totalScore -= score;
@@ -477,10 +505,7 @@ abstract contract FedMarketBase is StakeVault {
         }
         if (reason < FIRST_SLASHABLE_REASON) return;
         uint16 flags = p.flaggedRounds - 1;
-        uint96 before = j.stakeRequired;
-        for (uint256 k; k < flags; ++k) {
-            before -= uint96(uint256(before) * j.slashBps / BPS);
-        }
+        uint96 before = _lockedAfter(table, flags);
         uint96 amount = before - p.lockedStake;
         p.flaggedRounds = flags;
         p.lockedStake = before;

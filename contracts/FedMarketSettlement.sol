@@ -124,6 +124,7 @@ contract FedMarketSettlement is FedMarketBase {
         uint64 jobTotal = j.totalScore;
         uint64 maxTotal = from == 0 ? 0 : j.maxTotalScore;
         address[] storage trainers = _trainers[jobId];
+        LockedTable memory table = _lockedTable(j);
         for (uint256 i = from; i < to; ++i) {
             address t = trainers[i];
             Participant storage p = _participants[jobId][t];
@@ -132,7 +133,7 @@ contract FedMarketSettlement is FedMarketBase {
             bool same = withFix && fix.scores[i] == oldScore && fix.reasons[i] == oldReason
                 && (oldReason != REASON_UNAVAILABLE || postedBest == fixBest);
             if (!same) {
-                _undoResult(jobId, round, j, t, oldScore, oldReason, postedBest);
+                _undoResult(jobId, round, j, t, oldScore, oldReason, postedBest, table);
                 jobTotal -= oldScore;
                 if (withFix) {
                     uint64 score = fix.scores[i];
