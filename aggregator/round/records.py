@@ -28,21 +28,40 @@ class Submission:
 class PublicUpdates:
     """Updates public before a round: rows, who sent each, and which may be copied from.
 
-    ``owners`` None: unknown (copy detection then uses the job's fixed cosine). ``sources``
-    None: every row. A row flagged in its own round (a copy itself) is no source: comparing
-    with it would let a copier of A's update make A's next update look like a replay.
+    ``blocks``: the rows, as the blocks they were decoded in (one per round, plus the
+    momentum's row); a single matrix is one block. Never concatenated: with a thousand
+    trainers each round's rows are hundreds of MB. ``owners`` None: unknown (copy detection
+    then uses the job's fixed cosine). ``sources`` None: every row. A row flagged in its own
+    round (a copy itself) is no source: comparing with it would let a copier of A's update
+    make A's next update look like a replay.
     """
 
-    rows: np.ndarray  # (m, d)
+    blocks: tuple[np.ndarray, ...]  # each (m_k, d); a bare (m, d) array is taken as one block
     owners: tuple[str, ...] | None = None
     sources: np.ndarray | None = None  # (m,) bool
 
     def __post_init__(self) -> None:
-        m = self.rows.shape[0]
+        if isinstance(self.blocks, np.ndarray):
+            object.__setattr__(self, "blocks", (self.blocks,))
+        m = self.count
         if self.owners is not None and len(self.owners) != m:
             raise ValueError(f"{len(self.owners)} owners for {m} public updates")
         if self.sources is not None and self.sources.shape != (m,):
             raise ValueError(f"sources must have shape ({m},)")
+
+    @property
+    def count(self) -> int:
+        """How many public rows there are, over all blocks."""
+        return sum(block.shape[0] for block in self.blocks)
+
+    def with_row(self, row: np.ndarray, owner: str) -> PublicUpdates:
+        """These updates and one more row (a source), as one more block: nothing copied."""
+        dtype = self.blocks[0].dtype if self.blocks else row.dtype
+        owners = None if self.owners is None else (*self.owners, owner)
+        sources = np.ones(self.count, dtype=bool) if self.sources is None else self.sources
+        return PublicUpdates(
+            (*self.blocks, row.reshape(1, -1).astype(dtype)), owners, np.append(sources, True)
+        )
 
 
 @dataclass(frozen=True)

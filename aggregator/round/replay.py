@@ -55,7 +55,7 @@ def previous_updates(history: Sequence[PublicRound]) -> PublicUpdates | None:
     if not recent:
         return None
     return PublicUpdates(
-        np.concatenate([r.rows for r in recent]),
+        tuple(block for r in recent for block in r.blocks),  # no copy of the rows
         tuple(o for r in recent for o in (r.owners or ())),
         np.concatenate([r.sources for r in recent if r.sources is not None]),
     )

@@ -102,13 +102,7 @@ class RoundInputs:
         row = np.asarray(mom)[None, :]
         if prev is None:
             return PublicUpdates(row, ("",), np.ones(1, dtype=bool))
-        owners = None if prev.owners is None else (*prev.owners, "")
-        sources = np.ones(prev.rows.shape[0], dtype=bool) if prev.sources is None else prev.sources
-        return PublicUpdates(
-            np.concatenate([prev.rows, row.astype(prev.rows.dtype)]),
-            owners,
-            np.append(sources, True),
-        )
+        return prev.with_row(row, "")
 
     def by_trainer(self, indices: Sequence[int]) -> list[int]:
         """``indices`` in trainer-address order (a fixed, public order)."""
@@ -238,8 +232,9 @@ def find_copies(inputs: RoundInputs, decoded: Decoded) -> Copies:
     public = inputs.public_updates
     known = public is None or public.owners is not None  # nothing earlier: nothing unknown
     verdict = copy_verdict(
-        decoded.rows(by_commit),
-        None if public is None else public.rows,
+        decoded.x,
+        None if public is None else public.blocks,
+        order=[decoded.row_of[i] for i in by_commit],
         owners=[subs[i].trainer for i in by_commit] if known else None,
         previous_owners=() if public is None else public.owners,
         sources=None if public is None else public.sources,
@@ -309,7 +304,7 @@ def check_reference(inputs: RoundInputs, decoded: Decoded, selection: Selection)
     ref = reference_direction(
         inputs.spec, inputs.global_weights, inputs.validation, inputs.template
     )
-    verdict = reference_test(decoded.rows(accepted), ref, ratio)
+    verdict = reference_test(decoded.x, ref, ratio, order=[decoded.row_of[i] for i in accepted])
     if not verdict.median > 0:
         return selection
     held = {
@@ -470,7 +465,7 @@ def information(
     """
     inputs = probe.inputs
     public = inputs.public_updates
-    basis = public_basis(None if public is None else public.rows)
+    basis = public_basis(None if public is None else public.blocks)
     w_ref, _ = probe.step(np.zeros(inputs.template.size))
     val = inputs.validation
     grads = loss_gradient(inputs.spec.model, inputs.template.unflatten(w_ref), val.x, val.y)
@@ -498,7 +493,10 @@ def score(
     scores = np.zeros(len(probe.inputs.submissions))
     if not accepted:
         return Scored(scores, np.zeros(probe.inputs.template.size))
-    acc_x = decoded.rows(accepted)
+    # Weights over every decoded row (0: not aggregated) rather than a copy of the accepted
+    # rows: `weighted_mean` skips zero weights and sums in row order, which is trainer-address
+    # order, the accepted rows' order: the same sum, bit for bit.
+    acc_rows = [decoded.row_of[i] for i in accepted]
     factors = np.array([clip[i] for i in accepted])
     if agg.scoring == "information":
         s = information(probe, decoded, accepted, clip, ref_loss)
@@ -510,7 +508,8 @@ def score(
             if not mask.any():
                 return 0.0
             wts = mask.astype(np.float64) * factors
-            mean = weighted_mean(acc_x, wts) * (float(wts.sum()) / int(mask.sum()))
+            mean = weighted_mean(decoded.x, _spread(wts, acc_rows, decoded))
+            mean *= float(wts.sum()) / int(mask.sum())
             return ref_loss - probe.loss_of(mean)
 
         if agg.scoring == "loo":
@@ -522,8 +521,16 @@ def score(
     for k, i in enumerate(accepted):
         scores[i] = float(s[k])
     # mean of the clipped rows = weighted mean with the clip factors, rescaled
-    delta = weighted_mean(acc_x, factors) * (float(factors.sum()) / len(accepted))
+    delta = weighted_mean(decoded.x, _spread(factors, acc_rows, decoded))
+    delta *= float(factors.sum()) / len(accepted)
     return Scored(scores, delta)
+
+
+def _spread(weights: np.ndarray, rows: Sequence[int], decoded: Decoded) -> np.ndarray:
+    """``weights`` of the rows ``rows`` as a weight for every row of ``decoded.x`` (0 else)."""
+    full = np.zeros(decoded.x.shape[0])
+    full[rows] = weights
+    return full
 
 
 def aggregate(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregator.rules.harm import low_outlier_bar
-from aggregator.rules.kernels import as_matrix, gram64, norms64
+from aggregator.rules.kernels import as_matrix, gram64
 from backend.core.codec import Template, Tensors
 from backend.core.datasets import Dataset
 from backend.core.jobspec import JobSpec
@@ -34,6 +34,10 @@ __all__ = [
     "reference_direction",
     "reference_test",
 ]
+
+#: Rows of updates the reference test upcasts to float64 at a time (`kernels.norms64`'s block,
+#: so each row's norm is the value numpy gives for the whole matrix).
+_REFERENCE_BLOCK_ROWS = 64
 
 
 def max_pair_cosines(x: np.ndarray) -> np.ndarray:
@@ -84,27 +88,34 @@ class ReferenceVerdict:
     flagged: np.ndarray  # all False when the median cosine is not positive
 
 
-def reference_test(rows: np.ndarray, reference: np.ndarray, ref_ratio: float) -> ReferenceVerdict:
+def reference_test(
+    rows: np.ndarray,
+    reference: np.ndarray,
+    ref_ratio: float,
+    *,
+    order: Sequence[int] | None = None,
+) -> ReferenceVerdict:
     """Flag rows far below the median cosine to ``reference`` AND a robust low outlier.
 
     Honest updates, even from skewed shards, keep a clearly positive cosine to the reference;
     label-flipped, sign-flipped and noise updates do not. Relative to the median update's
-    cosine, so no absolute threshold has to fit every model and dataset.
+    cosine, so no absolute threshold has to fit every model and dataset. ``order``: the rows
+    to test, in that order (default all); read a block of rows at a time, never copied whole.
     """
-    rows64 = rows.astype(np.float64)
+    pick = np.arange(rows.shape[0]) if order is None else np.asarray(order, dtype=np.int64)
     ref_norm = float(np.linalg.norm(reference))
-    row_n = norms64(rows64)  # as np.linalg.norm(rows64, axis=1), without its n x d square
-    cosines = np.divide(
-        rows64 @ reference,
-        row_n * ref_norm,
-        out=np.zeros(rows.shape[0]),
-        where=row_n * ref_norm > 0,
-    )
+    dots, row_n = np.empty(pick.size), np.empty(pick.size)
+    for start in range(0, pick.size, _REFERENCE_BLOCK_ROWS):
+        part = slice(start, start + _REFERENCE_BLOCK_ROWS)
+        block = np.asarray(rows[pick[part]], dtype=np.float64)
+        dots[part] = block @ reference
+        row_n[part] = np.linalg.norm(block, axis=1)
+    cosines = np.divide(dots, row_n * ref_norm, out=np.zeros(pick.size), where=row_n * ref_norm > 0)
     median_cos = float(np.median(cosines))
     # Near convergence honest updates scatter around the reference; only an update that is
     # both far below the median and a robust outlier (3 sigma) is flagged.
     bar = min(ref_ratio * median_cos, low_outlier_bar(cosines))
-    flagged = cosines < bar if median_cos > 0 else np.zeros(rows.shape[0], dtype=bool)
+    flagged = cosines < bar if median_cos > 0 else np.zeros(pick.size, dtype=bool)
     return ReferenceVerdict(cosines, median_cos, flagged)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.rules.kernels import gram64, row_sq_norms
+from aggregator.rules.kernels import RowBlocks, gram64, row_blocks, row_sq_norms
 from backend.core.errors import Reason
 
 __all__ = [
@@ -132,7 +132,10 @@ def _own_persistence(
 
 
 def _historical_cross(
-    p: np.ndarray, sq_p: np.ndarray, owners: Sequence[str], sources: np.ndarray | None
+    blocks: Sequence[np.ndarray],
+    sq_p: np.ndarray,
+    owners: Sequence[str],
+    sources: np.ndarray | None,
 ) -> float:
     """The largest cosine between two earlier source updates of different trainers.
 
@@ -145,11 +148,26 @@ def _historical_cross(
     idx = np.flatnonzero(keep & (sq_p > 0.0))
     if idx.size < 2:
         return -1.0
-    rows = p[idx]
-    cos = _cosines(gram64(rows), sq_p[idx], sq_p[idx])
+    gram = _blocks_gram(blocks)[np.ix_(idx, idx)]
+    cos = _cosines(gram, sq_p[idx], sq_p[idx])
     names = np.array([owners[i].lower() for i in idx])
     cos[names[:, None] == names[None, :]] = -1.0
     return float(cos.max())
+
+
+def _blocks_gram(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """The float64 Gram matrix of the rows of all ``blocks``, block pair by block pair (no
+    concatenated copy of the rows)."""
+    ends = np.cumsum([0, *(b.shape[0] for b in blocks)])
+    g = np.zeros((ends[-1], ends[-1]))
+    for i, bi in enumerate(blocks):
+        rows = slice(ends[i], ends[i + 1])
+        g[rows, rows] = gram64(bi)
+        for j in range(i + 1, len(blocks)):
+            cols = slice(ends[j], ends[j + 1])
+            g[rows, cols] = gram64(bi, blocks[j])
+            g[cols, rows] = g[rows, cols].T
+    return g
 
 
 def similarity_bar(own: np.ndarray, cross: float, max_fraction: float, ceiling: float) -> float:
@@ -187,8 +205,9 @@ def _duplicated(near: np.ndarray, clean: np.ndarray, max_fraction: float) -> np.
 
 def copy_verdict(
     x: np.ndarray,
-    previous: np.ndarray | None = None,
+    previous: RowBlocks | None = None,
     *,
+    order: Sequence[int] | None = None,
     owners: Sequence[str] | None = None,
     previous_owners: Sequence[str] | None = None,
     sources: np.ndarray | None = None,
@@ -207,21 +226,26 @@ def copy_verdict(
       another trainer's at or above the bar and closer than the row is to its own past.
     With ``owners`` and ``previous_owners`` the replay bar is :func:`similarity_bar` and clean
     rows alike another row of this round (beyond the round's typical best match) are
-    ``duplicated``; without owners, the fixed ``scale_cos``. Float64 Gram matrices, no loop
-    over pairs.
+    ``duplicated``; without owners, the fixed ``scale_cos``. ``previous`` may be blocks of
+    rows (several rounds', never concatenated); ``order``: the rows of ``x`` to judge, in
+    commit order (default all, as given), so the caller keeps one matrix in its own order.
+    Float64 Gram matrices, no loop over pairs, no copy of the rows.
     """
     a = np.asarray(x)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D array of updates (n x d), got shape {a.shape}")
-    n = a.shape[0]
+    pick = np.arange(a.shape[0]) if order is None else np.asarray(order, dtype=np.int64)
+    n = pick.size
     if n == 0:
         return CopyVerdict(np.zeros(0, np.int64), np.zeros(0, bool), scale_cos)
-    g = gram64(a)
+    g = gram64(a) if order is None else gram64(a)[np.ix_(pick, pick)]
     sq = np.maximum(np.diag(g).copy(), 0.0)
     norms = np.sqrt(sq)
     zero = (norms == 0.0) | (norms <= zero_ratio * float(np.median(norms)))
-    p, sq_p, gp = _previous(a, previous)
-    others = _others_mask(n, owners, previous_owners, p.shape[0])
+    blocks = row_blocks(previous, a.shape[1])
+    sq_p, gp = _previous(a, blocks, pick)
+    n_prev = sq_p.size
+    others = _others_mask(n, owners, previous_owners, n_prev)
     bar = dup_bar = scale_cos
     own = None
     if owners is not None and previous_owners is not None:
@@ -231,7 +255,7 @@ def copy_verdict(
             current.max(axis=1), np.where(others, cross, -1.0).max(axis=1, initial=-1.0)
         )
         own = _own_persistence(cross, owners, previous_owners)
-        history = _historical_cross(p, sq_p, previous_owners, sources)
+        history = _historical_cross(blocks, sq_p, previous_owners, sources)
         bar = similarity_bar(own, history, max_fraction, scale_cos)
         dup_bar = min(bar, _extreme_similarity(best[~zero]))
 
@@ -240,11 +264,11 @@ def copy_verdict(
     m = _matches(g, sq, sq, rel_tol, scale_cos) & np.tri(n, n, k=-1, dtype=bool)  # j < i
     m[:, zero] = False
     copy = m.any(axis=1)
-    src = np.ones(p.shape[0], bool) if sources is None else np.asarray(sources, dtype=bool)
+    src = np.ones(n_prev, bool) if sources is None else np.asarray(sources, dtype=bool)
     # A near-exact resend of any earlier update, one's own and a public aggregate's included,
     # is a replay; the data-derived bar applies to other trainers' updates only (an honest
     # update is naturally closer to an average of everyone's than to its own noisy past).
-    trainers = src & _has_owner(previous_owners, p.shape[0])
+    trainers = src & _has_owner(previous_owners, n_prev)
     exact = _matches(gp, sq, sq_p, rel_tol, scale_cos) & src[None, :]
     alike = _matches(gp, sq, sq_p, rel_tol, bar, own) & others & trainers[None, :]
     replay = (exact | alike).any(axis=1)
@@ -260,23 +284,21 @@ def copy_verdict(
     return CopyVerdict(reasons, duplicated, bar)
 
 
-def detect_copies(
-    x: np.ndarray, previous: np.ndarray | None = None, **kwargs: object
-) -> np.ndarray:
+def detect_copies(x: np.ndarray, previous: RowBlocks | None = None, **kwargs: object) -> np.ndarray:
     """The reasons of :func:`copy_verdict` alone (same arguments)."""
     return copy_verdict(x, previous, **kwargs).reasons  # type: ignore[arg-type]
 
 
-def _previous(a: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """(previous rows as m x d, their squared norms, the n x m Gram with ``a``)."""
-    p = np.zeros((0, a.shape[1])) if previous is None else np.asarray(previous)
-    if p.ndim == 1:
-        p = p[None, :]
-    if p.ndim != 2 or p.shape[1] != a.shape[1]:
-        raise ValueError(f"previous must be m x {a.shape[1]}, got shape {p.shape}")
-    if p.shape[0] == 0:
-        return p, np.zeros(0), np.zeros((a.shape[0], 0))
-    return p, row_sq_norms(p), gram64(a, p)
+def _previous(
+    a: np.ndarray, blocks: Sequence[np.ndarray], pick: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(squared norms of the previous rows, the n x m Gram of ``a[pick]`` with them), one
+    block of previous rows at a time."""
+    if not blocks:
+        return np.zeros(0), np.zeros((pick.size, 0))
+    sq_p = np.concatenate([row_sq_norms(b) for b in blocks])
+    gp = np.hstack([gram64(a, b) for b in blocks])
+    return sq_p, gp[pick]
 
 
 def _has_owner(previous_owners: Sequence[str] | None, m: int) -> np.ndarray:

@@ -19,11 +19,11 @@ Pure and deterministic; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from aggregator.rules.kernels import norms64
+from aggregator.rules.kernels import RowBlocks, norms64, row_blocks
 
 __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
 
@@ -45,46 +45,53 @@ _SKETCH_SEED = 16
 _BLOCK_ROWS = 64
 
 
-def public_basis(vectors: np.ndarray | None) -> np.ndarray | None:
-    """Orthonormal rows spanning ``vectors`` (m x d), float64; None when there are none.
+def public_basis(vectors: RowBlocks | None) -> np.ndarray | None:
+    """Orthonormal rows spanning ``vectors`` (m x d, or blocks of such rows), float64; None
+    when there are none.
 
     An SVD rather than QR: rank-deficient inputs (zero rows, duplicates) must not add
     directions that are not in their span.
     """
-    if vectors is None or vectors.shape[0] == 0:
+    blocks = row_blocks(vectors)
+    if not blocks:
         return None
-    norms = norms64(vectors)
+    norms = np.concatenate([norms64(b) for b in blocks])
     keep = np.isfinite(norms) & (norms > 0.0)
     if not keep.any():
         return None
     if int(keep.sum()) > MAX_PUBLIC_DIRECTIONS:
-        return _sketched_basis(vectors, norms, keep)
-    p = np.asarray(vectors, dtype=np.float64)
+        return _sketched_basis(blocks, norms, keep)
     # Unit rows: one huge public row (a flagged update 1e10 x the others) must not push the
     # others' directions under a tolerance relative to the largest singular value.
-    unit = p[keep] / norms[keep, None]
+    unit = np.concatenate([block for _, block in _unit_blocks(blocks, norms, keep)])
     _, s, vt = np.linalg.svd(unit, full_matrices=False)
     return vt[s > _RANK_TOL * s[0]]
 
 
 def _unit_blocks(
-    vectors: np.ndarray, norms: np.ndarray, keep: np.ndarray
+    blocks: Sequence[np.ndarray], norms: np.ndarray, keep: np.ndarray
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """(rows slice of the kept rows, those rows as float64 unit vectors), block by block."""
-    rows = np.flatnonzero(keep)
-    for start in range(0, rows.size, _BLOCK_ROWS):
-        idx = rows[start : start + _BLOCK_ROWS]
-        block = np.asarray(vectors[idx], dtype=np.float64) / norms[idx, None]
-        yield slice(start, start + idx.size), block
+    done, start = 0, 0
+    for rows in blocks:
+        kept = np.flatnonzero(keep[start : start + rows.shape[0]])
+        for first in range(0, kept.size, _BLOCK_ROWS):
+            idx = kept[first : first + _BLOCK_ROWS]
+            unit = np.asarray(rows[idx], dtype=np.float64) / norms[start + idx, None]
+            yield slice(done, done + idx.size), unit
+            done += idx.size
+        start += rows.shape[0]
 
 
-def _sketched_basis(vectors: np.ndarray, norms: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def _sketched_basis(
+    vectors: Sequence[np.ndarray], norms: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
     """The top MAX_PUBLIC_DIRECTIONS directions of the kept unit rows' span (orthonormal
     rows, float64): a seeded Gaussian sketch of the row space, one power iteration, then an
     exact SVD of the rows projected on it."""
     m, width = int(keep.sum()), MAX_PUBLIC_DIRECTIONS + _OVERSAMPLE
     omega = np.random.default_rng(_SKETCH_SEED).standard_normal((m, width))
-    y = np.zeros((vectors.shape[1], width))
+    y = np.zeros((vectors[0].shape[1], width))
     for part, block in _unit_blocks(vectors, norms, keep):
         y += block.T @ omega[part]
     q = np.linalg.qr(y)[0]

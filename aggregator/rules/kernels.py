@@ -7,11 +7,12 @@ work one column block at a time so that no n x d float64 copy is ever made.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 __all__ = [
+    "RowBlocks",
     "as_matrix",
     "centred_gram",
     "column_blocks",
@@ -19,6 +20,7 @@ __all__ = [
     "far_from",
     "gram64",
     "pairwise_sq_distances",
+    "row_blocks",
     "row_norms",
     "row_sq_norms",
 ]
@@ -30,6 +32,30 @@ _BLOCK_BYTES = 16 * 1024 * 1024
 _GRAM_BLOCK_BYTES = 4 * 1024 * 1024
 #: Longest run of columns one float32 product sums before the float64 accumulator takes over.
 _GRAM_MAX_WIDTH = 8192
+
+
+#: Rows as one matrix or as consecutive blocks of rows: several rounds' updates stay the
+#: arrays they were decoded into, not concatenated into one more copy of all of them.
+RowBlocks = np.ndarray | Sequence[np.ndarray]
+
+
+def row_blocks(x: RowBlocks | None, d: int | None = None) -> list[np.ndarray]:
+    """The non-empty 2-D blocks of ``x`` (a 1-D array is one row; None: none), no copy.
+
+    Raises ValueError for a block that is not rows of ``d`` columns.
+    """
+    parts = [] if x is None else [x] if isinstance(x, np.ndarray) else list(x)
+    blocks = []
+    for part in parts:
+        block = np.asarray(part)
+        if block.ndim == 1:
+            block = block[None, :]
+        if block.ndim != 2 or (d is not None and block.shape[1] != d):
+            want = "m x d" if d is None else f"m x {d}"
+            raise ValueError(f"previous updates must be {want}, got shape {block.shape}")
+        if block.shape[0]:
+            blocks.append(block)
+    return blocks
 
 
 def as_matrix(x: np.ndarray) -> np.ndarray:
