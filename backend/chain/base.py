@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -232,11 +233,16 @@ class Chain(ABC):
             raise self._classify(exc, tx["from"], int(tx["value"]), what) from None
         return int(estimate, 16), int(count, 16), self._fees_for(_base_fee(latest))
 
-    def call_suffix(self, tx_hash: bytes, args_bytes: int) -> bytes:
-        """What a transaction's calldata carries after its selector and `args_bytes` of
-        static ABI arguments (see `transact`'s `suffix`)."""
-        data = bytes(self.w3.eth.get_transaction(HexBytes(tx_hash))["input"])
-        return data[4 + args_bytes :]
+    def call_suffixes(self, tx_hashes: Sequence[bytes], args_bytes: int) -> list[bytes]:
+        """What each transaction's calldata carries after its selector and `args_bytes` of
+        static ABI arguments (see `transact`'s `suffix`), in one round trip; b"" for a
+        transaction the node does not know."""
+        if not tx_hashes:
+            return []
+        txs = self._batch(
+            [("eth_getTransactionByHash", [HexBytes(h).to_0x_hex()]) for h in tx_hashes]
+        )
+        return [bytes(HexBytes(tx["input"]))[4 + args_bytes :] if tx else b"" for tx in txs]
 
     def estimate(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> int:
         """The gas `fn` would use; raises what sending it would (ContractRevert,

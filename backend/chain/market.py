@@ -371,8 +371,9 @@ class MarketClient:
         The announcement is untrusted bytes: anything but a short printable-ASCII string is
         ignored (the trainer then simply has no sealed update in the snapshot)."""
         out: dict[str, str] = {}
-        for log in self._logs("UpdateCommitted", self._since(job_id), jobId=job_id, round=round_):
-            tail = self.chain.call_suffix(bytes(log["transactionHash"]), 64)
+        logs = self._logs("UpdateCommitted", self._since(job_id), jobId=job_id, round=round_)
+        tails = self.chain.call_suffixes([bytes(g["transactionHash"]) for g in logs], 64)
+        for log, tail in zip(logs, tails, strict=True):
             if 0 < len(tail) <= MAX_ANNOUNCED_CID and tail.isascii() and tail.decode().isalnum():
                 out[Web3.to_checksum_address(log["args"]["trainer"])] = tail.decode()
         return out
