@@ -43,6 +43,11 @@ class TxResult:
     receipt: Any
 
 
+#: Most calls sent in one JSON-RPC batch: nodes cap batches (geth at 1,000 by default), and a
+#: job may have 1,024 trainers.
+MAX_BATCH = 256
+
+
 class Chain(ABC):
     """web3 plus local signing, dev-chain helpers and error mapping."""
 
@@ -211,7 +216,7 @@ class Chain(ABC):
 
         `suffix`: bytes appended to the calldata after the ABI arguments. The contract ignores
         them (Solidity decodes only its arguments, as ERC-2771 relies on); off-chain readers
-        find them in the transaction (`call_suffix`). The estimate includes them.
+        find them in the transaction (`call_suffixes`). The estimate includes them.
         """
         tx = self._call_tx(fn, sender, value, suffix)
         gas, nonce, fees = self._prepare(tx, fn.fn_name)
@@ -235,13 +240,14 @@ class Chain(ABC):
 
     def call_suffixes(self, tx_hashes: Sequence[bytes], args_bytes: int) -> list[bytes]:
         """What each transaction's calldata carries after its selector and `args_bytes` of
-        static ABI arguments (see `transact`'s `suffix`), in one round trip; b"" for a
-        transaction the node does not know."""
-        if not tx_hashes:
-            return []
-        txs = self._batch(
-            [("eth_getTransactionByHash", [HexBytes(h).to_0x_hex()]) for h in tx_hashes]
-        )
+        static ABI arguments (see `transact`'s `suffix`), in round trips of at most
+        `MAX_BATCH` calls; b"" for a transaction the node does not know."""
+        txs: list[Any] = []
+        for start in range(0, len(tx_hashes), MAX_BATCH):
+            part = tx_hashes[start : start + MAX_BATCH]
+            txs += self._batch(
+                [("eth_getTransactionByHash", [HexBytes(h).to_0x_hex()]) for h in part]
+            )
         return [bytes(HexBytes(tx["input"]))[4 + args_bytes :] if tx else b"" for tx in txs]
 
     def estimate(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> int:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from backend.chain.base import Chain
+from backend.chain.base import MAX_BATCH, Chain
 from backend.chain.market import JobParams, MarketClient, commitment_hash
 from backend.chain.rpc import rpc_chain
 from backend.core.errors import ChainUnavailable, ContractRevert
@@ -64,6 +64,17 @@ def test_in_process_gas_estimate_covers_the_gas_used(chain: Chain, market: Marke
     estimate = int(fn.estimate_gas({"from": a.address, "value": 10**18}))
     used = market.register(a, 10**18).gas_used
     assert used <= estimate <= used + 30_000
+
+
+def test_calldata_suffixes_are_read_in_bounded_batches(chain: Chain, market: MarketClient) -> None:
+    """The aggregator reads each commit's announced CID (calldata after the arguments) in
+    batches; a job's 1,024 commits are more than one JSON-RPC batch may carry on some nodes."""
+    a = chain.new_funded_account(10**19)
+    fn = market.contract.functions.register()
+    sent = chain.transact(fn, a, value=10**18, suffix=b"QmAnnounced")
+    unknown = [i.to_bytes(32, "big") for i in range(1, MAX_BATCH + 45)]
+    tails = chain.call_suffixes([*unknown, bytes.fromhex(sent.tx_hash.removeprefix("0x"))], 0)
+    assert tails == [b""] * len(unknown) + [b"QmAnnounced"]
 
 
 def test_only_the_jobs_aggregator_posts(
