@@ -89,13 +89,9 @@ class RoundInputs:
 
     @functools.cached_property
     def public_updates(self) -> PublicUpdates | None:
-        """`public()`, built once per round: with many trainers its rows are hundreds of MB,
-        and copy detection and information scoring both read them."""
-        return self.public()
-
-    def public(self) -> PublicUpdates | None:
         """Everything public before this round: earlier updates and the momentum (which
-        carries every earlier aggregate; owner '', a source like any accepted update)."""
+        carries every earlier aggregate; owner '', a source like any accepted update). Built
+        once per round: copy detection and information scoring both read it."""
         prev, mom = self.previous, self.momentum
         if mom is None or not np.any(mom):
             return prev

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregator.rules.harm import low_outlier_bar
-from aggregator.rules.kernels import as_matrix, gram64
+from aggregator.rules.kernels import ROW_BLOCK, as_matrix, gram64
 from backend.core.codec import Template, Tensors
 from backend.core.datasets import Dataset
 from backend.core.jobspec import JobSpec
@@ -34,10 +34,6 @@ __all__ = [
     "reference_direction",
     "reference_test",
 ]
-
-#: Rows of updates the reference test upcasts to float64 at a time (`kernels.norms64`'s block,
-#: so each row's norm is the value numpy gives for the whole matrix).
-_REFERENCE_BLOCK_ROWS = 64
 
 
 def max_pair_cosines(x: np.ndarray) -> np.ndarray:
@@ -105,8 +101,8 @@ def reference_test(
     pick = np.arange(rows.shape[0]) if order is None else np.asarray(order, dtype=np.int64)
     ref_norm = float(np.linalg.norm(reference))
     dots, row_n = np.empty(pick.size), np.empty(pick.size)
-    for start in range(0, pick.size, _REFERENCE_BLOCK_ROWS):
-        part = slice(start, start + _REFERENCE_BLOCK_ROWS)
+    for start in range(0, pick.size, ROW_BLOCK):
+        part = slice(start, start + ROW_BLOCK)
         block = np.asarray(rows[pick[part]], dtype=np.float64)
         dots[part] = block @ reference
         row_n[part] = np.linalg.norm(block, axis=1)

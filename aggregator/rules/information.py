@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from aggregator.rules.kernels import RowBlocks, norms64, row_blocks
+from aggregator.rules.kernels import ROW_BLOCK, RowBlocks, norms64, row_blocks
 
 __all__ = ["chance_gain_scale", "information_scores", "innovation", "public_basis"]
 
@@ -42,7 +42,6 @@ _RANK_TOL = 1e-6
 MAX_PUBLIC_DIRECTIONS = 64
 _OVERSAMPLE = 8
 _SKETCH_SEED = 16
-_BLOCK_ROWS = 64
 
 
 def public_basis(vectors: RowBlocks | None) -> np.ndarray | None:
@@ -75,8 +74,8 @@ def _unit_blocks(
     done, start = 0, 0
     for rows in blocks:
         kept = np.flatnonzero(keep[start : start + rows.shape[0]])
-        for first in range(0, kept.size, _BLOCK_ROWS):
-            idx = kept[first : first + _BLOCK_ROWS]
+        for first in range(0, kept.size, ROW_BLOCK):
+            idx = kept[first : first + ROW_BLOCK]
             unit = np.asarray(rows[idx], dtype=np.float64) / norms[start + idx, None]
             yield slice(done, done + idx.size), unit
             done += idx.size
@@ -91,21 +90,22 @@ def _sketched_basis(
     exact SVD of the rows projected on it."""
     m, width = int(keep.sum()), MAX_PUBLIC_DIRECTIONS + _OVERSAMPLE
     omega = np.random.default_rng(_SKETCH_SEED).standard_normal((m, width))
-    y = np.zeros((vectors[0].shape[1], width))
-    for part, block in _unit_blocks(vectors, norms, keep):
-        y += block.T @ omega[part]
-    q = np.linalg.qr(y)[0]
-    z = np.zeros((m, width))
-    for part, block in _unit_blocks(vectors, norms, keep):
-        z[part] = block @ q
-    y[:] = 0.0
-    for part, block in _unit_blocks(vectors, norms, keep):
-        y += block.T @ z[part]
-    q = np.linalg.qr(y)[0]
-    projected = np.zeros((m, width))
-    for part, block in _unit_blocks(vectors, norms, keep):
-        projected[part] = block @ q
-    _, s, vt = np.linalg.svd(projected, full_matrices=False)
+
+    def rows_times(q: np.ndarray) -> np.ndarray:  # U @ q, U the kept unit rows (m x d)
+        out = np.zeros((m, width))
+        for part, block in _unit_blocks(vectors, norms, keep):
+            out[part] = block @ q
+        return out
+
+    def rows_t_times(z: np.ndarray) -> np.ndarray:  # U.T @ z
+        out = np.zeros((vectors[0].shape[1], width))
+        for part, block in _unit_blocks(vectors, norms, keep):
+            out += block.T @ z[part]
+        return out
+
+    q = np.linalg.qr(rows_t_times(omega))[0]
+    q = np.linalg.qr(rows_t_times(rows_times(q)))[0]  # one power iteration
+    _, s, vt = np.linalg.svd(rows_times(q), full_matrices=False)
     rank = min(MAX_PUBLIC_DIRECTIONS, int(np.sum(s > _RANK_TOL * s[0])))
     return (q @ vt[:rank].T).T
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 __all__ = [
+    "ROW_BLOCK",
     "RowBlocks",
     "as_matrix",
     "centred_gram",
@@ -32,6 +33,9 @@ _BLOCK_BYTES = 16 * 1024 * 1024
 _GRAM_BLOCK_BYTES = 4 * 1024 * 1024
 #: Longest run of columns one float32 product sums before the float64 accumulator takes over.
 _GRAM_MAX_WIDTH = 8192
+#: Rows upcast to float64 at a time by the row-wise kernels (a row's values do not depend on
+#: it: each row is reduced on its own).
+ROW_BLOCK = 64
 
 
 #: Rows as one matrix or as consecutive blocks of rows: several rounds' updates stay the
@@ -109,7 +113,7 @@ def row_norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(row_sq_norms(x))
 
 
-def norms64(x: np.ndarray, block_rows: int = 64) -> np.ndarray:
+def norms64(x: np.ndarray, block_rows: int = ROW_BLOCK) -> np.ndarray:
     """`np.linalg.norm(x.astype(np.float64), axis=1)`, the same values (each row is reduced on
     its own), a block of rows at a time: no float64 copy of all of ``x``, nor of its square."""
     out = np.empty(x.shape[0])

@@ -134,8 +134,16 @@ class Chain(ABC):
         return latest, [g for g in logs if from_block <= g["blockNumber"] <= latest]
 
     def _batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """The results of several JSON-RPC calls in one round trip (one by one when the
-        node does not take batches); an error raises as `_rpc` raises it."""
+        """The results of several JSON-RPC calls, in one round trip per `MAX_BATCH` of them
+        (one by one when the node does not take batches); an error raises as `_rpc` raises
+        it."""
+        results: list[Any] = []
+        for start in range(0, len(calls), MAX_BATCH):
+            results += self._one_batch(calls[start : start + MAX_BATCH])
+        return results
+
+    def _one_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """At most `MAX_BATCH` calls in one round trip (see `_batch`)."""
         try:
             responses = self.w3.provider.make_batch_request(calls)  # type: ignore[arg-type]
         except (NotImplementedError, AttributeError):
@@ -240,14 +248,11 @@ class Chain(ABC):
 
     def call_suffixes(self, tx_hashes: Sequence[bytes], args_bytes: int) -> list[bytes]:
         """What each transaction's calldata carries after its selector and `args_bytes` of
-        static ABI arguments (see `transact`'s `suffix`), in round trips of at most
-        `MAX_BATCH` calls; b"" for a transaction the node does not know."""
-        txs: list[Any] = []
-        for start in range(0, len(tx_hashes), MAX_BATCH):
-            part = tx_hashes[start : start + MAX_BATCH]
-            txs += self._batch(
-                [("eth_getTransactionByHash", [HexBytes(h).to_0x_hex()]) for h in part]
-            )
+        static ABI arguments (see `transact`'s `suffix`), batched (`_batch`); b"" for a
+        transaction the node does not know."""
+        txs = self._batch(
+            [("eth_getTransactionByHash", [HexBytes(h).to_0x_hex()]) for h in tx_hashes]
+        )
         return [bytes(HexBytes(tx["input"]))[4 + args_bytes :] if tx else b"" for tx in txs]
 
     def estimate(self, fn: ContractFunction, sender: LocalAccount, value: int = 0) -> int:
